@@ -1,0 +1,45 @@
+"""The `openshell` command: a thin dispatcher over per-area subcommand modules.
+
+Each area (policy, proxy, sandbox, demo) owns a module here with `register(subparsers)`;
+this file only wires them. It must never contain business logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (subcommand, module under jupyter_openshell.cli, help)
+_AREAS = [
+    ("policy", "policy_cmd", "validate, explain, suggest policies; print the JSON Schema"),
+    ("proxy", "proxy_cmd", "run the L7 egress policy proxy"),
+    ("sandbox", "sandbox_cmd", "create, exec into, list and remove sandboxes"),
+    ("demo", "demo_cmd", "set up state and open the demo notebook in JupyterLab"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openshell", description="jupyter-openshell sandboxes and policy proxy")
+    sub = parser.add_subparsers(dest="area", required=True, metavar="COMMAND")
+    for name, module, help_text in _AREAS:
+        try:
+            mod = importlib.import_module(f"{__name__}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{module}":
+                raise
+            continue
+        area = sub.add_parser(name, help=help_text, description=help_text)
+        mod.register(area)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    rc = args.func(args)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up jupyter-openshell on a fresh Debian/Ubuntu machine: system packages, a venv, the package.
+# Usage: scripts/setup.sh [--test]     (--test also installs the test dependencies)
+# Idempotent: a second run only checks. Never downloads anything but Debian and PyPI packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+
+need_apt=()
+for pair in bwrap:bubblewrap curl:curl git:git ip:iproute2 setpriv:util-linux node:nodejs; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
+done
+[ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] \
+  || need_apt+=(libseccomp2)
+# The sandbox runs Python as an unprivileged uid: the venv must be built on a Python every uid can read
+# (a Python under a 0700 home, such as root's pyenv, is not). Debian's /usr/bin/python3 is.
+py=/usr/bin/python3
+if [ -x "$py" ] && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  "$py" -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+else
+  py=$(command -v python3)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "==> apt-get install ${need_apt[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need_apt[*]} — run: sudo apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv with $py"
+  "$py" -m venv .venv
+fi
+echo "==> pip install -e .$extras"
+.venv/bin/pip install -q --disable-pip-version-check -e ".$extras" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c 'import jupyter_openshell, mitmproxy' || { echo "install failed" >&2; exit 1; }
+echo "==> jupyter-openshell ready: $(.venv/bin/openshell --help >/dev/null && echo ok)"

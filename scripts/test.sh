@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then run lint and the whole test suite.
+# Runs as root (CI) and as an ordinary user; the unprivileged paths are exercised from inside the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+.venv/bin/ruff check jupyter_openshell tests bench
+exec .venv/bin/python -m pytest -p no:cacheprovider -q "$@"
