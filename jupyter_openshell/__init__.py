@@ -18,7 +18,9 @@ def load_ipython_extension(ipython):  # pragma: no cover - thin delegation
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "jupyter_openshell.server"}]
+    from .server.app import OpenShellExtension  # imported only when jupyter_server asks
+
+    return [{"module": "jupyter_openshell.server.app", "app": OpenShellExtension}]
 
 
 def _jupyter_labextension_paths():

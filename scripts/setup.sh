@@ -31,11 +31,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-if [ ! -x .venv/bin/python ]; then
+# Sandboxes and the unprivileged tests run the venv's Python as other uids. If this checkout is not
+# readable by them (e.g. a clone under root's 0700 home), the venv lives in /opt with a regular install.
+editable="-e"
+if [ "$(id -u)" = 0 ] && ! setpriv --reuid 65534 --regid 65534 --clear-groups test -r "$PWD/pyproject.toml" 2>/dev/null; then
+  editable=""
+  venv_home=/opt/jupyter-openshell/venv
+  echo "==> $PWD is not readable by other users: venv in $venv_home (non-editable install)"
+  mkdir -p "$(dirname "$venv_home")" && chmod 755 "$(dirname "$venv_home")"
+  [ -x "$venv_home/bin/python" ] || "$py" -m venv "$venv_home"
+  [ -L .venv ] || { rm -rf .venv; ln -s "$venv_home" .venv; }
+elif [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $py"
   "$py" -m venv .venv
 fi
-echo "==> pip install -e .$extras"
-.venv/bin/pip install -q --disable-pip-version-check -e ".$extras" 2>&1 | grep -v '^WARNING: Location' || true
+echo "==> pip install $editable .$extras"
+.venv/bin/pip install -q --disable-pip-version-check $editable ".$extras" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import jupyter_openshell, mitmproxy' || { echo "install failed" >&2; exit 1; }
 echo "==> jupyter-openshell ready: $(.venv/bin/openshell --help >/dev/null && echo ok)"

@@ -1,0 +1,247 @@
+"""One sandbox running one ipykernel, connected over ZMQ ipc sockets in a directory bound into it.
+
+The sandbox's network namespace has only lo, so TCP from the host cannot reach the kernel: the kernel binds
+ipc sockets in <state>/kernels/<name>/chan, which the sandbox sees at /run/openshell-kernel. Each kernel gets
+a fresh HMAC key; the connection file inside holds only that key. It must never pass the host's environment
+(Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+INSIDE_DIR = "/run/openshell-kernel"
+PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+# Host variables a kernel may inherit; everything else (JUPYTER_TOKEN, JPY_*, cloud keys ...) stays out.
+ENV_ALLOW = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+
+
+class KernelStartError(RuntimeError):
+    """The sandboxed kernel could not start; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelConfig:
+    """What a kernel sandbox is made of; equal configs are interchangeable (the warm-pool key)."""
+
+    backend: str = "local"
+    policy_file: str = ""
+    workspace: str = ""
+    gpu: bool = False
+    resources: tuple[tuple[str, Any], ...] = ()
+    policy_edits: bool = False
+
+    def key(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+
+def kernels_dir() -> Path:
+    from jupyter_openshell.paths import sub
+
+    return sub("kernels")
+
+
+def python_binds() -> list[Any]:
+    """Read-only binds that make this interpreter's environment (ipykernel, jupyter_openshell) importable."""
+    import jupyter_openshell
+    from jupyter_openshell.runtime import Bind
+
+    paths = {os.path.realpath(sys.prefix), os.path.dirname(os.path.realpath(jupyter_openshell.__file__))}
+    system = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
+    keep = sorted(p for p in paths if not any(p == s or p.startswith(s + "/") for s in system))
+    return [Bind(p, p) for p in keep]
+
+
+def _backend(name: str) -> Any:
+    from jupyter_openshell.runtime import get_backend
+
+    return get_backend(name)
+
+
+class KernelSandbox:
+    """A sandbox plus the ipykernel process inside it."""
+
+    def __init__(self, name: str, config: KernelConfig):
+        self.name, self.config = name, config
+        self.home = kernels_dir() / name
+        self.chan = self.home / "chan"
+        self.key = secrets.token_hex(32).encode()
+        self.process: Any = None
+        self.broker: Any = None
+        self._created = False
+        self._log: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, config: KernelConfig, name: str | None = None, timeout: float = 30.0) -> KernelSandbox:
+        """Create the sandbox, launch the kernel and wait until it serves; clean up and raise on failure."""
+        box = cls(name or f"kernel-{uuid.uuid4().hex[:10]}", config)
+        try:
+            box.create()
+            box.launch()
+            box.wait_ready(timeout)
+        except BaseException:
+            box.destroy()
+            raise
+        return box
+
+    def create(self) -> None:
+        from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec
+
+        from .broker import Broker
+
+        shutil.rmtree(self.home, ignore_errors=True)
+        self.chan.mkdir(parents=True, mode=0o700)
+        self.broker = Broker(self.name, self.chan / "broker.sock", policy_edits=self.config.policy_edits)
+        self.broker.start()
+        self.chan.chmod(0o777)  # the kernel runs as the sandbox's uid; the parent dirs stay private (0700)
+        spec = SandboxSpec(
+            name=self.name,
+            policy_file=self.config.policy_file or None,
+            workspace=self.config.workspace or None,
+            gpu=self.config.gpu or None,
+            binds=[Bind(str(self.chan), INSIDE_DIR, writable=True), *python_binds()],
+            env={},
+        )
+        try:
+            _backend(self.config.backend).create(spec)
+        except SandboxError as exc:
+            raise KernelStartError(f"OpenShell: sandbox {self.name!r} could not be created: {exc}") from None
+        self._created = True
+
+    def connection_info(self, inside: bool = False) -> dict:
+        base = INSIDE_DIR if inside else str(self.chan)
+        return {
+            **PORTS,
+            "ip": f"{base}/k",
+            "transport": "ipc",
+            "key": self.key.decode() if inside else self.key,
+            "signature_scheme": "hmac-sha256",
+            "kernel_name": "openshell",
+        }
+
+    def kernel_env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
+        env.update(
+            {
+                "OPENSHELL_SANDBOX": self.name,
+                "OPENSHELL_KERNEL_BROKER": f"{INSIDE_DIR}/broker.sock",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def launch(self) -> None:
+        """Start ipykernel in the sandbox (again, on restart) with this sandbox's connection file."""
+        conn = self.chan / "connection.json"
+        conn.write_text(json.dumps(self.connection_info(inside=True)))
+        conn.chmod(0o600)
+        for port in PORTS.values():
+            with contextlib.suppress(FileNotFoundError):
+                (self.chan / f"k-{port}").unlink()
+        argv = [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            f"{INSIDE_DIR}/connection.json",
+            "--IPKernelApp.extra_extensions=jupyter_openshell",
+            "--HistoryManager.enabled=False",
+        ]
+        if self._log:
+            self._log.close()
+        self._log = open(self.home / "kernel.log", "wb")  # noqa: SIM115 - lives as long as the kernel
+        try:
+            self.process = _backend(self.config.backend).exec(
+                self.name,
+                argv,
+                env=self.kernel_env(),
+                cwd=None,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+        except Exception as exc:
+            raise KernelStartError(
+                f"OpenShell: could not start the kernel in sandbox {self.name!r}: {exc}"
+            ) from None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Return once the kernel has bound its sockets; raise with its log if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all((self.chan / f"k-{p}").exists() for p in PORTS.values()):
+                return
+            if self.process.poll() is not None:
+                raise KernelStartError(
+                    f"OpenShell: the kernel in sandbox {self.name!r} exited with code "
+                    f"{self.process.returncode} while starting:\n{self.log_tail()}"
+                )
+            time.sleep(0.01)
+        raise KernelStartError(
+            f"OpenShell: the kernel in sandbox {self.name!r} did not start within {timeout:.0f} s:\n"
+            f"{self.log_tail()}"
+        )
+
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            return (self.home / "kernel.log").read_bytes()[-limit:].decode(errors="replace")
+        except OSError:
+            return "(no kernel log)"
+
+    # -- process control ---------------------------------------------------------------------------
+
+    def poll(self) -> int | None:
+        return self.process.poll() if self.process else 0
+
+    def signal(self, signum: int) -> None:
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def reap(self, timeout: float = 5.0) -> int | None:
+        if not self.process:
+            return 0
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def destroy(self) -> None:
+        """Kill the kernel, remove the sandbox, stop the broker, delete the sockets and files."""
+        if self.process:
+            self.kill()
+            with contextlib.suppress(Exception):
+                self.reap()
+        if self._created:
+            try:
+                _backend(self.config.backend).destroy(self.name)
+            except Exception as exc:  # report, but keep cleaning
+                print(f"OpenShell: could not destroy sandbox {self.name}: {exc}", file=sys.stderr)
+            self._created = False
+        if self.broker:
+            self.broker.stop()
+            self.broker = None
+        if self._log:
+            self._log.close()
+            self._log = None
+        shutil.rmtree(self.home, ignore_errors=True)

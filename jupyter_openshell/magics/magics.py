@@ -1,0 +1,192 @@
+"""The IPython magics: `%%sandbox`, `%sandbox ls|rm`, `%policy ...` and `%%policy`.
+
+Loaded with `%load_ext jupyter_openshell` (and automatically in the OpenShell kernel, where `%policy` acts
+on the kernel's own sandbox through its broker). Errors are shown as short readable messages pointing at
+the cell's line, not as tracebacks of this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
+
+from . import remote
+from .denials import DenialWatcher
+from .ops import OpsError, inside_sandbox, ops_for
+
+
+class MagicUsageError(UsageError):
+    """Bad magic input or a refused change; IPython shows its message only."""
+
+
+def _raw(text: str, html: str | None = None) -> None:
+    data = {"text/plain": text}
+    if html:
+        data["text/html"] = html
+    display(data, raw=True)
+
+
+def _show_diff(result: dict) -> None:
+    from html import escape
+
+    diff = result.get("diff") or "(no change)"
+    text = f"policy {result.get('name')}: version {result.get('version')} applied (hot reload)\n{diff}"
+    rows = []
+    for line in diff.splitlines():
+        color = "#1b5e20" if line.startswith("+") else "#b71c1c" if line.startswith("-") else "inherit"
+        rows.append(f'<span style="color:{color}">{escape(line)}</span>')
+    html = (
+        f"<b>policy {escape(str(result.get('name')))}</b>: version <code>{escape(str(result.get('version')))}"
+        f"</code> applied (hot reload)<pre>{chr(10).join(rows) or '(no change)'}</pre>"
+    )
+    _raw(text, html)
+    for warning in result.get("warnings") or []:
+        print(f"warning: {warning}")
+
+
+def _sandbox_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="%%sandbox", add_help=False, exit_on_error=False)
+    p.add_argument("name", nargs="?", default="default-sandbox")
+    p.add_argument("--policy", default="")
+    p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--gpu", action="store_true")
+    return p
+
+
+@magics_class
+class OpenShellMagics(Magics):
+    def __init__(self, shell: Any):
+        super().__init__(shell)
+        self.current: str | None = None  # last %%sandbox used: the default NAME of %policy on the host
+        self.watchers: dict[str, DenialWatcher] = {}
+
+    # -- %%sandbox -----------------------------------------------------------------------------------
+
+    @line_cell_magic
+    def sandbox(self, line: str, cell: str | None = None) -> None:
+        """%%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu]: run the cell in sandbox NAME.
+        %sandbox ls: list sandboxes.  %sandbox rm NAME: stop and remove one."""
+        words = shlex.split(line)
+        if cell is None:
+            return self._sandbox_line(words)
+        if inside_sandbox():
+            raise MagicUsageError("%%sandbox runs from a host kernel; this kernel is already sandboxed")
+        try:
+            args = _sandbox_parser().parse_args(words)
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise MagicUsageError(
+                f"%%sandbox {line}: {exc}\nusage: %%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu]"
+            ) from None
+        box, created = remote.get_or_start(args.name, policy_file=args.policy, gpu=args.gpu)
+        if args.policy and not created:
+            _show_diff(ops_for(args.name).put(Path(args.policy).read_text(), source=args.policy))
+        self.current = args.name
+        watcher = self.watchers.setdefault(args.name, DenialWatcher(ops_for(args.name), args.name))
+        watcher.mark(time.time())
+        try:
+            box.run(cell, timeout=args.timeout)
+        finally:
+            watcher.check()
+
+    def _sandbox_line(self, words: list[str]) -> None:
+        if not words or words[0] == "ls":
+            from jupyter_openshell.runtime import get_backend
+
+            attached = remote.live()
+            rows = []
+            for info in get_backend().list():
+                data = info if isinstance(info, dict) else vars(info)
+                name = data.get("name")
+                rows.append(f"{name:24} {'kernel attached' if name in attached else ''}".rstrip())
+            print("\n".join(rows) or "no sandboxes")
+            return
+        if words[0] == "rm" and len(words) == 2:
+            name = words[1]
+            if remote.remove(name):
+                print(f"sandbox {name} removed")
+                return
+            from jupyter_openshell.runtime import get_backend
+
+            get_backend().destroy(name)
+            print(f"sandbox {name} removed")
+            return
+        raise MagicUsageError("usage: %sandbox ls | %sandbox rm NAME | %%sandbox [NAME] [--policy FILE] ...")
+
+    # -- %policy / %%policy --------------------------------------------------------------------------
+
+    def _name(self, name: str | None) -> str | None:
+        return name or (None if inside_sandbox() else self.current)
+
+    @line_cell_magic
+    def policy(self, line: str, cell: str | None = None) -> None:
+        """%policy show|explain M URL|allow M URL|deny M URL|mode audit|enforce|history [NAME];
+        %%policy [NAME] with the policy YAML as body: validated, diff shown, applied."""
+        words = shlex.split(line)
+        if cell is not None:
+            if len(words) > 1:
+                raise MagicUsageError("usage: %%policy [NAME] followed by the policy YAML")
+            name = self._name(words[0] if words else None)
+            ops = ops_for(name)
+            source = f"%%policy cell (line 1 is the first line after %%policy) of sandbox {ops.name}"
+            return _show_diff(self._apply(lambda: ops.put(cell, source)))
+        if not words:
+            words = ["show"]
+        cmd, rest = words[0], words[1:]
+        need = {"show": 0, "history": 0, "explain": 2, "allow": 2, "deny": 2, "mode": 1}
+        if cmd not in need or len(rest) not in (need[cmd], need[cmd] + 1):
+            raise MagicUsageError(
+                "usage: %policy show [NAME] | explain METHOD URL [NAME] | allow METHOD URL [NAME] | "
+                "deny METHOD URL [NAME] | mode audit|enforce [NAME] | history [NAME]"
+            )
+        args, name = rest[: need[cmd]], (rest[need[cmd]] if len(rest) > need[cmd] else None)
+        ops = ops_for(self._name(name))
+        if cmd == "show":
+            shown = self._apply(ops.show)
+            _raw(f"# policy {shown['name']}, version {shown['version']}\n{shown['yaml']}")
+        elif cmd == "history":
+            entries = self._apply(ops.history)
+            print("\n".join(" ".join(f"{k}={v}" for k, v in e.items()) for e in entries) or "no history")
+        elif cmd == "explain":
+            result = self._apply(lambda: ops.explain(*args))
+            print("\n".join(f"{k}: {v}" for k, v in result.items()))
+        elif cmd in ("allow", "deny"):
+            _show_diff(self._apply(lambda: getattr(ops, cmd)(*args)))
+        else:
+            _show_diff(self._apply(lambda: ops.mode(args[0])))
+
+    @staticmethod
+    def _apply(fn: Any) -> Any:
+        try:
+            return fn()
+        except OpsError as exc:
+            raise MagicUsageError(_issues_text(exc)) from None
+        except Exception as exc:
+            if getattr(exc, "issue_dicts", None):
+                raise MagicUsageError(_issues_text(exc)) from None
+            raise
+
+
+def _issues_text(exc: Any) -> str:
+    issues = getattr(exc, "issue_dicts", None)
+    if not issues:
+        return str(exc)
+    lines = []
+    for i in issues:
+        where = (
+            f"line {i['line']}" + (f", column {i['column']}" if i.get("column") else "")
+            if i.get("line")
+            else ""
+        )
+        lines.append(f"{where or 'policy'}: {i.get('field') or '<document>'}: {i.get('message')}")
+        if i.get("expected"):
+            lines.append(f"    expected: {i['expected']}")
+        if i.get("example"):
+            lines.append(f"    example:  {i['example']}")
+    return "policy not applied (nothing changed):\n" + "\n".join(lines)

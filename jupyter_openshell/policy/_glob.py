@@ -1,0 +1,48 @@
+"""Path and value globs: `*` matches within one path segment, `**` (a whole segment) across segments.
+
+A whole-segment `*` matches one non-empty segment; `*` inside a segment (`v*.json`) matches any run
+of non-`/` characters. Globs compile to anchored regular expressions. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+def path_glob_regex(pattern: str) -> str:
+    """Regex source matching exactly the normalised paths the (normalised) glob `pattern` matches."""
+    segs = pattern.split("/")[1:]
+    out = []
+    for i, seg in enumerate(segs):
+        if seg == "**":
+            out.append("(?:/.*)?" if i == len(segs) - 1 else "(?:/[^/]*)*")
+        elif seg == "*":
+            out.append("/[^/]+")
+        else:
+            out.append("/" + "[^/]*".join(re.escape(p) for p in seg.split("*")))
+    return "".join(out) + r"\Z"
+
+
+def compile_path_glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(path_glob_regex(pattern))
+
+
+def compile_value_glob(glob: str) -> re.Pattern[str]:
+    """A query-value glob: `*` matches any run of characters (the whole value must match)."""
+    return re.compile(".*".join(re.escape(p) for p in glob.split("*")) + r"\Z", re.DOTALL)
+
+
+def is_literal(pattern: str) -> bool:
+    return "*" not in pattern
+
+
+def path_covers(a: str, b: str) -> bool:
+    """Conservative: True only if every path matched by glob `b` is certainly matched by glob `a`."""
+    if a == b or a == "/**":
+        return True
+    if is_literal(b):
+        return compile_path_glob(a).match(b) is not None
+    if a.endswith("/**") and "**" not in a[:-3] and "*" not in a[:-3]:
+        prefix = a[:-3]
+        return b == prefix or b.startswith(prefix + "/")
+    return False

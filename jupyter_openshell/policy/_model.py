@@ -1,0 +1,227 @@
+"""The typed, validated form of a policy document (what the parser produces and others read).
+
+Every field has a documented default so the runtime can read `policy.resources.memory` etc. without
+checking for absence. This module holds data only: it must never parse YAML or do I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ._errors import Issue
+
+if TYPE_CHECKING:
+    from ._compile import CompiledPolicy
+
+DEFAULT_PORTS: tuple[int, ...] = (80, 443)
+INFERENCE_HOST = "inference.local"
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class PathRule:
+    """One entry of a rule's `paths`: a glob (`*` within a segment, `**` across), methods, query."""
+
+    path: str
+    methods: tuple[str, ...] | None = None  # None: any method
+    query: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (param, value globs); all must match
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path}
+        if self.methods is not None:
+            out["methods"] = list(self.methods)
+        if self.query:
+            out["query"] = {k: list(v) for k, v in self.query}
+        return out
+
+
+@dataclass(frozen=True)
+class EgressRule:
+    """One `network.egress` rule. `host` None matches every host (used by a final `- action: deny`)."""
+
+    index: int
+    action: str  # "allow" | "deny"
+    host: str | None = None  # "api.example.com", "*.example.com", "**.example.com", "10.0.0.1", "10.0.0.0/8"
+    ports: tuple[int, ...] = DEFAULT_PORTS
+    paths: tuple[PathRule, ...] | None = None  # None: any path
+    methods: tuple[str, ...] | None = None
+    query: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    line: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.host is not None:
+            out["host"] = self.host
+        if self.host is not None or self.ports != DEFAULT_PORTS:
+            out["ports"] = list(self.ports)
+        if self.methods is not None:
+            out["methods"] = list(self.methods)
+        if self.query:
+            out["query"] = {k: list(v) for k, v in self.query}
+        if self.paths is not None:
+            out["paths"] = [p.to_dict() for p in self.paths]
+        out["action"] = self.action
+        return out
+
+    def describe(self) -> str:
+        """Short one-line text naming the rule, e.g. `network.egress[0]: allow api.example.com ...`."""
+        bits = [f"network.egress[{self.index}]:", self.action, self.host or "any host"]
+        if self.ports != DEFAULT_PORTS:
+            bits.append("ports " + ",".join(map(str, self.ports)))
+        if self.methods is not None:
+            bits.append(",".join(self.methods))
+        if self.paths is not None:
+            shown = [p.path + (" " + ",".join(p.methods) if p.methods else "") for p in self.paths[:3]]
+            bits.append("paths " + "; ".join(shown) + (" ..." if len(self.paths) > 3 else ""))
+        return " ".join(bits)
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    """How the proxy injects the backend credential: exactly one, from the secret store."""
+
+    type: str  # "bearer" | "header" | "query"
+    token_from_secret: str
+    header: str | None = None  # for type "header" (e.g. "x-api-key")
+    param: str | None = None  # for type "query" (e.g. "key")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "token_from_secret": self.token_from_secret}
+        if self.header:
+            out["header"] = self.header
+        if self.param:
+            out["param"] = self.param
+        return out
+
+
+@dataclass(frozen=True)
+class Backend:
+    url: str
+    scheme: str
+    host: str  # normalised (IPv6 without brackets)
+    port: int
+    base_path: str  # normalised, no trailing slash ("" for the root)
+    auth: AuthSpec | None = None
+
+    @classmethod
+    def from_url(cls, url: str, auth: AuthSpec | None, host: str) -> Backend:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        base = parts.path.rstrip("/")
+        return cls(url=url, scheme=parts.scheme, host=host, port=port, base_path=base, auth=auth)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url}
+        if self.auth:
+            out["auth"] = self.auth.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class InferenceRoute:
+    """An inference route: requests from callers matching `caller_pattern` to `hosts`/`paths` go to
+    `backend`, with caller credentials stripped (if `strip_caller_auth`) and the backend's injected."""
+
+    index: int
+    caller_pattern: str
+    hosts: tuple[str, ...]
+    paths: tuple[str, ...]
+    backend: Backend
+    strip_caller_auth: bool = True
+    name: str = ""
+
+    def target_path(self, path: str) -> str:
+        """Upstream path for a (normalised) request path: the backend's base path is prefixed unless
+        the request already starts with it (`/v1/chat/completions` on `https://host/v1` stays)."""
+        base = self.backend.base_path
+        if not base or path == base or path.startswith(base + "/"):
+            return path
+        return base + path
+
+    def describe(self) -> str:
+        return (
+            f"inference.routes[{self.index}]"
+            + (f" ({self.name})" if self.name else "")
+            + (f": {self.caller_pattern!r} -> {self.backend.url}")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "caller_pattern": self.caller_pattern,
+            "match": {"hosts": list(self.hosts), "paths": list(self.paths)},
+            "backend": self.backend.to_dict(),
+            "strip_caller_auth": self.strip_caller_auth,
+        }
+        if self.name:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True)
+class Filesystem:
+    """Absolute paths. Empty lists mean "the runtime's baseline" (system dirs read-only, workspace rw)."""
+
+    read_only: tuple[str, ...] = ()
+    read_write: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Process:
+    user: str | int = "sandbox"  # user name or numeric uid inside the sandbox
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0  # CPUs (0.5 = half a core)
+    memory: int = 2 * GIB  # bytes
+    pids: int = 256
+    disk: int | None = None  # bytes of writable scratch; None: no quota
+    timeout: float | None = None  # seconds of wall time per sandbox; None: no limit
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy. `version` is a 12-hex hash of the canonical content (comments and
+    formatting do not change it). `warnings` are non-fatal issues (shadowed rules, ...)."""
+
+    mode: str = "enforce"  # "enforce" | "audit"
+    egress: tuple[EgressRule, ...] = ()
+    routes: tuple[InferenceRoute, ...] = ()
+    filesystem: Filesystem = field(default_factory=Filesystem)
+    process: Process = field(default_factory=Process)
+    resources: Resources = field(default_factory=Resources)
+    gpu: bool = False
+    source: str = "<string>"
+    text: str = field(default="", compare=False, repr=False)
+    version: str = ""
+    warnings: tuple[Issue, ...] = field(default=(), compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical content (defaults filled in); `version` is the hash of this."""
+        return {
+            "mode": self.mode,
+            "network": {"egress": [r.to_dict() for r in self.egress]},
+            "inference": {"routes": [r.to_dict() for r in self.routes]},
+            "filesystem": {
+                "read_only": list(self.filesystem.read_only),
+                "read_write": list(self.filesystem.read_write),
+                "hidden": list(self.filesystem.hidden),
+            },
+            "process": {"user": self.process.user},
+            "resources": {
+                "cpu": self.resources.cpu,
+                "memory": self.resources.memory,
+                "pids": self.resources.pids,
+                "disk": self.resources.disk,
+                "timeout": self.resources.timeout,
+            },
+            "gpu": self.gpu,
+        }
+
+    def compile(self) -> CompiledPolicy:
+        from ._compile import CompiledPolicy
+
+        return CompiledPolicy(self)

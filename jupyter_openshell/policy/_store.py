@@ -1,0 +1,156 @@
+"""`PolicyStore`: named policy files under <state>/policies with history, rollback and diff.
+
+Layout: `<name>.yaml` is the current policy; `<name>.history/<unix-ms>-<version>.yaml` keeps every
+applied version. `put()` validates before anything is written (an invalid policy never lands) and
+writes atomically (temp file in the same directory, fsync, rename; mode 0600). It must never write
+outside its policies directory or accept a name that could escape it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import ensure_private_dir, state_dir
+from ._model import Policy
+from ._parse import load_policy_file, parse_policy
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_HIST = re.compile(r"(\d+)-([0-9a-f]{12})\.yaml\Z")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    ts_ms: int
+    version: str
+    path: Path
+
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class PolicyStore:
+    """Named policies in `<state_dir>/policies` (default: `jupyter_openshell.paths.state_dir()`)."""
+
+    def __init__(self, state_dir_: str | os.PathLike[str] | None = None):
+        base = Path(state_dir_) if state_dir_ is not None else state_dir()
+        self.root = ensure_private_dir(base / "policies")
+
+    def path(self, name: str) -> Path:
+        """Path of the current policy file of `name` (may not exist). Raises ValueError on a bad name."""
+        if not isinstance(name, str) or not _NAME.match(name) or name.endswith(".history"):
+            raise ValueError(f"invalid policy name {name!r}: use letters, digits, '.', '_' and '-'")
+        return self.root / f"{name}.yaml"
+
+    def _hist_dir(self, name: str) -> Path:
+        return self.root / f"{name}.history"
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*.yaml") if _NAME.match(p.stem))
+
+    def text(self, name: str) -> str | None:
+        try:
+            return self.path(name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def get(self, name: str) -> Policy | None:
+        """The current policy of `name`, or None if there is none. Raises PolicyError if the file on
+        disk was edited into an invalid state."""
+        path = self.path(name)
+        if not path.exists():
+            return None
+        return load_policy_file(path)
+
+    def put(self, name: str, text: str) -> Policy:
+        """Validate `text` (raising PolicyError, writing nothing, if invalid), then record it in the
+        history and make it current, atomically."""
+        path = self.path(name)
+        policy = parse_policy(text, source=str(path))
+        with self._lock():
+            hist = ensure_private_dir(self._hist_dir(name))
+            if self.text(name) != text or not any(hist.iterdir()):
+                ts = int(time.time() * 1000)
+                _atomic_write(hist / f"{ts}-{policy.version}.yaml", text)
+            _atomic_write(path, text)
+        return policy
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """Applied versions of `name`, oldest first."""
+        hist = self._hist_dir(name)
+        self.path(name)
+        if not hist.is_dir():
+            return []
+        out = []
+        for p in hist.iterdir():
+            m = _HIST.match(p.name)
+            if m:
+                out.append(HistoryEntry(int(m.group(1)), m.group(2), p))
+        return sorted(out, key=lambda e: (e.ts_ms, e.path.name))
+
+    def _entry(self, name: str, version: str) -> HistoryEntry:
+        matches = (
+            [e for e in self.history(name) if e.version.startswith(version)] if len(version) >= 4 else []
+        )
+        if not matches:
+            known = ", ".join(e.version for e in self.history(name)[-5:]) or "none"
+            raise LookupError(f"policy {name!r} has no version {version!r} (recent: {known})")
+        return matches[-1]
+
+    def rollback(self, name: str, version: str) -> Policy:
+        """Make an earlier version (full hash or a prefix of at least 4 hex digits) current again."""
+        return self.put(name, self._entry(name, version).text())
+
+    def diff(self, name: str, old: str, new: str | None = None) -> str:
+        """Unified diff between version `old` and version `new` (default: the current file)."""
+        a = self._entry(name, old)
+        if new is None:
+            b_text, b_label = self.text(name) or "", f"{name} (current)"
+        else:
+            b = self._entry(name, new)
+            b_text, b_label = b.text(), f"{name}@{b.version}"
+        return "".join(
+            difflib.unified_diff(
+                a.text().splitlines(keepends=True),
+                b_text.splitlines(keepends=True),
+                fromfile=f"{name}@{a.version}",
+                tofile=b_label,
+            )
+        )

@@ -1,0 +1,115 @@
+"""Post-allow address checks: resolve an allowed name and refuse addresses a sandbox must not reach.
+
+Refused unless the policy names them explicitly as IPs (an allow rule whose host is that IP or a CIDR
+holding it, or an inference backend URL with that IP): loopback, link-local (169.254.169.254
+included), unspecified, multicast and reserved addresses, and every address of the proxy's own host.
+`Resolver.resolve` is the only place the proxy resolves names; it logs each lookup (name only) so
+tests can prove that denied names are never looked up. Pins (`--resolve NAME=IP`) replace DNS for a
+name and are checked like any other answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable
+
+from jupyter_openshell.policy import Policy
+
+log = logging.getLogger(__name__)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AddressRefused(Exception):
+    """Every address of an allowed destination is forbidden; the message says which and why."""
+
+
+def _as_ip(text: str) -> IPAddress | None:
+    try:
+        ip = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def own_addresses() -> frozenset[IPAddress]:
+    """Every address configured on this host's interfaces."""
+    out: set[IPAddress] = set()
+    try:
+        import psutil
+
+        for addrs in psutil.net_if_addrs().values():
+            for a in addrs:
+                if a.family in (socket.AF_INET, socket.AF_INET6) and (ip := _as_ip(a.address)):
+                    out.add(ip)
+    except Exception:  # psutil missing or failing: the ranges below still cover loopback
+        log.warning("cannot list this host's addresses; only loopback/link-local ranges are refused")
+    return frozenset(out)
+
+
+def explicit_networks(policy: Policy) -> tuple[IPNetwork, ...]:
+    """IPs/CIDRs that `policy` names explicitly in allow rules or inference backend URLs."""
+    nets: list[IPNetwork] = []
+    hosts = [r.host for r in policy.egress if r.action == "allow" and r.host]
+    hosts += [route.backend.host for route in policy.routes]
+    for host in hosts:
+        try:
+            nets.append(ipaddress.ip_network(host, strict=False))
+        except ValueError:
+            continue
+    return tuple(nets)
+
+
+def forbidden_reason(ip: IPAddress, own: frozenset[IPAddress]) -> str | None:
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local (cloud metadata)" if str(ip) == "169.254.169.254" else "link-local"
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return "unspecified/multicast/reserved"
+    if ip in own:
+        return "an address of the proxy's own host"
+    return None
+
+
+class Resolver:
+    def __init__(self, pins: dict[str, str] | None = None):
+        self.pins = {k.lower().rstrip("."): v for k, v in (pins or {}).items()}
+        self.own = own_addresses()
+        self.lookups = 0
+
+    async def _lookup(self, host: str, port: int) -> list[str]:
+        self.lookups += 1
+        log.info("resolve %s", host)
+        if host in self.pins:
+            return [self.pins[host]]
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [info[4][0] for info in infos]
+
+    async def checked_address(self, host: str, port: int, explicit: Iterable[IPNetwork]) -> str:
+        """An address of `host` that passes the checks (the one to dial); raises `AddressRefused`."""
+        literal = _as_ip(host)
+        try:
+            candidates = [str(literal)] if literal else await self._lookup(host, port)
+        except OSError as exc:
+            raise AddressRefused(f"cannot resolve {host}: {exc}") from None
+        explicit = tuple(explicit)
+        refused: list[str] = []
+        for text in candidates:
+            ip = _as_ip(text)
+            if ip is None:
+                continue
+            reason = forbidden_reason(ip, self.own)
+            if reason is None or any(ip in net for net in explicit):
+                return str(ip)
+            refused.append(f"{ip} ({reason})")
+        raise AddressRefused(
+            f"{host} resolves only to forbidden addresses: {', '.join(refused) or 'none'}; "
+            "name the IP explicitly in an allow rule if this is intended"
+        )

@@ -1,0 +1,48 @@
+"""The state one proxy process shares between its addons: who is calling, which policy is in force,
+secrets, the resolver and the flow log. Plain data and lookups; it must never do network I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitmproxy import http
+
+from ._addresses import IPNetwork, Resolver, explicit_networks
+from ._flowlog import FlowLog
+from ._policies import Active, PolicySet
+from ._registry import HOST_CALLER, Registry
+from ._secrets import SecretStore
+
+META_CALLER = "openshell.caller"
+META_ACTIVE = "openshell.active"
+META_DECISION = "openshell.decision"
+META_ROUTE = "openshell.route"
+META_DENIED = "openshell.denied"
+META_START = "openshell.start"
+META_TARGET = "openshell.target"
+
+
+@dataclass
+class ProxyState:
+    state_dir: Path
+    registry: Registry
+    policies: PolicySet
+    secrets: SecretStore
+    flowlog: FlowLog
+    resolver: Resolver
+    _explicit: dict[str, tuple[IPNetwork, ...]] = field(default_factory=dict)
+
+    def caller(self, flow: http.HTTPFlow) -> str | None:
+        """Policy name of the flow's peer: a sandbox, HOST_CALLER, or None (unregistered sandbox address)."""
+        peer = flow.client_conn.peername
+        return self.registry.caller(peer[0]) if peer else HOST_CALLER
+
+    def explicit(self, active: Active) -> tuple[IPNetwork, ...]:
+        nets = self._explicit.get(active.version)
+        if nets is None:
+            if len(self._explicit) > 256:
+                self._explicit.clear()
+            nets = self._explicit[active.version] = explicit_networks(active.policy)
+        return nets

@@ -1,0 +1,1 @@
+"""mitmproxy addons of the policy proxy, one feature per module, in hook order (see `default_addons`)."""

@@ -1,0 +1,74 @@
+"""Post-allow address check: after a request is allowed, its destination name is resolved once per
+client connection and destination, every answer is checked (see `_addresses`), and mitmproxy dials
+exactly the address that passed: `server_connect` swaps the checked IP into the server address and
+`server_connected` puts the name back (so SNI, Host and connection reuse keep using the name).
+A refused destination answers 403 JSON. It must never run for a request that was not allowed.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import connection, http
+from mitmproxy.proxy import server_hooks
+
+from .._addresses import AddressRefused
+from .._responses import denied
+from .._state import META_ACTIVE, META_DENIED, ProxyState
+
+META_DIALED = "openshell.dialed"
+
+
+class AddressGuard:
+    def __init__(self, state: ProxyState):
+        self.state = state
+        # client connection id -> {(host, port): checked ip}
+        self._checked: dict[str, dict[tuple[str, int], str]] = {}
+        self._swapped: dict[str, tuple[str, int]] = {}
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return
+        active = flow.metadata.get(META_ACTIVE)
+        if active is None:  # not decided: never resolve
+            flow.response = denied(flow.request.method, flow.request.host, flow.request.path, None,
+                                   "no rule matched", "request was not decided", None)
+            return
+        req = flow.request
+        key = (req.host, req.port)
+        per_client = self._checked.setdefault(flow.client_conn.id, {})
+        if key in per_client:
+            return
+        try:
+            per_client[key] = await self.state.resolver.checked_address(
+                req.host, req.port, self.state.explicit(active))
+        except AddressRefused as exc:
+            req.stream = False
+            flow.metadata[META_DENIED] = str(exc)
+            flow.response = denied(req.method, req.host, req.path, active.version,
+                                   "address check", str(exc), None)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        server = data.server
+        if server.address is None:
+            return
+        host, port = server.address
+        ip = self._checked.get(data.client.id, {}).get((host, port))
+        if ip is None:
+            # Not checked for this connection (e.g. an eager connect): fail closed.
+            server.error = f"destination {host}:{port} was not checked by the policy proxy"
+            return
+        if ip != host:
+            self._swapped[server.id] = (host, port)
+            server.address = (ip, port)
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        original = self._swapped.pop(data.server.id, None)
+        if original is not None:
+            data.server.address = original
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        original = self._swapped.pop(data.server.id, None)
+        if original is not None:
+            data.server.address = original
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._checked.pop(client.id, None)

@@ -1,0 +1,132 @@
+"""Egress enforcement: every request is decided on its normalised name, method and path before any
+DNS lookup or upstream connection, under the policy snapshot of its caller.
+
+* The caller is the peer address (sandbox gateway address or host); an unregistered 127.77.0.0/16
+  peer and a caller without a valid policy are denied everything.
+* The destination name must agree everywhere: the request target, the Host / :authority header, the
+  CONNECT authority and the TLS SNI; otherwise 400.
+* The normalised path and host are what is forwarded (the bytes evaluated are the bytes sent).
+* A denial answers 403 JSON (error, method, host, path, policy_version, rule, hint); a request that
+  cannot be evaluated safely answers 400. In audit mode a would-be denial is logged and let through.
+* Raw TCP/UDP/DNS flows (non-HTTP inside a tunnel) are killed: nothing leaves without a decision.
+It must never resolve a name or open a connection.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy import http, tcp, udp
+
+from jupyter_openshell.policy import BadRequest, RequestInfo, normalize_host, normalize_path, split_host_port
+
+from .._responses import bad_request, denied
+from .._registry import HOST_CALLER
+from .._state import META_ACTIVE, META_CALLER, META_DECISION, META_DENIED, META_ROUTE, META_START, META_TARGET,
+                      ProxyState
+
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
+class EgressEnforcer:
+    def __init__(self, state: ProxyState):
+        self.state = state
+
+    # -- identity and snapshot ------------------------------------------------------------------
+    def _deny(self, flow: http.HTTPFlow, reason: str, *, host: str = "", path: str = "",
+              version: str | None = None, rule: str = "no rule matched", hint: str | None = None) -> None:
+        flow.request.stream = False
+        flow.metadata[META_DENIED] = reason
+        flow.response = denied(flow.request.method, host or flow.request.host, path or flow.request.path,
+                               version, rule, reason, hint)
+
+    def _bad(self, flow: http.HTTPFlow, message: str, version: str | None) -> None:
+        flow.request.stream = False
+        flow.metadata[META_DENIED] = f"bad request: {message}"
+        flow.response = bad_request(message, version)
+
+    def _snapshot(self, flow: http.HTTPFlow):
+        caller = self.state.caller(flow)
+        flow.metadata[META_CALLER] = caller
+        if caller is None:
+            self._deny(flow, "connection from an unregistered sandbox address")
+            return None
+        active = self.state.policies.get(caller)
+        if active is None:
+            self._deny(flow, f"no valid policy is loaded for {caller!r}")
+            return None
+        flow.metadata[META_ACTIVE] = active
+        return active
+
+    # -- CONNECT: check the authority only; every request inside the tunnel is decided -----------
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        flow.metadata[META_START] = time.monotonic()
+        active = self._snapshot(flow)
+        if active is None:
+            return
+        try:
+            normalize_host(flow.request.host)
+        except BadRequest as exc:
+            self._bad(flow, str(exc), active.version)
+
+    # -- every request -----------------------------------------------------------------------
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        flow.metadata.setdefault(META_START, time.monotonic())
+        if flow.response is not None:
+            return
+        active = self._snapshot(flow)
+        if active is None:
+            return
+        req = flow.request
+        raw_path, _, query = req.data.path.partition(b"?")
+        try:
+            host = self._agreed_host(flow)
+            path = normalize_path(raw_path)
+        except BadRequest as exc:
+            self._bad(flow, str(exc), active.version)
+            return
+        flow.metadata[META_TARGET] = (req.scheme, host.value, req.port, path)
+        caller = flow.metadata[META_CALLER]
+        route = active.compiled.route_inference("host" if caller == HOST_CALLER else caller, host.value, path)
+        if route is not None:
+            flow.metadata[META_ROUTE] = route
+            req.data.path = (path + ("?" + query.decode("latin-1") if query else "")).encode("latin-1")
+            return  # the inference router rewrites the destination and credentials
+        decision = active.compiled.decide(RequestInfo(
+            req.method, req.scheme, host.value, req.port, path, query.decode("latin-1"), req.headers))
+        flow.metadata[META_DECISION] = decision
+        if decision.status == 400:
+            self._bad(flow, decision.reason.removeprefix("bad request: "), active.version)
+        elif not decision.allowed:
+            self._deny(flow, decision.reason, host=decision.host, path=decision.path, version=active.version,
+                       rule=decision.rule, hint=decision.hint)
+        else:
+            new_path = (decision.path + ("?" + query.decode("latin-1") if query else "")).encode("latin-1")
+            if new_path != req.data.path:
+                req.data.path = new_path
+            if decision.host != req.data.host:
+                req.data.host = decision.host
+
+    def _agreed_host(self, flow: http.HTTPFlow):
+        """The normalised destination host, after checking target, Host header, CONNECT and SNI agree."""
+        req = flow.request
+        host = normalize_host(req.host)
+        header = req.host_header
+        if header:
+            h_name, h_port = split_host_port(header)
+            if normalize_host(h_name) != host:
+                raise BadRequest(f"Host header {header!r} does not match the request target {req.host!r}",
+                                 "host")
+            if (h_port or _DEFAULT_PORT.get(req.scheme)) != req.port:
+                raise BadRequest(f"Host header {header!r} does not match the request port {req.port}", "host")
+        sni = flow.client_conn.sni
+        if sni and normalize_host(sni) != host:
+            raise BadRequest(f"TLS SNI {sni!r} does not match the request target {req.host!r}", "host")
+        return host
+
+    # -- nothing but HTTP leaves ------------------------------------------------------------
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        flow.kill()
+
+    def udp_start(self, flow: udp.UDPFlow) -> None:
+        flow.kill()

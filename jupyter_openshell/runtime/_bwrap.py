@@ -1,0 +1,127 @@
+"""The bubblewrap command line of one sandbox: namespaces, the filesystem view, seccomp, identity.
+
+`Command` collects bwrap arguments and the fds they refer to (directories opened by the host as
+O_PATH, generated files as memfds) so that bwrap, running as an unprivileged uid, never has to
+resolve a path inside the host's private state directory. The view is an allowlist: system dirs
+read-only, a curated /etc, one writable workspace, private /tmp, /dev, /proc. It must never bind the
+state directory, home directories, /run or any host socket unless a policy names them explicitly,
+and never the CA private key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# /etc entries a sandbox may see: what dynamic linking, TLS, locales, time and shells need; no
+# credentials stores (pip.conf, npmrc, gitconfig, ssh, ssl/private, shadow) and no host identity.
+ETC_ENTRIES = (
+    "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "mime.types",
+    "protocols", "services", "os-release", "debian_version", "lsb-release", "gai.conf", "host.conf",
+    "ssl/certs", "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf", "python3", "python3.11",
+    "python3.12", "fonts", "terminfo", "inputrc", "bash.bashrc", "profile", "magic", "magic.mime",
+    "xattr.conf", "login.defs", "locale.alias", "locale.gen", "papersize", "mailcap", "subversion",
+)
+CA_PATH = "/etc/openshell/ca-bundle.pem"
+CHAN_PATH = "/run/openshell"
+WORKSPACE = "/workspace"
+SANDBOX_UID = 1000
+
+
+@dataclass
+class Command:
+    args: list[str] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)  # to pass to bwrap; closed by `close()`
+
+    def add(self, *args: str) -> None:
+        self.args.extend(args)
+
+    def fd(self, fd: int) -> str:
+        os.set_inheritable(fd, True)
+        self.fds.append(fd)
+        return str(fd)
+
+    def path_fd(self, path: str | Path) -> str:
+        return self.fd(os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+
+    def data(self, text: str | bytes, target: str, mode: str = "0444") -> None:
+        fd = os.memfd_create("openshell-data", os.MFD_CLOEXEC)
+        os.write(fd, text.encode() if isinstance(text, str) else text)
+        os.lseek(fd, 0, os.SEEK_SET)
+        self.add("--perms", mode, "--ro-bind-data", self.fd(fd), target)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+
+
+def _system(cmd: Command) -> None:
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            cmd.add("--symlink", os.readlink(path), path)
+        elif os.path.isdir(path):
+            cmd.add("--ro-bind", path, path)
+    cmd.add("--dir", "/etc")
+    for entry in ETC_ENTRIES:
+        src = f"/etc/{entry}"
+        if os.path.lexists(src):
+            cmd.add("--ro-bind", src, src)
+
+
+def _identity(cmd: Command, name: str, user: str, uid: int) -> None:
+    cmd.data(f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n{user}:x:{uid}:{uid}::/tmp/home:/bin/sh\n"
+             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", "/etc/passwd")
+    cmd.data(f"root:x:0:\n{user}:x:{uid}:\nnogroup:x:65534:\n", "/etc/group")
+    cmd.data(f"127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n", "/etc/hosts")
+    cmd.data(f"{name}\n", "/etc/hostname")
+    cmd.data("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
+             "protocols: files\nservices: files\n", "/etc/nsswitch.conf")
+    # Nothing listens on port 53 in the sandbox: lookups are refused at once (no 5 s wait). Names
+    # are resolved by the proxy, after it allows a request.
+    cmd.data("# openshell: no DNS inside the sandbox; use the HTTP(S) proxy\nnameserver 127.0.0.1\n"
+             "options attempts:1 timeout:1\n", "/etc/resolv.conf")
+
+
+def build(cmd: Command, *, name: str, user: str, uid: int, workspace_fd: int, chan_fd: int, ca_pem: bytes,
+          tmp_size: int, read_only: list[str], read_write: list[str], hidden: list[str],
+          runtime_paths: list[str], state_dir: str, gpu: list[tuple[str, str]] | None) -> None:
+    """Append namespaces, mounts and identity to `cmd` (the command to run comes after)."""
+    cmd.add("--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup", "--disable-userns", "--uid", str(uid), "--gid", str(uid),
+            "--hostname", name, "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv")
+    _system(cmd)
+    _identity(cmd, name, user, uid)
+    for path in runtime_paths:  # the agent's Python and package, read-only
+        cmd.add("--ro-bind", path, path)
+    cmd.add("--proc", "/proc", "--dev", "/dev")
+    cmd.add("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp")
+    cmd.add("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm")
+    cmd.add("--dir", "/run", "--ro-bind-fd", cmd.fd(chan_fd), CHAN_PATH)
+    cmd.add("--bind-fd", cmd.fd(workspace_fd), WORKSPACE)
+    if ca_pem:
+        cmd.data(ca_pem, CA_PATH)
+    for path in read_only:
+        cmd.add("--ro-bind", path, path)
+    for path in read_write:
+        cmd.add("--bind", path, path)
+    for src, dest in gpu or []:
+        cmd.add("--dev-bind" if src.startswith("/dev/") else "--ro-bind", src, dest)
+    masked = [p for p in hidden if os.path.lexists(p)]
+    if any(_inside(state_dir, p) for p in read_only + read_write):
+        masked.append(state_dir)  # the state directory is never visible, whatever the policy says
+    for path in masked:
+        if os.path.isdir(path):
+            cmd.add("--perms", "0000", "--tmpfs", path, "--remount-ro", path)
+        else:
+            cmd.data(b"", path, "0000")
+    cmd.add("--remount-ro", "/", "--chdir", WORKSPACE)
+
+
+def _inside(child: str, parent: str) -> bool:
+    child, parent = os.path.realpath(child), os.path.realpath(parent)
+    return child == parent or child.startswith(parent.rstrip("/") + "/")

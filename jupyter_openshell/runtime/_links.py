@@ -1,0 +1,93 @@
+"""The runtime's only contact points with the policy and proxy areas (their public APIs, nothing else).
+
+* `load(path)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
+  (`<state>/policies/<name>.yaml`, which the proxy watches: a new version applies to the next request).
+* `register(name)` / `unregister(name)`: ask the proxy to open/close the sandbox's gateway socket.
+It must never read the proxy's private files (CA key, secrets) and never swallow a policy error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from ._resources import Limits
+from ._types import SandboxError
+
+log = logging.getLogger("jupyter_openshell.runtime")
+
+DENY_ALL = """\
+# No --policy was given: nothing may leave this sandbox (deny by default).
+# Replace it with `openshell sandbox policy NAME --set FILE`.
+network:
+  egress:
+    - action: deny
+"""
+
+
+def policy_path(name: str) -> Path:
+    return paths.sub("policies") / f"{name}.yaml"
+
+
+def load(path: str | Path) -> Any:
+    """The validated policy in `path` (SandboxError with the file/line report if invalid)."""
+    from ..policy import PolicyError, load_policy_file
+
+    try:
+        return load_policy_file(path)
+    except PolicyError as exc:
+        raise SandboxError(f"{exc}\nFix the policy file and retry.") from exc
+    except OSError as exc:
+        raise SandboxError(f"cannot read policy file {path}: {exc.strerror}") from exc
+
+
+def store(name: str, text: str) -> Any:
+    """Validate `text` and make it the current policy of sandbox `name`; returns the Policy."""
+    from ..policy import PolicyError, PolicyStore
+
+    try:
+        return PolicyStore(paths.state_dir()).put(name, text)
+    except PolicyError as exc:
+        raise SandboxError(f"policy for sandbox {name} is invalid, nothing changed:\n{exc}") from exc
+
+
+def limits(policy: Any) -> Limits:
+    res = policy.resources
+    return Limits(cpu=res.cpu, memory=res.memory, pids=res.pids, disk=res.disk, timeout=res.timeout)
+
+
+def _client() -> Any:
+    from ..proxy import ProxyClient
+
+    return ProxyClient(paths.state_dir())
+
+
+def register(name: str) -> str | None:
+    """Make sure the proxy runs and serves sandbox `name`; returns a warning instead of failing (the
+    sandbox then has no way out at all, and says so to each request)."""
+    try:
+        client = _client()
+        client.ensure_running()
+        client.register_sandbox(name)
+    except Exception as exc:  # the proxy is another area: any failure there must not leave a half sandbox
+        message = f"policy proxy unavailable ({type(exc).__name__}: {exc}); sandbox {name} has no network"
+        log.warning(message)
+        return message
+    return None
+
+
+def unregister(name: str) -> None:
+    try:
+        _client().unregister_sandbox(name)
+    except Exception as exc:  # best effort: the proxy may be down or gone
+        log.debug("unregister %s: %s", name, exc)
+
+
+def ca_bundle() -> bytes:
+    """The CA bundle sandboxes trust (system roots + the proxy's CA certificate, never its key)."""
+    try:
+        return (paths.state_dir() / "ca" / "ca-bundle.pem").read_bytes()
+    except OSError:
+        return b""

@@ -1,0 +1,100 @@
+"""Sandbox records on disk: `<state>/sandboxes/<name>/sandbox.json`, written atomically, plus the
+allocation of each sandbox's proxy identity address (127.77.X.Y) and, for root, its host uid.
+
+Also answers "is this recorded process still the one we started?" (pid + start time), which is how a
+restarted CLI tells live sandboxes from orphans. It must never trust a pid without its start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .. import paths
+
+ADDRESS_PREFIX = "127.77"
+MAX_SANDBOXES = 254 * 256
+UID_BASE = 1_500_000_000  # host uids for root-started sandboxes: UID_BASE + slot
+
+
+def root() -> Path:
+    return paths.sub("sandboxes")
+
+
+def directory(name: str) -> Path:
+    return root() / name
+
+
+def record_path(name: str) -> Path:
+    return directory(name) / "sandbox.json"
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    fd = os.open(root() / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read(name: str) -> dict | None:
+    try:
+        return json.loads(record_path(name).read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError:
+        return {"name": name, "corrupt": True}
+
+
+def write(record: dict) -> None:
+    path = record_path(record["name"])
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def names() -> list[str]:
+    return sorted(p.name for p in root().iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def allocate_slot() -> int:
+    """The lowest slot not used by any recorded sandbox (call under `locked()`)."""
+    used = set()
+    for name in names():
+        record = read(name) or {}
+        if "slot" in record:
+            used.add(record["slot"])
+    for slot in range(MAX_SANDBOXES):
+        if slot not in used:
+            return slot
+    raise RuntimeError("no free sandbox slot: remove sandboxes with `openshell sandbox rm`")
+
+
+def address(slot: int) -> str:
+    return f"{ADDRESS_PREFIX}.{slot // 254}.{slot % 254 + 1}"
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def alive(pid: int | None, started: int | None) -> bool:
+    return bool(pid) and start_time(pid) == started
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,91 @@
+"""The openshell Jupyter server extension: wires the services, supervises the proxy, cleans up on stop.
+
+Enabled by jupyter-config/jupyter_server_config.d/jupyter_openshell.json. Configure with traitlets, e.g.
+`c.OpenShellExtension.supervise_proxy = False`, `c.SandboxManager.backend = "local"`. It must never keep a
+sandbox or a pooled kernel sandbox running after the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Enum, Float
+
+from .flows import handlers as flows_handlers
+from .flows.manager import FlowManager
+from .gpu import handlers as gpu_handlers
+from .openapi import handlers as openapi_handlers
+from .policies import handlers as policies_handlers
+from .policies.manager import PolicyManager
+from .sandboxes import handlers as sandboxes_handlers
+from .sandboxes.manager import SandboxManager
+
+
+class OpenShellExtension(ExtensionApp):
+    name = "openshell"
+    load_other_extensions = True
+    classes = [SandboxManager, PolicyManager, FlowManager]
+
+    supervise_proxy = Bool(
+        True, help="Start the policy proxy with the server and restart it if it dies."
+    ).tag(config=True)
+    supervise_interval = Float(5.0, help="Seconds between two checks that the proxy still serves.").tag(
+        config=True
+    )
+
+    ownership = Enum(
+        ["auto", "user", "server"],
+        "auto",
+        help="Who owns a sandbox: 'user' = the Jupyter username; 'server' = one owner for every "
+        "authenticated "
+        "caller (single-user servers, where token requests get random anonymous names); 'auto' = 'server' "
+        "with Jupyter's stock identity providers, else 'user'.",
+    ).tag(config=True)
+
+    def owner_of(self, user: Any) -> str:
+        mode = self.ownership
+        if mode == "auto":
+            from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
+
+            stock = (IdentityProvider, PasswordIdentityProvider)
+            mode = "server" if type(self.serverapp.identity_provider) in stock else "user"
+        return f"server:{getpass.getuser()}" if mode == "server" else user.username
+
+    def initialize_settings(self) -> None:
+        self.sandboxes = SandboxManager(parent=self)
+        self.policies = PolicyManager(parent=self)
+        self.flows = FlowManager(parent=self)
+        self._supervisor: PeriodicCallback | None = None
+
+    def initialize_handlers(self) -> None:
+        for module in (sandboxes_handlers, policies_handlers, flows_handlers, gpu_handlers, openapi_handlers):
+            self.handlers.extend(module.handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        if not self.supervise_proxy:
+            return
+        await self._ensure_proxy()
+        self._supervisor = PeriodicCallback(self._ensure_proxy, self.supervise_interval * 1000)
+        self._supervisor.start()
+
+    async def _ensure_proxy(self) -> None:
+        try:
+            from jupyter_openshell.proxy import ProxyClient
+
+            await asyncio.to_thread(ProxyClient().ensure_running)
+        except Exception as exc:  # keep the server up; sandboxes will fail closed without the proxy
+            self.log.error("openshell: the policy proxy is not running and could not be started: %s", exc)
+
+    async def stop_extension(self) -> None:
+        if self._supervisor:
+            self._supervisor.stop()
+        await asyncio.to_thread(self.sandboxes.stop_all)
+        with contextlib.suppress(ImportError):
+            from jupyter_openshell.kernel.pool import shutdown_pools
+
+            await asyncio.to_thread(shutdown_pools)

@@ -1,0 +1,1 @@
+"""The flows service of the openshell server extension."""

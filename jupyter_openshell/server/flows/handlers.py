@@ -1,0 +1,96 @@
+"""REST handlers for flows: GET /openshell/api/flows (paged) and the websocket /openshell/api/flows/stream.
+
+Only records of sandboxes the user owns are ever sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from tornado import web, websocket
+
+from ..base import API_PREFIX, AUTH_RESOURCE, ApiError, OpenShellAPIHandler, query_int
+
+
+def _since(handler: web.RequestHandler) -> float:
+    raw = handler.get_query_argument("since", "0")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter 'since' must be a unix timestamp, got {raw!r}") from None
+
+
+def _selected(handler: JupyterHandler, owned: set[str]) -> set[str]:
+    name = handler.get_query_argument("sandbox", None)
+    if name is None:
+        return owned
+    if name not in owned:
+        raise ApiError(404, f"no sandbox named {name!r}")
+    return {name}
+
+
+class FlowsHandler(OpenShellAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        owned = self.openshell.sandboxes.owned_names(self.owner)
+        names = _selected(self, owned)
+        limit = query_int(self, "limit", 200, 1, 1000)
+        since = _since(self)
+        records = await asyncio.to_thread(self.openshell.flows.query, names, since, limit)
+        next_since = records[-1].get("ts") if records else since
+        self.reply({"flows": records, "next_since": next_since, "limit": limit})
+
+
+class FlowStreamHandler(JupyterHandler, websocket.WebSocketHandler):
+    """Pushes JSON messages {"flows": [...]} as the proxy logs new decisions."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @ws_authenticated
+    async def get(self, *args, **kwargs) -> None:
+        user = self.current_user
+        if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
+            raise web.HTTPError(403)
+        owned = self.settings["openshell"].sandboxes.owned_names(self.settings["openshell"].owner_of(user))
+        name = self.get_query_argument("sandbox", None)
+        if name is not None and name not in owned:
+            raise web.HTTPError(404, f"no sandbox named {name!r}")
+        self._name = name
+        self._task: asyncio.Task | None = None
+        res = super().get(*args, **kwargs)
+        if res is not None:
+            await res
+
+    def open(self, *args, **kwargs) -> None:  # type: ignore[override]
+        self._task = asyncio.ensure_future(self._pump())
+
+    def _allowed(self) -> set[str]:
+        openshell = self.settings["openshell"]
+        owned = openshell.sandboxes.owned_names(openshell.owner_of(self.current_user))
+        return owned if self._name is None else owned & {self._name}
+
+    async def _pump(self) -> None:
+        since = float(self.get_query_argument("since", "0") or 0)
+        try:
+            async for batch in self.settings["openshell"].flows.follow(self._allowed, since):
+                await self.write_message(json.dumps({"flows": batch}, default=str))
+        except websocket.WebSocketClosedError:
+            pass
+
+    def on_message(self, message) -> None:  # clients only listen
+        pass
+
+    def on_close(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+
+handlers = [
+    (rf"{API_PREFIX}/flows", FlowsHandler),
+    (rf"{API_PREFIX}/flows/stream", FlowStreamHandler),
+]

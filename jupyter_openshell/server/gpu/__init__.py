@@ -1,0 +1,1 @@
+"""The gpu service of the openshell server extension."""

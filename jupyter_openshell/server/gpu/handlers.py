@@ -1,0 +1,21 @@
+"""REST handler for GET /openshell/api/gpu: NVML status, or a clear "no GPU" answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..base import API_PREFIX, OpenShellAPIHandler
+from .manager import gpu_snapshot
+
+
+class GpuHandler(OpenShellAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await asyncio.to_thread(gpu_snapshot))
+
+
+handlers = [(rf"{API_PREFIX}/gpu", GpuHandler)]

@@ -1,0 +1,1 @@
+"""The openapi service of the openshell server extension."""

@@ -1,0 +1,1 @@
+"""The policies service of the openshell server extension."""

@@ -1,0 +1,1 @@
+"""The sandboxes service of the openshell server extension."""

@@ -1,0 +1,52 @@
+"""REST handlers for /openshell/api/sandboxes: list, create, get, delete, exec (owner only, else 404)."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..base import API_PREFIX, OpenShellAPIHandler
+
+NAME = r"(?P<name>[^/]+)"
+
+
+class SandboxesHandler(OpenShellAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply({"sandboxes": self.openshell.sandboxes.list(self.owner)})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        info = await self.openshell.sandboxes.create(self.owner, self.json_body())
+        self.set_header("Location", f"{self.base_url.rstrip('/')}{API_PREFIX}/sandboxes/{info['name']}")
+        self.reply(info, 201)
+
+
+class SandboxHandler(OpenShellAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.reply(self.openshell.sandboxes.get(self.owner, name))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        await self.openshell.sandboxes.delete(self.owner, name)
+        self.set_status(204)
+        self.finish()
+
+
+class SandboxExecHandler(OpenShellAPIHandler):
+    @web.authenticated
+    @authorized("execute")
+    async def post(self, name: str) -> None:
+        self.reply(await self.openshell.sandboxes.exec(self.owner, name, self.json_body()))
+
+
+handlers = [
+    (rf"{API_PREFIX}/sandboxes", SandboxesHandler),
+    (rf"{API_PREFIX}/sandboxes/{NAME}", SandboxHandler),
+    (rf"{API_PREFIX}/sandboxes/{NAME}/exec", SandboxExecHandler),
+]

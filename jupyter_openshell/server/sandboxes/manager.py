@@ -1,0 +1,207 @@
+"""Sandboxes created through the REST API: create, list, get, exec, delete, each owned by a Jupyter user.
+
+Ownership is held here (a sandbox is visible only to the user who created it); the sandboxes themselves
+are the runtime's. It must never reveal another user's sandbox, and it stops every sandbox it created
+when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from traitlets import Int, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..base import ApiError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+MAX_OUTPUT = 1 << 20
+
+
+def info_dict(info: Any) -> dict:
+    if dataclasses.is_dataclass(info):
+        data = dataclasses.asdict(info)
+    elif isinstance(info, dict):
+        data = dict(info)
+    else:
+        data = dict(vars(info))
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+def policy_issues(exc: Exception) -> list[dict]:
+    return [
+        {
+            k: getattr(i, k, None)
+            for k in ("file", "line", "column", "field", "message", "expected", "example")
+        }
+        for i in getattr(exc, "issues", [])
+    ]
+
+
+class SandboxManager(LoggingConfigurable):
+    backend = Unicode("local", help="Runtime backend of sandboxes created through the REST API.").tag(
+        config=True
+    )
+    exec_timeout = Int(60, help="Default and maximum seconds an exec request may run.").tag(config=True)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._owners: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    def _backend(self) -> Any:
+        from jupyter_openshell.runtime import get_backend
+
+        return get_backend(self.backend)
+
+    def _check_owner(self, owner: str, name: str) -> None:
+        if self._owners.get(name) != owner:
+            raise ApiError(404, f"no sandbox named {name!r}")
+
+    def list(self, owner: str) -> list[dict]:
+        out = []
+        for name in sorted(n for n, o in self._owners.items() if o == owner):
+            try:
+                out.append(self._status(name))
+            except Exception as exc:  # gone behind our back: report, don't fail the listing
+                out.append({"name": name, "state": "missing", "error": str(exc)})
+        return out
+
+    def _status(self, name: str) -> dict:
+        data = info_dict(self._backend().status(name))
+        data["owner"] = self._owners.get(name)
+        return data
+
+    def get(self, owner: str, name: str) -> dict:
+        self._check_owner(owner, name)
+        return self._status(name)
+
+    async def create(self, owner: str, body: dict) -> dict:
+        from jupyter_openshell.paths import state_dir
+        from jupyter_openshell.policy import PolicyError, PolicyStore
+        from jupyter_openshell.runtime import SandboxError, SandboxSpec
+
+        name = body.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ApiError(
+                400,
+                "invalid sandbox name",
+                [{"field": "name", "message": "must match ^[a-z0-9][a-z0-9-]{0,39}$", "example": "agent-1"}],
+            )
+        gpu = body.get("gpu", False)
+        if not isinstance(gpu, bool):
+            raise ApiError(400, "invalid gpu", [{"field": "gpu", "message": "must be true or false"}])
+        policy = body.get("policy")
+        if policy is not None and not isinstance(policy, str):
+            raise ApiError(400, "invalid policy", [{"field": "policy", "message": "must be YAML text"}])
+        async with self._lock:
+            if name in self._owners or name in {info_dict(i).get("name") for i in self._backend().list()}:
+                raise ApiError(409, f"a sandbox named {name!r} already exists; pick another name")
+            store = PolicyStore(state_dir())
+            try:
+                if policy is not None:
+                    store.put(name, policy)
+                policy_file = _policy_path(store, name)
+            except PolicyError as exc:
+                raise ApiError(400, str(exc), policy_issues(exc)) from None
+            spec = SandboxSpec(name=name, policy_file=policy_file, workspace=None, gpu=gpu, binds=[], env={})
+            try:
+                info = await asyncio.to_thread(self._backend().create, spec)
+            except SandboxError as exc:
+                raise ApiError(500, f"sandbox {name!r} could not be created: {exc}") from None
+            self._owners[name] = owner
+        data = info_dict(info)
+        data["owner"] = owner
+        return data
+
+    async def delete(self, owner: str, name: str) -> None:
+        self._check_owner(owner, name)
+        await asyncio.to_thread(self._backend().destroy, name)
+        self._owners.pop(name, None)
+
+    async def exec(self, owner: str, name: str, body: dict) -> dict:
+        self._check_owner(owner, name)
+        argv = body.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ApiError(
+                400,
+                "invalid argv",
+                [
+                    {
+                        "field": "argv",
+                        "message": "must be a non-empty list of strings",
+                        "example": ["python", "-c", "print(1)"],
+                    }
+                ],
+            )
+        timeout = body.get("timeout", self.exec_timeout)
+        if not isinstance(timeout, int | float) or not 0 < timeout <= self.exec_timeout:
+            raise ApiError(
+                400,
+                "invalid timeout",
+                [{"field": "timeout", "message": f"must be a number of seconds in (0, {self.exec_timeout}]"}],
+            )
+        stdin = body.get("stdin", "")
+        if not isinstance(stdin, str):
+            raise ApiError(400, "invalid stdin", [{"field": "stdin", "message": "must be text"}])
+        return await asyncio.to_thread(self._run, name, argv, float(timeout), stdin)
+
+    def _run(self, name: str, argv: list[str], timeout: float, stdin: str) -> dict:
+        proc = self._backend().exec(
+            name,
+            argv,
+            env={},
+            cwd=None,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        timed_out = False
+        try:
+            out, err = proc.communicate(stdin.encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            out, err = proc.communicate()
+        return {
+            "returncode": proc.returncode,
+            "stdout": out[:MAX_OUTPUT].decode(errors="replace"),
+            "stderr": err[:MAX_OUTPUT].decode(errors="replace"),
+            "timed_out": timed_out,
+        }
+
+    def owned_names(self, owner: str) -> set[str]:
+        return {n for n, o in self._owners.items() if o == owner}
+
+    def owns(self, owner: str, name: str) -> bool:
+        return self._owners.get(name) == owner
+
+    def stop_all(self) -> None:
+        for name in list(self._owners):
+            try:
+                self._backend().destroy(name)
+            except Exception as exc:
+                self.log.warning("openshell: could not destroy sandbox %s: %s", name, exc)
+            self._owners.pop(name, None)
+
+
+def _policy_path(store: Any, name: str) -> str:
+    from jupyter_openshell.paths import sub
+
+    path = sub("policies") / f"{name}.yaml"
+    if not path.exists():
+        store.put(
+            name,
+            (sub("policies") / "default.yaml").read_text()
+            if (sub("policies") / "default.yaml").exists()
+            else _DENY_ALL,
+        )
+    return str(path)
+
+
+_DENY_ALL = "version: 1\n"

@@ -1,0 +1,164 @@
+"""`PolicyPanel`: a sandbox's policy as YAML in an editor with validate and apply (hot reload), the version
+history with diff and rollback, and an "allow" button for each recent denial.
+
+Works on the host state or, inside an OpenShell kernel, through the kernel broker (which refuses changes
+unless the kernelspec enables policy_edits). It must never apply a policy that did not validate.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+
+from jupyter_openshell.magics.denials import url_of
+from jupyter_openshell.magics.ops import diff, issue_dicts, ops_for
+
+
+def _issues_html(exc: Exception) -> str:
+    issues = issue_dicts(exc)
+    if not issues:
+        return f'<pre style="color:#b71c1c">{html.escape(str(exc))}</pre>'
+    items = "".join(
+        f"<li>line {i.get('line') or '?'}: <code>{html.escape(str(i.get('field') or ''))}</code>: "
+        f"{html.escape(str(i.get('message')))}"
+        + (f"<br>expected: {html.escape(str(i['expected']))}" if i.get("expected") else "")
+        + "</li>"
+        for i in issues
+    )
+    return f'<div style="color:#b71c1c"><b>invalid policy</b><ul>{items}</ul></div>'
+
+
+def _diff_html(text: str) -> str:
+    out = []
+    for line in text.splitlines():
+        color = "#1b5e20" if line.startswith("+") else "#b71c1c" if line.startswith("-") else "inherit"
+        out.append(f'<span style="color:{color}">{html.escape(line)}</span>')
+    return f"<pre>{chr(10).join(out) or '(no change)'}</pre>"
+
+
+class PolicyPanel(widgets.VBox):
+    """PolicyPanel(sandbox=None): edit, validate, apply, history/rollback, allow recent denials."""
+
+    def __init__(self, sandbox: str | None = None, **kwargs: Any):
+        self.ops = ops_for(sandbox)
+        self.editor = widgets.Textarea(layout=widgets.Layout(width="100%", height="260px"))
+        self.message = widgets.HTML()
+        self.validate_button = widgets.Button(description="Validate", icon="check")
+        self.apply_button = widgets.Button(description="Apply", button_style="primary", icon="upload")
+        self.reload_button = widgets.Button(description="Reload", icon="refresh")
+        self.versions = widgets.Dropdown(description="Version", options=[])
+        self.diff_button = widgets.Button(description="Diff")
+        self.rollback_button = widgets.Button(description="Rollback", button_style="warning")
+        self.denials = widgets.VBox()
+        self.validate_button.on_click(lambda _: self.validate())
+        self.apply_button.on_click(lambda _: self.apply())
+        self.reload_button.on_click(lambda _: self.reload())
+        self.diff_button.on_click(lambda _: self.show_diff())
+        self.rollback_button.on_click(lambda _: self.rollback())
+        title = widgets.HTML(f"<b>Policy of sandbox {html.escape(str(self.ops.name))}</b>")
+        super().__init__(
+            [
+                title,
+                self.editor,
+                widgets.HBox([self.validate_button, self.apply_button, self.reload_button]),
+                self.message,
+                widgets.HBox([self.versions, self.diff_button, self.rollback_button]),
+                widgets.HTML("<b>Recent denials</b>"),
+                self.denials,
+            ],
+            **kwargs,
+        )
+        self.reload()
+
+    def reload(self) -> None:
+        try:
+            shown = self.ops.show()
+        except Exception as exc:
+            self.message.value = _issues_html(exc)
+            return
+        self.editor.value = shown["yaml"]
+        self.version = shown["version"]
+        self._load_history()
+        self._load_denials()
+
+    def _load_history(self) -> None:
+        try:
+            entries = self.ops.history()
+        except Exception:
+            entries = []
+        options = [
+            (f"{e.get('version')} ({e.get('ts', e.get('time', ''))})", e.get("version")) for e in entries
+        ]
+        self.versions.options = list(reversed(options))
+
+    def _load_denials(self) -> None:
+        try:
+            flows = self.ops.flows(limit=200)
+        except Exception:
+            flows = []
+        seen: dict[tuple, dict] = {}
+        for r in flows:
+            if r.get("decision") == "deny":
+                seen[(r.get("method"), url_of(r))] = r
+        buttons = []
+        for (method, url), _record in list(seen.items())[-10:]:
+            button = widgets.Button(
+                description=f"Allow {method} {url}"[:80], layout=widgets.Layout(width="auto")
+            )
+            button.on_click(lambda _, m=method, u=url: self.allow(m, u))
+            buttons.append(button)
+        self.denials.children = buttons or [widgets.HTML("<i>none</i>")]
+
+    def validate(self) -> bool:
+        from jupyter_openshell.policy import PolicyError, parse_policy
+
+        try:
+            policy = parse_policy(self.editor.value, source="editor")
+        except PolicyError as exc:
+            self.message.value = _issues_html(exc)
+            return False
+        self.message.value = (
+            f'<span style="color:#1b5e20">valid, version <code>{policy.version}</code></span>'
+        )
+        return True
+
+    def apply(self) -> None:
+        if not self.validate():
+            return
+        try:
+            result = self.ops.put(self.editor.value, "editor")
+        except Exception as exc:
+            self.message.value = _issues_html(exc)
+            return
+        self.message.value = f"applied version <code>{result['version']}</code>" + _diff_html(result["diff"])
+        self._load_history()
+
+    def allow(self, method: str, url: str) -> None:
+        try:
+            result = self.ops.allow(method, url)
+        except Exception as exc:
+            self.message.value = _issues_html(exc)
+            return
+        self.message.value = f"allowed {html.escape(method)} {html.escape(url)}" + _diff_html(result["diff"])
+        self.reload()
+
+    def show_diff(self) -> None:
+        version = self.versions.value
+        for entry in self.ops.history():
+            if entry.get("version") == version and "yaml" in entry:
+                self.message.value = _diff_html(diff(entry["yaml"], self.editor.value, "policy"))
+                return
+        self.message.value = f"version {html.escape(str(version))}: no stored text to compare"
+
+    def rollback(self) -> None:
+        if not self.versions.value:
+            return
+        try:
+            result = self.ops.rollback(self.versions.value)
+        except Exception as exc:
+            self.message.value = _issues_html(exc)
+            return
+        self.message.value = f"rolled back to <code>{result['version']}</code>" + _diff_html(result["diff"])
+        self.reload()
