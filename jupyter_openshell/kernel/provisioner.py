@@ -73,7 +73,7 @@ class OpenShellProvisioner(KernelProvisionerBase):
             await asyncio.to_thread(self.box.launch)
             await asyncio.to_thread(self.box.wait_ready, self.start_timeout)
         else:
-            box = pool.take(self._config)
+            box = pool.take(self._config) if self.pool_size > 0 else None
             if box is None:
                 box = await asyncio.to_thread(KernelSandbox.start, self._config, None, self.start_timeout)
             self.box = box

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -48,22 +51,27 @@ class KernelConfig:
 
 
 def kernels_dir() -> Path:
+    """Where kernel channel directories live.
+
+    Not as root: <state>/kernels (private). As root the runtime runs bwrap as an unprivileged uid that
+    must reach the directory it binds, which the 0700 state directory forbids; then a root-owned 0711
+    directory is used whose entries have unguessable names, each handed to its sandbox's uid alone.
+    """
     from jupyter_openshell.paths import sub
 
-    return sub("kernels")
+    if os.geteuid() != 0:
+        return sub("kernels")
+    base = Path(tempfile.gettempdir()) / "openshell-kernels"
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o711)
+    st = base.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+        raise KernelStartError(f"{base} is not a directory owned by root; remove it and retry")
+    base.chmod(0o711)
+    return base
 
 
-def python_binds() -> list[Any]:
-    """Read-only binds that make this interpreter's environment (ipykernel, jupyter_openshell) importable."""
-    import jupyter_openshell
-    from jupyter_openshell.runtime import Bind
-
-    paths = {os.path.realpath(sys.prefix), os.path.dirname(os.path.realpath(jupyter_openshell.__file__))}
-    system = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
-    keep = sorted(p for p in paths if not any(p == s or p.startswith(s + "/") for s in system))
-    return [Bind(p, p) for p in keep]
-
-
+@functools.cache
 def _backend(name: str) -> Any:
     from jupyter_openshell.runtime import get_backend
 
@@ -75,11 +83,12 @@ class KernelSandbox:
 
     def __init__(self, name: str, config: KernelConfig):
         self.name, self.config = name, config
-        self.home = kernels_dir() / name
+        self.home = kernels_dir() / secrets.token_hex(12)  # short: ipc paths must stay < 108 bytes
         self.chan = self.home / "chan"
         self.key = secrets.token_hex(32).encode()
         self.process: Any = None
         self.broker: Any = None
+        self.uid: int | None = None
         self._created = False
         self._log: Any = None
 
@@ -88,7 +97,7 @@ class KernelSandbox:
     @classmethod
     def start(cls, config: KernelConfig, name: str | None = None, timeout: float = 30.0) -> KernelSandbox:
         """Create the sandbox, launch the kernel and wait until it serves; clean up and raise on failure."""
-        box = cls(name or f"kernel-{uuid.uuid4().hex[:10]}", config)
+        box = cls(name or f"kernel-{uuid.uuid4().hex[:12]}", config)
         try:
             box.create()
             box.launch()
@@ -99,28 +108,36 @@ class KernelSandbox:
         return box
 
     def create(self) -> None:
+        from jupyter_openshell.policy import PolicyError, load_policy_file
         from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec
 
         from .broker import Broker
 
-        shutil.rmtree(self.home, ignore_errors=True)
-        self.chan.mkdir(parents=True, mode=0o700)
+        if self.config.policy_file:
+            try:
+                load_policy_file(self.config.policy_file)
+            except (PolicyError, OSError) as exc:
+                raise KernelStartError(f"OpenShell: the kernel's policy cannot be used:\n{exc}") from None
+        self.home.mkdir(mode=0o711)
+        self.chan.mkdir(mode=0o700)
         self.broker = Broker(self.name, self.chan / "broker.sock", policy_edits=self.config.policy_edits)
         self.broker.start()
-        self.chan.chmod(0o777)  # the kernel runs as the sandbox's uid; the parent dirs stay private (0700)
         spec = SandboxSpec(
             name=self.name,
             policy_file=self.config.policy_file or None,
             workspace=self.config.workspace or None,
             gpu=self.config.gpu or None,
-            binds=[Bind(str(self.chan), INSIDE_DIR, writable=True), *python_binds()],
+            binds=[Bind(str(self.chan), INSIDE_DIR, writable=True)],
             env={},
         )
         try:
-            _backend(self.config.backend).create(spec)
+            info = _backend(self.config.backend).create(spec)
         except SandboxError as exc:
             raise KernelStartError(f"OpenShell: sandbox {self.name!r} could not be created: {exc}") from None
         self._created = True
+        if os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
+            self.uid = info.uid
+            os.chown(self.chan, info.uid, info.uid)
 
     def connection_info(self, inside: bool = False) -> dict:
         base = INSIDE_DIR if inside else str(self.chan)
@@ -147,8 +164,11 @@ class KernelSandbox:
     def launch(self) -> None:
         """Start ipykernel in the sandbox (again, on restart) with this sandbox's connection file."""
         conn = self.chan / "connection.json"
-        conn.write_text(json.dumps(self.connection_info(inside=True)))
-        conn.chmod(0o600)
+        fd = os.open(conn, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(self.connection_info(inside=True)))
+        if self.uid is not None:
+            os.chown(conn, self.uid, self.uid)
         for port in PORTS.values():
             with contextlib.suppress(FileNotFoundError):
                 (self.chan / f"k-{port}").unlink()

@@ -185,11 +185,14 @@ class RemoteOps:
         self.path, self.name = path, name
 
     def __getattr__(self, op: str) -> Any:
-        from jupyter_openshell.kernel.broker import call
+        from jupyter_openshell.kernel.broker import BrokerError, call
 
         def remote(*args: Any, **kwargs: Any) -> Any:
             params = dict(zip(_PARAMS.get(op, ()), args, strict=False), **kwargs)
-            return call(self.path, op, **params)
+            try:
+                return call(self.path, op, **params)
+            except BrokerError as exc:
+                raise OpsError(str(exc), exc.issue_dicts) from None
 
         return remote
 

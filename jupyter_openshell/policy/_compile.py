@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,10 +61,12 @@ class RequestInfo:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """The outcome for one request. `status` is 400 (malformed), 403 (denied) or None (let through).
-    `method`, `host`, `port`, `path` are the normalised request: forward exactly these."""
+    """The outcome for one request (treat as read-only). `status` is 400 (malformed), 403 (denied)
+    or None (let through). `method`, `host`, `port`, `path` are the normalised request: forward exactly
+    these. `hint` is the YAML of the narrowest rule that would allow a refused (or audit-allowed)
+    request, built on first access."""
 
     action: str  # "allow" | "deny" | "audit-allow"
     allowed: bool
@@ -73,7 +75,6 @@ class Decision:
     reason: str
     policy_version: str
     audit: bool = False
-    hint: str | None = None
     status: int | None = None
     method: str = ""
     scheme: str = ""
@@ -82,8 +83,16 @@ class Decision:
     port: int = 0
     path: str = ""
 
+    @property
+    def hint(self) -> str | None:
+        if self.action == "allow" or self.status == 400:
+            return None
+        return rule_yaml(narrowest_rule(self.method, self.host, self.port, self.path))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["hint"] = self.hint
+        return out
 
 
 class _Rule:
@@ -219,14 +228,20 @@ class CompiledPolicy:
         """Decide one request. Never raises for a malformed request: that is a 400 decision."""
         try:
             method = normalize_method(req.method)
-            hi = normalize_host(req.host)
+            host, req_port = req.host, req.port
+            if isinstance(host, str) and host.count(":") == 1:  # "host:port" (IPv6 has more colons)
+                host, host_port = split_host_port(host)
+                if req_port and host_port != req_port:
+                    raise BadRequest(f"port {host_port} in host does not match port {req_port}", "host")
+                req_port = host_port
+            hi = normalize_host(host)
             path, query = req.path, req.query
             if "?" in path:
                 path, _, q2 = path.partition("?")
                 query = query or q2
             path = normalize_path(path)
             scheme = (req.scheme or "http").lower()
-            port = req.port or (443 if scheme == "https" else 80)
+            port = req_port or (443 if scheme == "https" else 80)
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise BadRequest(f"invalid port {port!r}", "port")
             overrides = override_methods(req.headers, query)
@@ -275,9 +290,6 @@ class CompiledPolicy:
                 reason = f"denied by {rule}"
             else:
                 reason = "no rule matched (unmatched requests are denied)"
-        hint = None
-        if not allowed:
-            hint = rule_yaml(narrowest_rule(method, hi.value, port, path))
         audit = not allowed and self.mode == "audit"
         return Decision(
             action="allow" if allowed else ("audit-allow" if audit else "deny"),
@@ -287,7 +299,6 @@ class CompiledPolicy:
             reason=reason,
             policy_version=self.version,
             audit=audit,
-            hint=hint,
             status=None if (allowed or audit) else 403,
             method=method,
             scheme=scheme,
@@ -296,6 +307,33 @@ class CompiledPolicy:
             port=port,
             path=path,
         )
+
+    def host_may_be_allowed(self, host: str, port: int) -> bool:
+        """Could any request to `host:port` be let through (an allow rule for it exists, or audit
+        mode)? For refusing a CONNECT early, before any upstream connection or DNS lookup."""
+        if self.mode == "audit":
+            return True
+        try:
+            hi = normalize_host(host)
+        except BadRequest:
+            return False
+        generic, by_seg = self._plan(hi)
+        cands = set(generic).union(*by_seg.values()) if by_seg else generic
+        return any(self._rules[i].allow and port in self._rules[i].ports for i in cands)
+
+    def names_address(self, address: str) -> bool:
+        """True if an allow rule names this IP address explicitly (as an IP or inside a CIDR).
+        The proxy refuses loopback, link-local and its own addresses after DNS unless this holds."""
+        try:
+            hi = normalize_host(address)
+        except BadRequest:
+            return False
+        if not hi.is_ip:
+            return False
+        idx = list(self._exact.get(hi.value, ()))
+        addr = ipaddress.ip_address(hi.value)
+        idx += [i for net, i in self._cidrs if addr.version == net.version and addr in net]
+        return any(self._rules[i].allow for i in idx)
 
     # --- inference ---
 

@@ -24,6 +24,7 @@ This module is pure: it must never do I/O, DNS lookups, or accept something it c
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -106,6 +107,11 @@ def _ipv6(text: str) -> HostInfo:
 
 def normalize_host(host: str | bytes) -> HostInfo:
     """Canonical `HostInfo` of a request host (no port). Raises `BadRequest` if it is not a host."""
+    return _normalize_host_cached(host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize_host_cached(host: str | bytes) -> HostInfo:
     if isinstance(host, bytes):
         try:
             host = host.decode("utf-8")
@@ -281,12 +287,15 @@ def strip_params(path: str) -> str:
 # --- methods and overrides ---------------------------------------------------------------------
 
 _METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,31}\Z")
+_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 OVERRIDE_PARAMS = frozenset({"_method"})
 
 
 def normalize_method(method: str | bytes) -> str:
     """The method as an exact upper-case token; anything else raises `BadRequest`."""
+    if method in _COMMON_METHODS:
+        return method  # type: ignore[return-value]
     if isinstance(method, bytes):
         method = method.decode("latin-1")
     if not _METHOD.match(method):
@@ -349,6 +358,8 @@ def _header_items(headers: Any) -> Iterable[tuple[str, str]]:
 def override_methods(headers: Any = (), query: str = "") -> list[str]:
     """Methods a request asks the server to use instead of its own (method-override headers and
     `_method` query parameters), upper-cased. A value that is not a method token raises `BadRequest`."""
+    if not headers and not query:
+        return []
     found: list[str] = []
     for name, value in _header_items(headers):
         if name.lower() in OVERRIDE_HEADERS:

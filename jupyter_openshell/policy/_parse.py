@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from . import _yamlfast
 from ._errors import BadRequest, Issue, PolicyError
 from ._glob import path_covers
 from ._model import (
@@ -1154,24 +1155,54 @@ class _Validator:
 
     def shadowing(self, rules: tuple[EgressRule, ...], doc: Any) -> None:
         egress = doc.get("network", {}).get("egress") if isinstance(doc.get("network"), dict) else None
-        for j, later in enumerate(rules):
-            for earlier in rules[:j]:
-                if rule_covers(earlier, later):
-                    loc = (
-                        _val_loc(egress, later.index, (later.line, 1))
-                        if egress is not None
-                        else (later.line, 1)
-                    )
-                    what = "unreachable" if earlier.action != later.action else "redundant"
-                    self.warn(
-                        loc,
-                        f"network.egress[{later.index}]",
-                        f"rule is {what}: network.egress[{earlier.index}] ({earlier.action}) already matches "
-                        "every request it matches (first match wins)",
-                        "narrower rules above broader ones",
-                        f"move this rule above network.egress[{earlier.index}], or delete it",
-                    )
-                    break
+        for later, earlier in _shadowed(rules):
+            loc = _val_loc(egress, later.index, (later.line, 1)) if egress is not None else (later.line, 1)
+            what = "unreachable" if earlier.action != later.action else "redundant"
+            self.warn(
+                loc,
+                f"network.egress[{later.index}]",
+                f"rule is {what}: network.egress[{earlier.index}] ({earlier.action}) already matches "
+                "every request it matches (first match wins)",
+                "narrower rules above broader ones",
+                f"move this rule above network.egress[{earlier.index}], or delete it",
+            )
+
+
+def _first_segments(rule: EgressRule) -> frozenset[str] | None:
+    """Literal first path segments a rule can match, or None if it can match any."""
+    if rule.paths is None:
+        return None
+    segs = frozenset(p.path[1:].split("/", 1)[0] for p in rule.paths)
+    return None if any("*" in s for s in segs) else segs
+
+
+def _shadowed(rules: tuple[EgressRule, ...]) -> list[tuple[EgressRule, EgressRule]]:
+    """(later, first earlier rule covering it) pairs. Only rules that could cover each other are
+    compared: broad hosts (none, wildcard, CIDR) with everything; an exact host with the same host and
+    an overlapping first path segment."""
+    broad: list[int] = []
+    by_host: dict[str, dict[str | None, list[int]]] = {}
+    found = []
+    for j, b in enumerate(rules):
+        b_segs = _first_segments(b)
+        cands = list(broad)
+        exact = b.host is not None and "*" not in b.host and "/" not in b.host
+        if exact:
+            buckets = by_host.get(b.host, {})
+            cands += buckets.get(None, [])
+            for seg in b_segs or ():
+                cands += buckets.get(seg, [])
+        for i in sorted(set(cands)):
+            if rule_covers(rules[i], b):
+                found.append((b, rules[i]))
+                break
+        if exact:
+            buckets = by_host.setdefault(b.host, {})
+            for seg in b_segs if b_segs is not None else (None,):
+                buckets.setdefault(seg, []).append(j)
+        else:
+            broad.append(j)
+    return found
 
 
 def _host_covers(a: str | None, b: str | None) -> bool:
@@ -1243,8 +1274,9 @@ def _yaml() -> YAML:
 
 def parse_policy(text: str, source: str = "<string>") -> Policy:
     """Parse and validate policy YAML text. Raises `PolicyError` listing every error found."""
+    fast = _yamlfast.load(text)
     try:
-        doc = _yaml().load(text)
+        doc = fast[0] if fast is not None else _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)

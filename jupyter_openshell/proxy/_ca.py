@@ -18,7 +18,11 @@ from jupyter_openshell.paths import ensure_private_dir
 BASENAME = "mitmproxy"
 BUNDLE = "ca-bundle.pem"
 _KEY_FILES = (f"{BASENAME}-ca.pem", f"{BASENAME}-ca.p12")
-_SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+_SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+)
 
 
 def _system_roots() -> bytes:

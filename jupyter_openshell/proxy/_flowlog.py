@@ -61,15 +61,14 @@ class FlowRing:
 
     def _catch_up(self) -> None:
         try:
-            fh = open(self.path, "rb")
+            with open(self.path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < self._offset:  # rotated or truncated
+                    self._offset, self._partial = 0, b""
+                fh.seek(self._offset)
+                data = fh.read()
         except FileNotFoundError:
             return
-        with fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size < self._offset:  # rotated or truncated
-                self._offset, self._partial = 0, b""
-            fh.seek(self._offset)
-            data = fh.read()
         self._offset += len(data)
         data = self._partial + data
         lines = data.split(b"\n")
@@ -84,7 +83,7 @@ class FlowRing:
                 continue
 
     def query(self, sandbox: str | None = None, since: float = 0, limit: int = 200) -> list[dict[str, Any]]:
-        """Records (oldest first). `since` > 0: the first `limit` with ts >= since; else the newest `limit`."""
+        """Records, oldest first. `since` > 0: the first `limit` with ts >= since; else the newest."""
         self._catch_up()
         limit = max(0, limit)
         rows = [r for r in self._ring

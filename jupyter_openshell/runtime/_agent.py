@@ -63,7 +63,7 @@ class Agent:
         listener.listen(256)
         rules = self.config.get("landlock")
         if rules is not None:
-            abi = _landlock.restrict(rules["ro"], rules["rw"])
+            abi = _landlock.restrict(rules["ro"], rules["rw"], rules.get("list", []))
             log(f"landlock ABI {abi} applied" if abi else "landlock unavailable: mount namespace only")
         return control, listener
 
@@ -227,6 +227,7 @@ def _safe_send(conn: socket.socket, message: dict) -> None:
 
 
 def main() -> None:
+    threading.stack_size(512 << 10)  # many relay threads must fit a small RLIMIT_AS
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     Agent(json.loads(sys.argv[1])).run()
 

@@ -1,8 +1,7 @@
 """The bubblewrap command line of one sandbox: namespaces, the filesystem view, seccomp, identity.
 
-`Command` collects bwrap arguments and the fds they refer to (directories opened by the host as
-O_PATH, generated files as memfds) so that bwrap, running as an unprivileged uid, never has to
-resolve a path inside the host's private state directory. The view is an allowlist: system dirs
+`Command` collects bwrap arguments and the fds they refer to (generated files as memfds, never a
+path in the host's private state directory, which bwrap running as the sandbox uid cannot reach). The view is an allowlist: system dirs
 read-only, a curated /etc, one writable workspace, private /tmp, /dev, /proc. It must never bind the
 state directory, home directories, /run or any host socket unless a policy names them explicitly,
 and never the CA private key.
@@ -13,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # /etc entries a sandbox may see: what dynamic linking, TLS, locales, time and shells need; no
@@ -43,9 +41,6 @@ class Command:
         os.set_inheritable(fd, True)
         self.fds.append(fd)
         return str(fd)
-
-    def path_fd(self, path: str | Path) -> str:
-        return self.fd(os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
 
     def data(self, text: str | bytes, target: str, mode: str = "0444") -> None:
         fd = os.memfd_create("openshell-data", os.MFD_CLOEXEC)
@@ -87,7 +82,7 @@ def _identity(cmd: Command, name: str, user: str, uid: int) -> None:
              "options attempts:1 timeout:1\n", "/etc/resolv.conf")
 
 
-def build(cmd: Command, *, name: str, user: str, uid: int, workspace_fd: int, chan_fd: int, ca_pem: bytes,
+def build(cmd: Command, *, name: str, user: str, uid: int, workspace: str, chan: str, ca_pem: bytes,
           tmp_size: int, read_only: list[str], read_write: list[str], hidden: list[str],
           runtime_paths: list[str], state_dir: str, gpu: list[tuple[str, str]] | None) -> None:
     """Append namespaces, mounts and identity to `cmd` (the command to run comes after)."""
@@ -101,8 +96,7 @@ def build(cmd: Command, *, name: str, user: str, uid: int, workspace_fd: int, ch
     cmd.add("--proc", "/proc", "--dev", "/dev")
     cmd.add("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp")
     cmd.add("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm")
-    cmd.add("--dir", "/run", "--ro-bind-fd", cmd.fd(chan_fd), CHAN_PATH)
-    cmd.add("--bind-fd", cmd.fd(workspace_fd), WORKSPACE)
+    cmd.add("--dir", "/run", "--ro-bind", chan, CHAN_PATH, "--bind", workspace, WORKSPACE)
     if ca_pem:
         cmd.data(ca_pem, CA_PATH)
     for path in read_only:

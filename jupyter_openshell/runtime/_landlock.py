@@ -1,9 +1,8 @@
 """Landlock, the second filesystem wall, applied from inside the sandbox (ctypes syscalls, stdlib only).
 
-`restrict(read_only, read_write)` confines the calling process and all its future children to the
-listed paths (read/execute below `read_only`, everything below `read_write`); `scope_signals()` puts
-the caller in a nested domain that can no longer signal or reach abstract sockets of its parents (the
-agent). It needs no_new_privs (bubblewrap sets it). On kernels without Landlock `abi()` is 0 and the
+`restrict(read_only, read_write, listable)` confines the calling process and all its future children to the
+listed paths (read/execute below `read_only`, everything below `read_write`) and, from ABI 6, to
+abstract UNIX sockets of its own domain. It needs no_new_privs (bubblewrap sets it). On kernels without Landlock `abi()` is 0 and the
 caller decides; this module must never widen access, only narrow it.
 """
 
@@ -20,7 +19,7 @@ _RULE_PATH_BENEATH = 1
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _MAKE_ALL = sum(1 << n for n in range(4, 13))  # remove dir/file, make char/dir/reg/sock/fifo/block/sym
 REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
-SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1 << 0, 1 << 1
+SCOPE_ABSTRACT_UNIX = 1 << 0
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -78,8 +77,10 @@ def _add_path(ruleset: int, path: str, access: int) -> None:
         os.close(fd)
 
 
-def restrict(read_only: list[str], read_write: list[str], version: int | None = None) -> int:
-    """Confine the caller's filesystem view; returns the ABI used (0: not applied, Landlock absent)."""
+def restrict(read_only: list[str], read_write: list[str], listable: tuple[str, ...] | list[str] = (),
+             version: int | None = None) -> int:
+    """Confine the caller's filesystem view; returns the ABI used (0: not applied, Landlock absent).
+    `listable` directories (e.g. "/") may be listed, nothing more."""
     version = abi() if version is None else version
     if version <= 0:
         return 0
@@ -87,6 +88,8 @@ def restrict(read_only: list[str], read_write: list[str], version: int | None = 
     scoped = SCOPE_ABSTRACT_UNIX if version >= 6 else 0
     ruleset = _ruleset(handled, scoped, version)
     try:
+        for path in listable:
+            _add_path(ruleset, path, READ_DIR)
         for path in read_only:
             _add_path(ruleset, path, (EXECUTE | READ_FILE | READ_DIR) & handled)
         for path in read_write:
@@ -96,16 +99,3 @@ def restrict(read_only: list[str], read_write: list[str], version: int | None = 
         os.close(ruleset)
     return version
 
-
-def scope_signals(version: int) -> None:
-    """Nest the caller in a domain that cannot signal processes outside it (ABI >= 6; else no-op).
-
-    Safe to call between fork and exec: only raw syscalls, no allocation beyond ctypes buffers.
-    """
-    if version < 6:
-        return
-    ruleset = _ruleset(0, SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX, version)
-    try:
-        _call(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0))
-    finally:
-        os.close(ruleset)

@@ -9,6 +9,7 @@ It must never read the proxy's private files (CA key, secrets) and never swallow
 from __future__ import annotations
 
 import logging
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,14 @@ def load(path: str | Path) -> Any:
         raise SandboxError(f"cannot read policy file {path}: {exc.strerror}") from exc
 
 
+@cache
+def default_policy() -> Any:
+    """The parsed DENY_ALL policy (parsed once per process)."""
+    from ..policy import parse_policy
+
+    return parse_policy(DENY_ALL, source="<default sandbox policy>")
+
+
 def store(name: str, text: str) -> Any:
     """Validate `text` and make it the current policy of sandbox `name`; returns the Policy."""
     from ..policy import PolicyError, PolicyStore
@@ -62,6 +71,15 @@ def _client() -> Any:
     from ..proxy import ProxyClient
 
     return ProxyClient(paths.state_dir())
+
+
+def ensure_proxy() -> str | None:
+    """Start the proxy if it is not running (it creates the CA the sandboxes trust); a warning on failure."""
+    try:
+        _client().ensure_running()
+    except Exception as exc:  # the proxy is another area: report, the sandbox then has no network
+        return f"policy proxy unavailable ({type(exc).__name__}: {exc})"
+    return None
 
 
 def register(name: str) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_* fixtures; pytest_plugins is root-only)
 
 TOKENS = {"alice-token": "alice", "bob-token": "bob"}
 
@@ -17,7 +18,9 @@ class TwoUsers(IdentityProvider):
 
     def get_user(self, handler):
         auth = handler.request.headers.get("Authorization", "")
-        token = auth.split(" ", 1)[1] if auth.lower().startswith("token ") else handler.get_argument("token", "")
+        token = (
+            auth.split(" ", 1)[1] if auth.lower().startswith("token ") else handler.get_argument("token", "")
+        )
         name = TOKENS.get(token)
         return User(username=name, name=name) if name else None
 
@@ -40,3 +43,52 @@ def jp_server_config():
 @pytest.fixture
 def bob():
     return {"Authorization": "token bob-token"}
+
+
+class _Upstream:
+    def __init__(self, server):
+        self.server = server
+        self.port = server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def upstream():
+    """A plain HTTP server on 127.0.0.1 answering 200 'ok <path>' to everything."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            body = f"ok {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield _Upstream(server)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def workspace():
+    """A notebook directory the sandbox's uid can reach (pytest's tmp_path is under a 0700 directory)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="openshell-ws-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

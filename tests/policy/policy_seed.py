@@ -28,4 +28,3 @@ inference:
 """
 
 SEED = SEED_NETWORK + SEED_INFERENCE
-

@@ -20,10 +20,18 @@ from mitmproxy import http, tcp, udp
 
 from jupyter_openshell.policy import BadRequest, RequestInfo, normalize_host, normalize_path, split_host_port
 
-from .._responses import bad_request, denied
 from .._registry import HOST_CALLER
-from .._state import META_ACTIVE, META_CALLER, META_DECISION, META_DENIED, META_ROUTE, META_START, META_TARGET,
-                      ProxyState
+from .._responses import bad_request, denied
+from .._state import (
+    META_ACTIVE,
+    META_CALLER,
+    META_DECISION,
+    META_DENIED,
+    META_ROUTE,
+    META_START,
+    META_TARGET,
+    ProxyState,
+)
 
 _DEFAULT_PORT = {"http": 80, "https": 443}
 

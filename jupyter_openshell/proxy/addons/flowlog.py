@@ -12,8 +12,16 @@ import time
 from mitmproxy import http
 
 from .._registry import HOST_CALLER
-from .._state import META_ACTIVE, META_CALLER, META_DECISION, META_DENIED, META_ROUTE, META_START, META_TARGET,
-                      ProxyState
+from .._state import (
+    META_ACTIVE,
+    META_CALLER,
+    META_DECISION,
+    META_DENIED,
+    META_ROUTE,
+    META_START,
+    META_TARGET,
+    ProxyState,
+)
 
 
 class _Counter:

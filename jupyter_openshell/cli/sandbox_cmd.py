@@ -1,0 +1,162 @@
+"""`openshell sandbox ...`: create, exec into, list, inspect and remove sandboxes.
+
+A thin layer over `jupyter_openshell.runtime`: parse arguments, call the backend, print. It must
+never contain sandbox logic, and never print a policy's secrets (policies hold only secret names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..runtime import SandboxError, SandboxSpec, get_backend
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _size(value: int | None) -> str:
+    if not value:
+        return "-"
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if value >= 1 << shift and value % (1 << shift) == 0:
+            return f"{value >> shift}{unit}"
+    return str(value)
+
+
+def _create(args: argparse.Namespace) -> int:
+    info = get_backend(args.backend).create(SandboxSpec(
+        name=args.name, policy_file=args.policy, workspace=args.workspace, gpu=True if args.gpu else None))
+    for warning in info.details.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+    else:
+        print(info.name)
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    argv = args.command[1:] if args.command[:1] == ["--"] else args.command
+    proc = get_backend(args.backend).exec(args.name, argv, cwd=args.cwd,
+                                          env=dict(e.split("=", 1) for e in args.env or []))
+    previous = {sig: signal.signal(sig, lambda s, _f: proc.send_signal(s)) for sig in FORWARDED}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
+def _ls(args: argparse.Namespace) -> int:
+    infos = get_backend(args.backend).list()
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return 0
+    rows = [("NAME", "STATE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "AGE", "WORKSPACE")]
+    for i in infos:
+        lim = i.limits
+        rows.append((i.name, i.state, i.address, i.enforcement or "-", str(lim.get("cpu") or "-"),
+                     _size(lim.get("memory")), str(lim.get("pids") or "-"),
+                     f"{int(time.time() - i.created)}s", i.workspace))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    sys.stdout.write(get_backend(args.backend).logs(args.name))
+    return 0
+
+
+def _policy(args: argparse.Namespace) -> int:
+    backend = get_backend(args.backend)
+    if args.set:
+        policy = backend.set_policy(args.name, Path(args.set).read_text())
+        print(f"sandbox {args.name}: policy version {getattr(policy, 'version', '?')} applied "
+              "(network rules: next request; filesystem/process/resources/gpu: next create)")
+        for warning in getattr(policy, "warnings", ()):
+            print(f"warning: {warning}", file=sys.stderr)
+    else:
+        sys.stdout.write(backend.get_policy(args.name))
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    backend = get_backend(args.backend)
+    names = [i.name for i in backend.list()] if args.all else args.names
+    for name in names:
+        backend.destroy(name)
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    get_backend(args.backend).stop(args.name)
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    for item in get_backend(args.backend).cleanup():
+        print(f"cleaned {item}")
+    return 0
+
+
+def _guard(func):  # noqa: ANN001, ANN202 - tiny adapter
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except SandboxError as exc:
+            print(f"openshell sandbox: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="local", help="sandbox backend (default: local)")
+    sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("create", help="create a sandbox and print its name")
+    p.add_argument("--name", help="sandbox name (default: generated)")
+    p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
+    p.add_argument("--workspace", help="host directory mounted read-write at /workspace")
+    p.add_argument("--gpu", action="store_true", help="make the NVIDIA GPUs available inside")
+    p.add_argument("--json", action="store_true", help="print the sandbox's details as JSON")
+    p.set_defaults(func=_guard(_create))
+
+    p = sub.add_parser("exec", help="run a command in a sandbox; streams output, returns its exit code")
+    p.add_argument("name")
+    p.add_argument("--cwd", help="working directory inside (default /workspace)")
+    p.add_argument("--env", action="append", metavar="VAR=VALUE", help="extra environment variable")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    p.set_defaults(func=_guard(_exec))
+
+    p = sub.add_parser("ls", help="list sandboxes, their state and which resource enforcement is active")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_ls))
+
+    p = sub.add_parser("logs", help="print a sandbox's log (agent, proxy channel, start-up errors)")
+    p.add_argument("name")
+    p.set_defaults(func=_guard(_logs))
+
+    p = sub.add_parser("policy", help="show a sandbox's policy, or --set FILE to replace it (hot)")
+    p.add_argument("name")
+    p.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
+    p.set_defaults(func=_guard(_policy))
+
+    p = sub.add_parser("stop", help="end a sandbox's processes, keep its files")
+    p.add_argument("name")
+    p.set_defaults(func=_guard(_stop))
+
+    p = sub.add_parser("rm", help="end every process of a sandbox and remove its state")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true", help="remove every sandbox")
+    p.set_defaults(func=_guard(_rm))
+
+    p = sub.add_parser("gc", help="clean what crashed or exited sandboxes left behind")
+    p.set_defaults(func=_guard(_gc))

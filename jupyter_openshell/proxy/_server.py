@@ -1,0 +1,382 @@
+"""Runs the policy proxy: mitmproxy with our addons, plus (in the primary process) the sandbox gateway,
+the control API and any worker processes.
+
+Workers: with `workers > 1` every process listens on the same port with SO_REUSEPORT, so the kernel
+spreads client connections across them; each worker is a full proxy (own policy watcher and flow
+log appends). The primary forwards registry changes to workers over their stdin (one JSON line per
+command, one JSON line of answer on stdout) and answers the caller only when every worker applied it.
+It must never accept a sandbox connection anywhere but through the gateway's source address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import options
+from mitmproxy.proxy import mode_servers
+from mitmproxy.tools.dump import DumpMaster
+
+from ._addresses import Resolver
+from ._ca import BUNDLE, ensure_ca
+from ._control import ControlServer
+from ._flowlog import FlowLog, FlowRing
+from ._gateway import Gateway
+from ._policies import PolicySet
+from ._registry import HOST_CALLER, Registry, RegistryError, read_sandbox
+from ._secrets import RedactingFilter, SecretStore
+from ._state import ProxyState
+from .addons.addresses import AddressGuard
+from .addons.enforce import EgressEnforcer
+from .addons.flowlog import FlowRecorder
+from .addons.inference import InferenceRouter
+from .addons.reload import PolicyWatcher
+
+log = logging.getLogger("jupyter_openshell.proxy")
+STREAM_THRESHOLD = "256k"
+
+
+@dataclass
+class ProxyConfig:
+    policy_file: Path
+    state_dir: Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    workers: int = 1
+    worker_index: int = 0  # 0: primary
+    upstream_ca: Path | None = None
+    resolve: dict[str, str] = field(default_factory=dict)
+    reload_interval: float = 0.05
+
+
+def default_addons(state: ProxyState, reload_interval: float = 0.05) -> list[Any]:
+    """Our addons in hook order: decide, route, check the address, record; plus the policy watcher."""
+    return [EgressEnforcer(state), InferenceRouter(state), AddressGuard(state), FlowRecorder(state),
+            PolicyWatcher(state, reload_interval)]
+
+
+def _use_reuse_port() -> None:
+    async def listen(self, host: str, port: int):
+        return [await asyncio.start_server(self.handle_stream, host, port, reuse_port=True)]
+
+    mode_servers.AsyncioServerInstance.listen = listen  # type: ignore[method-assign]
+
+
+def _registered_file(state_dir: Path) -> Path:
+    return state_dir / "run" / "proxy-sandboxes.json"
+
+
+def _load_registered(state_dir: Path) -> list[str]:
+    try:
+        return list(json.loads(_registered_file(state_dir).read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def _save_registered(state_dir: Path, names: list[str]) -> None:
+    path = _registered_file(state_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted(names)))
+    os.replace(tmp, path)
+
+
+def setup_logging(secrets: SecretStore) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("jupyter_openshell").setLevel(logging.INFO)
+
+
+class ProxyProcess:
+    """One proxy process (primary or worker)."""
+
+    def __init__(self, cfg: ProxyConfig):
+        self.cfg = cfg
+        sd = cfg.state_dir
+        for sub in ("ca", "secrets", "policies", "sandboxes", "flows", "run"):
+            (sd / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.secrets = SecretStore(sd / "secrets")
+        setup_logging(self.secrets)
+        self.state = ProxyState(
+            state_dir=sd, registry=Registry(), policies=PolicySet(), secrets=self.secrets,
+            flowlog=FlowLog(sd / "flows" / "flows.jsonl"), resolver=Resolver(cfg.resolve))
+        self.state.policies.set_source(HOST_CALLER, cfg.policy_file)
+        self.master: DumpMaster | None = None
+        self.port = cfg.listen_port
+        self.started = time.time()
+
+    # -- registry ---------------------------------------------------------------------------
+    def apply_registered(self, names: list[str]) -> dict[str, str]:
+        """Make the registry hold exactly `names` (re-reading each sandbox.json); returns errors."""
+        errors: dict[str, str] = {}
+        for name in set(self.state.registry.names()) - set(names):
+            self.state.registry.remove(name)
+            self.state.policies.drop(name)
+        for name in names:
+            try:
+                entry = read_sandbox(self.cfg.state_dir, name)
+                self.state.registry.add(entry)
+            except RegistryError as exc:
+                errors[name] = str(exc)
+                continue
+            self.state.policies.set_source(name, entry.policy_file)
+        return errors
+
+    def policy_status(self) -> dict[str, Any]:
+        return self.state.policies.status()
+
+    # -- mitmproxy --------------------------------------------------------------------------
+    async def start_master(self) -> None:
+        if self.cfg.workers > 1:
+            _use_reuse_port()
+        opts = options.Options(listen_host=self.cfg.listen_host, listen_port=self.cfg.listen_port,
+                               confdir=str(self.cfg.state_dir / "ca"))
+        self.master = DumpMaster(opts, with_termlog=False, with_dumper=False)
+        self.master.addons.add(*default_addons(self.state, self.cfg.reload_interval))
+        updates: dict[str, Any] = {
+            "connection_strategy": "lazy",
+            "stream_large_bodies": STREAM_THRESHOLD,
+        }
+        if self.cfg.upstream_ca:
+            updates["ssl_verify_upstream_trusted_ca"] = str(self.cfg.upstream_ca)
+        self.master.options.update(**updates)
+
+    async def wait_listening(self) -> int:
+        assert self.master is not None
+        server = self.master.addons.get("proxyserver")
+        for _ in range(400):
+            addrs = server.listen_addrs()
+            if addrs:
+                return addrs[0][1]
+            await asyncio.sleep(0.025)
+        raise RuntimeError("mitmproxy did not start listening")
+
+
+class Primary:
+    """The primary process: proxy + gateway + control API + workers."""
+
+    def __init__(self, cfg: ProxyConfig):
+        self.cfg = cfg
+        self.proc = ProxyProcess(cfg)
+        self.gateway: Gateway | None = None
+        self.control: ControlServer | None = None
+        self.workers: list[asyncio.subprocess.Process] = []
+        self._worker_lock = asyncio.Lock()
+        self.ring = FlowRing(cfg.state_dir / "flows" / "flows.jsonl")
+        self.info: dict[str, Any] = {}
+
+    async def run(self) -> int:
+        cfg = self.cfg
+        ensure_ca(cfg.state_dir / "ca")
+        if cfg.workers > 1 and cfg.listen_port == 0:
+            cfg.listen_port = _free_port(cfg.listen_host)
+        await self.proc.start_master()
+        master = self.proc.master
+        assert master is not None
+        run_task = asyncio.ensure_future(master.run())
+        try:
+            port = await asyncio.wait_for(self.proc.wait_listening(), 15)
+        except Exception:
+            if run_task.done() and run_task.exception():
+                raise run_task.exception() from None
+            raise
+        cfg.listen_port = port
+        target_host = "127.0.0.1" if cfg.listen_host in ("", "0.0.0.0") else cfg.listen_host
+        self.gateway = Gateway((target_host, port))
+        for w in range(1, cfg.workers):
+            self.workers.append(await self._spawn_worker(w))
+        for name, err in (await self._apply(_load_registered(cfg.state_dir))).items():
+            log.warning("sandbox %s not restored: %s", name, err)
+        control_path = cfg.state_dir / "run" / "proxy-control.sock"
+        self.control = ControlServer(control_path, self.handle)
+        await self.control.start()
+        self.info = {"pid": os.getpid(), "listen": f"{target_host}:{port}", "control": str(control_path),
+                     "started": self.proc.started, "workers": cfg.workers,
+                     "ca_bundle": str(cfg.state_dir / "ca" / BUNDLE)}
+        run_json = cfg.state_dir / "run" / "proxy.json"
+        tmp = run_json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.info))
+        os.replace(tmp, run_json)
+        log.info("proxy listening on %s:%s (control %s, %s worker(s))", target_host, port, control_path,
+                 cfg.workers)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, master.shutdown)
+        try:
+            await run_task
+        finally:
+            await self._cleanup(run_json)
+        return 0
+
+    async def _cleanup(self, run_json: Path) -> None:
+        if self.control:
+            await self.control.stop()
+        if self.gateway:
+            await self.gateway.close_all()
+        for w in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                w.terminate()
+        for w in self.workers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(w.wait(), 5)
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(run_json.read_text()).get("pid") == os.getpid():
+                run_json.unlink()
+
+    # -- workers ----------------------------------------------------------------------------
+    async def _spawn_worker(self, index: int) -> asyncio.subprocess.Process:
+        cfg = self.cfg
+        argv = [sys.executable, "-m", "jupyter_openshell", "proxy", "--policy", str(cfg.policy_file),
+                "--listen", f"{cfg.listen_host}:{cfg.listen_port}", "--workers", str(cfg.workers),
+                "--worker-index", str(index), "--state-dir", str(cfg.state_dir)]
+        if cfg.upstream_ca:
+            argv += ["--upstream-ca", str(cfg.upstream_ca)]
+        for k, v in cfg.resolve.items():
+            argv += ["--resolve", f"{k}={v}"]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            raise RuntimeError(f"proxy worker {index} failed to start (see stderr)")
+        return proc
+
+    async def _tell_workers(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
+        answers = []
+        async with self._worker_lock:
+            for w in self.workers:
+                assert w.stdin is not None and w.stdout is not None
+                w.stdin.write((json.dumps(cmd) + "\n").encode())
+                await w.stdin.drain()
+                line = await asyncio.wait_for(w.stdout.readline(), 10)
+                answers.append(json.loads(line) if line else {"error": "worker exited"})
+        return answers
+
+    async def _apply(self, names: list[str]) -> dict[str, str]:
+        errors = self.proc.apply_registered(names)
+        assert self.gateway is not None
+        for name in set(self.gateway.listening()) - set(self.proc.state.registry.names()):
+            await self.gateway.close(name)
+        for name in self.proc.state.registry.names():
+            entry = self.proc.state.registry.get(name)
+            assert entry is not None
+            if name not in self.gateway.listening():
+                await self.gateway.open(name, entry.chan_dir, entry.address)
+        _save_registered(self.cfg.state_dir, self.proc.state.registry.names())
+        await self._tell_workers({"op": "registered", "names": self.proc.state.registry.names()})
+        return errors
+
+    # -- control API ------------------------------------------------------------------------
+    async def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        parts = [p for p in path.split("/") if p]
+        if parts == ["status"] and method == "GET":
+            return 200, self.status()
+        if len(parts) == 2 and parts[0] == "sandboxes":
+            name = parts[1]
+            names = self.proc.state.registry.names()
+            if method == "POST":
+                errors = await self._apply(sorted(set(names) | {name}))
+                if name in errors:
+                    await self._apply(names)
+                    return 400, {"error": errors[name]}
+                return 200, self.sandbox_status(name)
+            if method == "DELETE":
+                known = name in names
+                await self._apply([n for n in names if n != name])
+                return (200 if known else 404), {"name": name, "unregistered": known}
+        if parts == ["flows"] and method == "GET":
+            try:
+                since = float(query.get("since", 0) or 0)
+                limit = int(query.get("limit", 200) or 200)
+            except ValueError:
+                return 400, {"error": "since must be a number and limit an integer"}
+            return 200, {"flows": self.ring.query(query.get("sandbox"), since, limit)}
+        if parts == ["reload"] and method == "POST":
+            changed = self.proc.state.policies.refresh(force=True)
+            await self._tell_workers({"op": "reload"})
+            return 200, {"changed": changed, "policies": self.proc.policy_status()}
+        if parts == ["shutdown"] and method == "POST":
+            assert self.proc.master is not None
+            asyncio.get_running_loop().call_later(0.05, self.proc.master.shutdown)
+            return 200, {"stopping": True}
+        return 404, {"error": f"no route {method} {path}"}
+
+    def sandbox_status(self, name: str) -> dict[str, Any]:
+        entry = self.proc.state.registry.get(name)
+        assert entry is not None and self.gateway is not None
+        pol = self.proc.policy_status().get(name, {})
+        return {"name": name, "address": entry.address, "socket": self.gateway.listening().get(name),
+                "policy_file": str(entry.policy_file), "policy_version": pol.get("version"),
+                "policy_error": pol.get("last_error")}
+
+    def status(self) -> dict[str, Any]:
+        return {**self.info, "uptime_s": round(time.time() - self.proc.started, 3),
+                "policies": self.proc.policy_status(),
+                "sandboxes": {n: self.sandbox_status(n) for n in self.proc.state.registry.names()},
+                "flow_log": str(self.proc.state.flowlog.path),
+                "resolver_lookups": self.proc.state.resolver.lookups}
+
+
+async def run_worker(cfg: ProxyConfig) -> int:
+    proc = ProxyProcess(cfg)
+    proc.apply_registered(_load_registered(cfg.state_dir))
+    await proc.start_master()
+    assert proc.master is not None
+    run_task = asyncio.ensure_future(proc.master.run())
+    await proc.wait_listening()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout
+
+    def answer(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    answer({"ready": True, "pid": os.getpid()})
+
+    async def commands() -> None:
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            if cmd.get("op") == "registered":
+                answer({"errors": proc.apply_registered(cmd["names"])})
+            elif cmd.get("op") == "reload":
+                answer({"changed": proc.state.policies.refresh(force=True)})
+            else:
+                answer({"error": f"unknown op {cmd.get('op')!r}"})
+        proc.master.shutdown()  # the primary went away
+
+    cmd_task = asyncio.ensure_future(commands())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, proc.master.shutdown)
+    try:
+        await run_task
+    finally:
+        cmd_task.cancel()
+    return 0
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host or "127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(cfg: ProxyConfig) -> int:
+    """Run the proxy until SIGTERM/SIGINT or POST /shutdown."""
+    if cfg.worker_index:
+        return asyncio.run(run_worker(cfg))
+    return asyncio.run(Primary(cfg).run())

@@ -1,0 +1,181 @@
+"""`ProxyClient`: start, query and steer the policy proxy through its control API.
+
+The control API is HTTP/1.1 + JSON over `<state>/run/proxy-control.sock`; `ensure_running()` starts
+`openshell proxy` detached when nothing answers there (pid and port land in `<state>/run/proxy.json`,
+its stderr in `<state>/run/proxy.log`). It must never read secrets or policy files itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jupyter_openshell.paths import ensure_private_dir, state_dir
+
+DEFAULT_POLICY = "network:\n  egress:\n    - action: deny\n"
+
+
+class ProxyError(RuntimeError):
+    """The proxy is not running, failed to start, or refused a control request (message says why)."""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class ProxyClient:
+    def __init__(self, state_dir_: Path | str | None = None, timeout: float = 10.0):
+        self.state_dir = Path(state_dir_) if state_dir_ is not None else state_dir()
+        self.timeout = timeout
+        self.control_path = self.state_dir / "run" / "proxy-control.sock"
+        self.run_file = self.state_dir / "run" / "proxy.json"
+        self.log_file = self.state_dir / "run" / "proxy.log"
+
+    # -- transport ----------------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        conn = _UnixConnection(str(self.control_path), self.timeout)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if payload else {}
+            conn.request(method, path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            data = json.loads(resp.read() or b"null")
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise ProxyError(f"the policy proxy is not answering on {self.control_path}: {exc}; "
+                             "start it with `openshell proxy --policy FILE` or ProxyClient.ensure_running()"
+                             ) from None
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            raise ProxyError(f"proxy control {method} {path}: {data.get('error') if data else resp.status}")
+        return data
+
+    # -- public API ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """pid, listen, control, workers, ca_bundle, policies {name: version, last_error...}, sandboxes."""
+        return self._call("GET", "/status")
+
+    def is_running(self) -> bool:
+        try:
+            self.status()
+        except ProxyError:
+            return False
+        return True
+
+    def register_sandbox(self, name: str) -> dict[str, Any]:
+        """Tell the proxy about `<state>/sandboxes/<name>/sandbox.json`: it opens the gateway socket
+        `<state>/sandboxes/<name>/chan/proxy.sock` and applies `<state>/policies/<name>.yaml` (or the
+        file's `policy_file`) to connections from its address. Returns {name, address, socket,
+        policy_file, policy_version, policy_error}."""
+        return self._call("POST", f"/sandboxes/{quote(name, safe='')}")
+
+    def unregister_sandbox(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/sandboxes/{quote(name, safe='')}")
+
+    def flows(self, sandbox: str | None = None, since: float = 0, limit: int = 200) -> list[dict[str, Any]]:
+        """Flow records, oldest first: with `since` the first `limit` at or after it, else the newest."""
+        params: dict[str, Any] = {"since": since, "limit": limit}
+        if sandbox is not None:
+            params["sandbox"] = sandbox
+        return self._call("GET", "/flows?" + urlencode(params))["flows"]
+
+    def reload(self) -> dict[str, Any]:
+        return self._call("POST", "/reload")
+
+    def ensure_running(self, policy_file: Path | str | None = None, *, listen: str = "127.0.0.1:0",
+                       workers: int = 1, extra_args: list[str] | None = None,
+                       env: dict[str, str] | None = None, wait: float = 30.0) -> dict[str, Any]:
+        """Start `openshell proxy` in the background unless it answers already; wait until it serves.
+
+        `policy_file` defaults to `<state>/policies/default.yaml` (created deny-all if missing)."""
+        try:
+            return self.status()
+        except ProxyError:
+            pass
+        if policy_file is None:
+            policies = ensure_private_dir(self.state_dir / "policies")
+            policy_file = policies / "default.yaml"
+            if not policy_file.exists():
+                fd = os.open(policy_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(DEFAULT_POLICY)
+        ensure_private_dir(self.state_dir / "run")
+        argv = [sys.executable, "-m", "jupyter_openshell", "proxy", "--policy", str(policy_file),
+                "--listen", listen, "--workers", str(workers), "--state-dir", str(self.state_dir),
+                *(extra_args or [])]
+        with open(self.log_file, "ab") as log:
+            os.chmod(self.log_file, 0o600)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ProxyError(f"the policy proxy exited with status {proc.returncode} while starting; "
+                                 f"its log {self.log_file} ends with:\n{self._log_tail()}")
+            try:
+                return self.status()
+            except ProxyError:
+                time.sleep(0.05)
+        proc.terminate()
+        raise ProxyError(f"the policy proxy did not answer within {wait:.0f}s; see {self.log_file}:\n"
+                         f"{self._log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the running proxy; True if one was running."""
+        try:
+            pid = int(json.loads(self.run_file.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            pid = None
+        try:
+            self._call("POST", "/shutdown")
+        except ProxyError:
+            if pid is None:
+                return False
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return False
+        if pid is not None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        return True
+
+    def _log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_file.read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

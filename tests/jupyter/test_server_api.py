@@ -1,0 +1,222 @@
+"""The openshell REST API against a real Jupyter server: authentication, every endpoint, ownership.
+
+Sandboxes are real (bubblewrap runtime) and their traffic goes through the real policy proxy to an upstream
+server on 127.0.0.1 that the test starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+ROUTES = [
+    ("GET", "sandboxes"),
+    ("POST", "sandboxes"),
+    ("GET", "sandboxes/x"),
+    ("DELETE", "sandboxes/x"),
+    ("POST", "sandboxes/x/exec"),
+    ("GET", "policies/x"),
+    ("PUT", "policies/x"),
+    ("GET", "policies/x/history"),
+    ("GET", "flows"),
+    ("GET", "gpu"),
+    ("GET", "openapi.json"),
+]
+
+
+def _body(method: str) -> str | None:
+    return "{}" if method in ("POST", "PUT") else None
+
+
+async def _status(fetch, method, path, headers=None, body=None) -> int:
+    try:
+        resp = await fetch(
+            "openshell",
+            "api",
+            *path.split("/"),
+            method=method,
+            headers=headers,
+            body=body if body is not None else _body(method),
+            allow_nonstandard_methods=True,
+        )
+    except HTTPClientError as exc:
+        return exc.code
+    return resp.code
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+async def test_every_route_refuses_without_token(jp_fetch, method, path):
+    assert await _status(jp_fetch, method, path, headers={"Authorization": ""}) == 403
+    assert await _status(jp_fetch, method, path, headers={"Authorization": "token wrong"}) == 403
+
+
+async def test_flow_stream_refuses_without_token(jp_ws_fetch):
+    with pytest.raises(HTTPClientError) as err:
+        await jp_ws_fetch("openshell", "api", "flows", "stream", headers={"Authorization": "token wrong"})
+    assert err.value.code == 403
+
+
+async def test_openapi_document_lists_every_route(jp_fetch, jp_serverapp):
+    resp = await jp_fetch("openshell", "api", "openapi.json")
+    doc = json.loads(resp.body)
+    assert doc["openapi"].startswith("3.")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops if m != "parameters"}
+    registered = set()
+    ext = jp_serverapp.extension_manager.extension_points["openshell"].app
+    for pattern, handler, *_ in ext.handlers:
+        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern).replace("/openshell/api", "")
+        for method in ("get", "post", "put", "delete"):
+            if method in handler.__dict__:
+                registered.add((method.upper(), path))
+    assert documented == registered
+
+
+async def test_gpu_endpoint_answers_no_gpu_clearly(jp_fetch):
+    resp = await jp_fetch("openshell", "api", "gpu")
+    data = json.loads(resp.body)
+    assert set(data) >= {"available", "reason", "gpus"}
+    if not data["available"]:
+        assert data["gpus"] == [] and "no GPU" in data["reason"]
+    else:
+        assert data["gpus"][0]["name"] and data["gpus"][0]["memory_total"] > 0
+
+
+async def test_create_rejects_bad_input_with_field_paths(jp_fetch):
+    for body, field in [({"name": "Bad Name"}, "name"), ({"name": "ok-1", "gpu": "yes"}, "gpu")]:
+        with pytest.raises(HTTPClientError) as err:
+            await jp_fetch("openshell", "api", "sandboxes", method="POST", body=json.dumps(body))
+        assert err.value.code == 400
+        assert json.loads(err.value.response.body)["issues"][0]["field"] == field
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("openshell", "api", "sandboxes", method="POST", body="not json")
+    assert err.value.code == 400
+
+
+async def test_invalid_policy_on_create_is_400_with_line_and_field(jp_fetch):
+    body = {
+        "name": "badpolicy",
+        "policy": "network:\n  egress:\n    - host: example.com\n      action: maybe\n",
+    }
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("openshell", "api", "sandboxes", method="POST", body=json.dumps(body))
+    assert err.value.code == 400
+    issue = json.loads(err.value.response.body)["issues"][0]
+    assert issue["line"] == 4 and "action" in issue["field"]
+    resp = await jp_fetch("openshell", "api", "sandboxes")
+    assert json.loads(resp.body)["sandboxes"] == []
+
+
+def _fetch_json(fetch):
+    async def call(*parts, method="GET", body=None, headers=None):
+        resp = await fetch(
+            "openshell",
+            "api",
+            *parts,
+            method=method,
+            headers=headers,
+            body=None if body is None else (body if isinstance(body, str) else json.dumps(body)),
+        )
+        return resp.code, (json.loads(resp.body) if resp.body else None)
+
+    return call
+
+
+async def test_sandbox_lifecycle_exec_policy_flows_and_ownership(jp_fetch, jp_ws_fetch, bob, upstream):
+    api = _fetch_json(jp_fetch)
+    policy = (
+        "network:\n  egress:\n"
+        f"    - host: 127.0.0.1\n      ports: [{upstream.port}]\n      paths:\n"
+        "        - path: /ok\n          methods: [GET]\n      action: allow\n"
+    )
+    code, info = await api("sandboxes", method="POST", body={"name": "api-box", "policy": policy})
+    assert code == 201 and info["name"] == "api-box" and info["owner"]
+    try:
+        code, listing = await api("sandboxes")
+        assert [s["name"] for s in listing["sandboxes"]] == ["api-box"]
+        code, got = await api("sandboxes", "api-box")
+        assert got["state"] == "running"
+
+        code, out = await api(
+            "sandboxes",
+            "api-box",
+            "exec",
+            method="POST",
+            body={"argv": ["python3", "-c", "import sys; print(sys.stdin.read().upper())"], "stdin": "hello"},
+        )
+        assert out["returncode"] == 0 and out["stdout"].strip() == "HELLO"
+
+        # the websocket sees the sandbox's requests as they are decided
+        ws = await jp_ws_fetch("openshell", "api", "flows", "stream", params={"sandbox": "api-box"})
+        curl = "\n".join(
+            [
+                "import urllib.request as u",
+                "for p in ('/ok', '/nope'):",
+                f"    try: print(u.urlopen({upstream.url!r} + p).status)",
+                "    except Exception as e: print(e)",
+            ]
+        )
+        code, out = await api(
+            "sandboxes", "api-box", "exec", method="POST", body={"argv": ["python3", "-c", curl]}
+        )
+        assert out["stdout"].split("\n")[0] == "200", out
+        assert "403" in out["stdout"]
+        seen = []
+        while {r["path"] for r in seen} < {"/ok", "/nope"}:
+            seen += json.loads(await asyncio.wait_for(ws.read_message(), 10))["flows"]
+        ws.close()
+        decisions = {r["path"]: r["decision"] for r in seen}
+        assert decisions == {"/ok": "allow", "/nope": "deny"}
+
+        resp = await jp_fetch("openshell", "api", "flows", params={"sandbox": "api-box", "limit": "1"})
+        page = json.loads(resp.body)
+        assert len(page["flows"]) == 1 and page["flows"][0]["sandbox"] == "api-box"
+
+        code, shown = await api("policies", "api-box")
+        assert shown["yaml"] == policy and len(shown["version"]) == 12
+        bad = policy.replace("methods: [GET]", "methods: [FETCH]")
+        with pytest.raises(HTTPClientError) as err:
+            await api("policies", "api-box", method="PUT", body=bad)
+        assert err.value.code == 400
+        issue = json.loads(err.value.response.body)["issues"][0]
+        assert issue["line"] == 6 and "methods" in issue["field"]
+        newer = policy.replace("path: /ok", "path: /nope")
+        code, applied = await api(
+            "policies",
+            "api-box",
+            method="PUT",
+            body={"yaml": newer},
+            headers={"Content-Type": "application/json"},
+        )
+        assert code == 200 and applied["version"] != shown["version"]
+        code, hist = await api("policies", "api-box", "history")
+        assert [h["version"] for h in hist["history"]][-2:] == [shown["version"], applied["version"]]
+
+        # bob sees nothing of alice's sandbox: 404 everywhere, and an empty list
+        for method, parts, body in [
+            ("GET", ("sandboxes", "api-box"), None),
+            ("DELETE", ("sandboxes", "api-box"), None),
+            ("POST", ("sandboxes", "api-box", "exec"), {"argv": ["true"]}),
+            ("GET", ("policies", "api-box"), None),
+            ("PUT", ("policies", "api-box"), policy),
+            ("GET", ("policies", "api-box", "history"), None),
+        ]:
+            with pytest.raises(HTTPClientError) as err:
+                await api(*parts, method=method, body=body, headers=bob)
+            assert err.value.code == 404, (method, parts)
+        with pytest.raises(HTTPClientError) as err:
+            await jp_fetch("openshell", "api", "flows", params={"sandbox": "api-box"}, headers=bob)
+        assert err.value.code == 404
+        resp = await jp_fetch("openshell", "api", "flows", headers=bob)
+        assert json.loads(resp.body)["flows"] == []
+        code, listing = await api("sandboxes", headers=bob)
+        assert listing["sandboxes"] == []
+    finally:
+        code, _ = await api("sandboxes", "api-box", method="DELETE")
+    assert code == 204
+    with pytest.raises(HTTPClientError) as err:
+        await api("sandboxes", "api-box")
+    assert err.value.code == 404

@@ -1,0 +1,154 @@
+"""Attack-suite fixtures: the `openshell sandbox` CLI driven as root and as an unprivileged user.
+
+`mode` is parametrized: "root" runs the CLI as root with its own state directory; "user" runs it
+under `setpriv --reuid 65534 --regid 65534 --clear-groups` with a state directory owned by that uid.
+Each mode's CLI starts its own policy proxy (deny-all default). Sandboxes are created through the
+CLI exactly as a user would; helpers read `sandbox.json` to learn host-side facts (pids, uid).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jupyter_openshell.proxy import ProxyClient
+
+NOBODY = 65534
+HERE = Path(__file__).parent
+PYTHON = sys.executable
+
+
+def _bwrap_works() -> bool:
+    return shutil.which("bwrap") is not None
+
+
+pytestmark = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap is not installed")
+
+
+class Mode:
+    def __init__(self, name: str, root: Path) -> None:
+        self.name = name
+        self.root = root
+        self.state = root / "state"
+        self.inputs = root / "inputs"  # policy files, readable by the CLI's uid
+        self.state.mkdir(mode=0o700)
+        self.inputs.mkdir(mode=0o755)
+        if name == "user":
+            for path in (self.state, self.inputs):
+                os.chown(path, NOBODY, NOBODY)
+
+    def argv(self, *args: str) -> list[str]:
+        base = [PYTHON, "-m", "jupyter_openshell", "sandbox", *args]
+        if self.name == "user":
+            return ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *base]
+        return base
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env["OPENSHELL_STATE_DIR"] = str(self.state)
+        if self.name == "user":
+            env["HOME"] = str(self.inputs)
+        return env
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 60,
+            check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*args), input=input, capture_output=True, text=True, timeout=timeout,
+                              env=self.env(), cwd="/")
+        if check and proc.returncode != 0:
+            raise AssertionError(f"openshell sandbox {' '.join(args)} -> {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def policy(self, text: str) -> str:
+        path = self.inputs / f"policy-{uuid.uuid4().hex[:8]}.yaml"
+        path.write_text(text)
+        path.chmod(0o644)
+        return str(path)
+
+    def create(self, policy: str | None = None, name: str | None = None) -> str:
+        name = name or f"sec-{uuid.uuid4().hex[:8]}"
+        args = ["create", "--name", name]
+        if policy is not None:
+            args += ["--policy", self.policy(policy)]
+        self.cli(*args)
+        return name
+
+    def sh(self, name: str, script: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
+        return self.cli("exec", name, "--", "sh", "-c", script, input=input, timeout=timeout, check=False)
+
+    def python(self, name: str, code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return self.cli("exec", name, "--", "python3", "-", *args, input=code, timeout=timeout, check=False)
+
+    def rm(self, name: str) -> None:
+        self.cli("rm", name)
+
+    def record(self, name: str) -> dict:
+        return json.loads((self.state / "sandboxes" / name / "sandbox.json").read_text())
+
+    def proxy(self) -> dict:
+        return json.loads((self.state / "run" / "proxy.json").read_text())
+
+    def close(self) -> None:
+        self.cli("rm", "--all", check=False)
+        ProxyClient(self.state).stop()
+
+
+@pytest.fixture(scope="session")
+def modes():
+    base = Path(tempfile.mkdtemp(prefix="openshell-sec-"))
+    base.chmod(0o755)
+    made: dict[str, Mode] = {}
+
+    def get(name: str) -> Mode:
+        if name not in made:
+            (base / name).mkdir(mode=0o755)
+            made[name] = Mode(name, base / name)
+        return made[name]
+
+    yield get
+    for mode in made.values():
+        mode.close()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["root", "user"])
+def mode(request, modes) -> Mode:
+    if request.param == "root" and os.geteuid() != 0:
+        pytest.skip("the root path needs root")
+    if request.param == "user" and os.geteuid() != 0:
+        pytest.skip("switching to an unprivileged uid needs root (setpriv)")
+    return modes(request.param)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Host pids whose command line contains `marker`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
