@@ -1,7 +1,7 @@
 """One sandbox running one ipykernel, connected over ZMQ ipc sockets in a directory bound into it.
 
 The sandbox's network namespace has only lo, so TCP from the host cannot reach the kernel: the kernel binds
-ipc sockets in <state>/kernels/<name>/chan, which the sandbox sees at /run/openshell-kernel. Each kernel gets
+ipc sockets in <state>/kernels/<name>/chan, which the sandbox sees at /tmp/.openshell-kernel. Each kernel gets
 a fresh HMAC key; the connection file inside holds only that key. It must never pass the host's environment
 (Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave nothing behind.
 """
@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-INSIDE_DIR = "/run/openshell-kernel"
+INSIDE_DIR = "/tmp/.openshell-kernel"  # the sandbox's private /tmp: a mount point can be made there
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
 # Host variables a kernel may inherit; everything else (JUPYTER_TOKEN, JPY_*, cloud keys ...) stays out.
 ENV_ALLOW = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
@@ -175,7 +175,7 @@ class KernelSandbox:
         argv = [
             sys.executable,
             "-m",
-            "ipykernel_launcher",
+            "jupyter_openshell.kernel.inside",
             "-f",
             f"{INSIDE_DIR}/connection.json",
             "--IPKernelApp.extra_extensions=jupyter_openshell",
@@ -192,7 +192,7 @@ class KernelSandbox:
                 cwd=None,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
-                stderr=subprocess.STDOUT,
+                stderr=self._log,
             )
         except Exception as exc:
             raise KernelStartError(

@@ -173,6 +173,7 @@ class CompiledPolicy:
                 self._exact.setdefault(h, []).append(i)
         self._needs_query = any(r.query or (r.paths and any(q for _, _, q in r.paths)) for r in self._rules)
         self._plans: dict[str, tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = {}
+        self._anyhost_plan = self._build_plan(set(self._anyhost))
         self._routes = [
             (
                 re.compile(r.caller_pattern),
@@ -185,28 +186,34 @@ class CompiledPolicy:
 
     # --- egress ---
 
-    def _plan(self, hi: HostInfo) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
-        plan = self._plans.get(hi.value)
-        if plan is not None:
-            return plan
-        found = set(self._anyhost)
-        found.update(self._exact.get(hi.value, ()))
-        if hi.kind == "name":
-            labels = hi.value.split(".")
-            if len(labels) > 1:
-                found.update(self._wild1.get(".".join(labels[1:]), ()))
-            for i in range(1, len(labels)):
-                found.update(self._wildn.get(".".join(labels[i:]), ()))
-        elif self._cidrs:
-            addr = ipaddress.ip_address(hi.value)
-            found.update(i for net, i in self._cidrs if addr.version == net.version and addr in net)
+    def _build_plan(self, found: set[int]) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
         order = sorted(found)
         generic = tuple(i for i in order if self._rules[i].first_segs is None)
         by_seg: dict[str, set[int]] = {}
         for i in order:
             for seg in self._rules[i].first_segs or ():
                 by_seg.setdefault(seg, set(generic)).add(i)
-        plan = (generic, {s: tuple(sorted(ids)) for s, ids in by_seg.items()})
+        return generic, {s: tuple(sorted(ids)) for s, ids in by_seg.items()}
+
+    def _plan(self, hi: HostInfo) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
+        """Candidate rules for a host, in order: (rules for any first path segment, by segment)."""
+        plan = self._plans.get(hi.value)
+        if plan is not None:
+            return plan
+        found: set[int] = set(self._exact.get(hi.value, ()))
+        if hi.kind == "name":
+            labels = hi.value.split(".")
+            if self._wild1 and len(labels) > 1:
+                found.update(self._wild1.get(".".join(labels[1:]), ()))
+            if self._wildn:
+                for i in range(1, len(labels)):
+                    found.update(self._wildn.get(".".join(labels[i:]), ()))
+        elif self._cidrs:
+            addr = ipaddress.ip_address(hi.value)
+            found.update(i for net, i in self._cidrs if addr.version == net.version and addr in net)
+        if not found:
+            return self._anyhost_plan  # hosts no rule names share one plan (and never fill the cache)
+        plan = self._build_plan(found.union(self._anyhost))
         if len(self._plans) >= _PLAN_CACHE_MAX:
             self._plans.clear()
         self._plans[hi.value] = plan

@@ -66,6 +66,7 @@ class HostInfo(NamedTuple):
 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 _NUMERIC = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)\Z")
+_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\Z")
 
 
 def _ipv4_part(label: str) -> int:
@@ -112,6 +113,10 @@ def normalize_host(host: str | bytes) -> HostInfo:
 
 @functools.lru_cache(maxsize=4096)
 def _normalize_host_cached(host: str | bytes) -> HostInfo:
+    if isinstance(host, str) and len(host) <= 253 and host.isascii():
+        h = host.lower()
+        if _NAME.match(h) and not _NUMERIC.match(h[h.rfind(".") + 1 :]):
+            return HostInfo("name", h)  # the common case: an ASCII name, no trailing dot
     if isinstance(host, bytes):
         try:
             host = host.decode("utf-8")

@@ -1,5 +1,6 @@
 """The narrowest allow rule for a request, as a dict and as YAML text (hints in 403 bodies,
-`%policy allow`, `openshell policy explain`). Pure; it must never widen beyond the one request."""
+`%policy allow`, `openshell policy explain`). Pure; it must never widen beyond the one request
+(the one exception: a literal `*` in a path cannot be escaped in a glob, so it stays a wildcard)."""
 
 from __future__ import annotations
 

@@ -84,7 +84,8 @@ def _identity(cmd: Command, name: str, user: str, uid: int) -> None:
 
 def build(cmd: Command, *, name: str, user: str, uid: int, workspace: str, chan: str, ca_pem: bytes,
           tmp_size: int, read_only: list[str], read_write: list[str], hidden: list[str],
-          runtime_paths: list[str], state_dir: str, gpu: list[tuple[str, str]] | None) -> None:
+          runtime_paths: list[str], state_dir: str, gpu: list[tuple[str, str]] | None,
+          binds: list[tuple[str, str, bool]] = ()) -> None:
     """Append namespaces, mounts and identity to `cmd` (the command to run comes after)."""
     cmd.add("--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup", "--disable-userns", "--uid", str(uid), "--gid", str(uid),
@@ -103,6 +104,8 @@ def build(cmd: Command, *, name: str, user: str, uid: int, workspace: str, chan:
         cmd.add("--ro-bind", path, path)
     for path in read_write:
         cmd.add("--bind", path, path)
+    for src, dest, writable in binds:
+        cmd.add("--bind" if writable else "--ro-bind", src, dest)
     for src, dest in gpu or []:
         cmd.add("--dev-bind" if src.startswith("/dev/") else "--ro-bind", src, dest)
     masked = [p for p in hidden if os.path.lexists(p)]

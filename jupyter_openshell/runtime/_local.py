@@ -13,6 +13,7 @@ sandbox half created: any failure in `create` tears down what was started.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -26,7 +27,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jupyter_openshell
 
@@ -104,29 +105,38 @@ def _sandbox_user(policy: Any) -> tuple[str, int]:
     return str(user), _bwrap.SANDBOX_UID
 
 
-def _host_uid(slot: int, workspace: Path, created: bool) -> int:
-    """Never host root: as root, run as the workspace's (non-root) owner or a reserved per-sandbox uid."""
-    if os.geteuid() != 0:
+def _host_uid(reserved: int | None, workspace: Path, created: bool) -> int:
+    """Never host root: as root, run as the workspace's (non-root) owner or the reserved per-sandbox uid."""
+    if reserved is None:
         return os.getuid()
     owner = workspace.stat().st_uid
     if owner != 0 and not created:
         return owner
-    uid = _state.UID_BASE + slot
-    os.chown(workspace, uid, uid, follow_symlinks=False)
-    return uid
+    os.chown(workspace, reserved, reserved, follow_symlinks=False)
+    return reserved
 
 
-def _exposed_dir(directory: Path, token: str) -> Path:
-    """Where the paths bwrap binds live. bwrap resolves bind sources by name with the sandbox uid's
-    rights, so when we are root (sandbox uid != state owner) they cannot be inside the 0700 state
-    directory: they go to a 0711 root-owned directory under an unguessable name instead."""
+def _exposed_dir(directory: Path, token: str) -> tuple[Path, int | None]:
+    """(where the paths bwrap binds live, the reserved host uid when we are root).
+
+    bwrap resolves bind sources by name with the sandbox uid's rights, so when we are root they cannot
+    be inside the 0700 state directory: they go to `EXPOSED_ROOT/<uid>-<token>` (0711, unguessable),
+    whose name also reserves the uid machine-wide (state directories of other users share the range).
+    """
     if os.geteuid() != 0:
-        return directory
+        return directory, None
     EXPOSED_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
     EXPOSED_ROOT.chmod(0o711)
-    exposed = EXPOSED_ROOT / token
-    exposed.mkdir(mode=0o711)
-    return exposed
+    lock = os.open(EXPOSED_ROOT / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        used = {int(p.split("-", 1)[0]) for p in os.listdir(EXPOSED_ROOT) if p.split("-", 1)[0].isdigit()}
+        uid = next(u for u in range(_state.UID_BASE, _state.UID_BASE + 1_000_000) if u not in used)
+        exposed = EXPOSED_ROOT / f"{uid}-{token}"
+        exposed.mkdir(mode=0o711)
+    finally:
+        os.close(lock)
+    return exposed, uid
 
 
 def _read_ready(fd: int, proc: subprocess.Popen, deadline: float) -> bool:
@@ -142,8 +152,7 @@ def _read_ready(fd: int, proc: subprocess.Popen, deadline: float) -> bool:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self) -> None:
-        self._shims: dict[str, subprocess.Popen] = {}
+    _shims: ClassVar[dict[str, subprocess.Popen]] = {}  # shims this process started (to reap them)
 
     # --- create -------------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> SandboxInfo:
@@ -178,7 +187,7 @@ class LocalBackend(Backend):
         gpu_binds = _gpu.gpu_binds() if gpu else None
         python, agent, runtime_paths = _runtime_paths()
         token = secrets.token_hex(8)
-        exposed = _exposed_dir(directory, token)
+        exposed, reserved = _exposed_dir(directory, token)
         record["exposed"] = str(exposed)
         if spec.workspace:
             workspace, own_ws = Path(spec.workspace).resolve(), False
@@ -186,7 +195,7 @@ class LocalBackend(Backend):
         else:
             workspace, own_ws = exposed / "workspace", True
             workspace.mkdir(mode=0o700, exist_ok=True)
-        uid = _host_uid(record["slot"], workspace, own_ws)
+        uid = _host_uid(reserved, workspace, own_ws)
         chan = exposed / "chan"
         chan.mkdir(exist_ok=True)
         chan.chmod(0o711)
@@ -228,9 +237,8 @@ class LocalBackend(Backend):
                 read_only=list(policy.filesystem.read_only), read_write=list(policy.filesystem.read_write),
                 hidden=list(policy.filesystem.hidden), runtime_paths=runtime_paths,
                 state_dir=str(paths.state_dir()), gpu=gpu_binds,
+                binds=[(b.source, b.target, b.writable) for b in spec.binds],
             )
-            for bind in spec.binds:
-                cmd.add("--bind" if bind.writable else "--ro-bind", bind.source, bind.target)
             config = self._agent_config(name, record, spec, enforcement, runtime_paths, ro, rw,
                                         cmd.fd(os.dup(control.fileno())), cmd.fd(ready_w), bool(spec.policy_file))
             cmd.add(python, "-I", "-S", "-B", agent, json.dumps(config))
@@ -290,16 +298,17 @@ class LocalBackend(Backend):
     def _spawn(self, cmd: Any, timeout: str, limits: Any, gate: int | None, directory: Path,
                uid: int) -> subprocess.Popen:
         seconds = str(int(limits.timeout)) if limits.timeout else "0"
-        script = 'exec "$@"' if gate is None else f'read _ <&{gate} || exit 97; exec {gate}<&-; exec "$@"'
+        # With cgroups, the shim's stdin is a gate: it waits until the host has put it in its cgroups.
+        script = 'exec "$@"' if gate is None else 'read _ || exit 97; exec "$@" </dev/null'
         argv = ["/bin/sh", "-c", script, "openshell-shim", timeout, "-s", "KILL", seconds, *cmd.args]
-        pass_fds = [*cmd.fds, *([gate] if gate is not None else [])]
         extra: dict[str, Any] = {}
         if os.geteuid() == 0:
             extra = {"user": uid, "group": uid, "extra_groups": []}
         log_fd = os.open(directory / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             return subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, pass_fds=pass_fds,
+                argv, stdin=subprocess.DEVNULL if gate is None else gate, stdout=log_fd, stderr=log_fd,
+                pass_fds=cmd.fds,
                 start_new_session=True, close_fds=True, cwd="/",
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", SHIM_MARK: str(directory)}, **extra,
             )
@@ -327,22 +336,27 @@ class LocalBackend(Backend):
         return _state.alive(record.get("pid"), record.get("pid_start"))
 
     def _kill(self, record: dict) -> None:
-        child, pidfd = record.get("child_pid"), None
-        if child and _state.alive(child, record.get("child_start")):
-            with contextlib.suppress(OSError):
-                pidfd = os.pidfd_open(child)
+        """SIGKILL the shim's process group (bwrap dies with its parent, the PID namespace with bwrap),
+        empty the cgroups, and wait until the namespace's init and the shim have exited."""
+        pidfds = []
+        for pid, started in ((record.get("child_pid"), record.get("child_start")),
+                             (record.get("pid"), record.get("pid_start"))):
+            if pid and _state.alive(pid, started):
+                with contextlib.suppress(OSError):
+                    pidfds.append(os.pidfd_open(pid))
         if self._alive(record):
             with contextlib.suppress(OSError):
                 os.killpg(record["pid"], signal.SIGKILL)
-        enforcement = _resources.Enforcement.from_dict(record.get("enforcement") or {})
-        enforcement.kill()
-        if pidfd is not None:
-            select.select([pidfd], [], [], 5.0)
-            os.close(pidfd)
         shim = self._shims.pop(record["name"], None)
         if shim is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 shim.wait(5)
+        enforcement = _resources.Enforcement.from_dict(record.get("enforcement") or {})
+        enforcement.kill()
+        deadline = time.monotonic() + 5.0
+        for fd in pidfds:
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            os.close(fd)
         enforcement.remove()
 
     def _teardown(self, name: str, record: dict, remove: bool) -> None:
@@ -467,15 +481,19 @@ def _orphan_shims(root: str) -> list[int]:
 
 
 def _rmtree(path: Path) -> None:
-    def fix(func: Any, target: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(target), 0o700)
-            os.chmod(target, 0o700, follow_symlinks=False)
-        with contextlib.suppress(OSError):
-            func(target)
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, onerror=fix)
-    else:
+    """Remove a tree the sandbox wrote (its processes are gone): never follow its symlinks; make
+    directories it locked (mode 000) ours to walk, then retry."""
+    if not path.is_dir() or path.is_symlink():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        return
+    for _ in range(8):
+        failed: list[str] = []
+        shutil.rmtree(path, onerror=lambda _f, target, _e: failed.append(target))
+        if not failed or not path.exists():
+            return
+        for target in failed:
+            for candidate in (target, os.path.dirname(target)):
+                with contextlib.suppress(OSError):
+                    if stat.S_ISDIR(os.lstat(candidate).st_mode):
+                        os.chmod(candidate, 0o700)

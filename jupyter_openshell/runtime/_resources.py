@@ -46,11 +46,12 @@ class Enforcement:
             Path(path, "cgroup.procs").write_text(f"{pid}\n")
 
     def pids(self) -> set[int]:
+        """Live (not zombie) processes in the sandbox's cgroups."""
         found: set[int] = set()
         for path in self.paths:
             with contextlib.suppress(OSError):
                 found.update(int(p) for p in Path(path, "cgroup.procs").read_text().split())
-        return found
+        return {pid for pid in found if _state_of(pid) not in ("Z", "X", None)}
 
     def kill(self, timeout: float = 5.0) -> None:
         if not self.paths:
@@ -89,6 +90,13 @@ class Enforcement:
     @classmethod
     def from_dict(cls, data: dict) -> Enforcement:
         return cls(data.get("kind", "rlimits"), list(data.get("paths", [])), dict(data.get("rlimits", {})))
+
+
+def _state_of(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def _write(directory: str | None, name: str, value: str) -> None:

@@ -19,7 +19,7 @@ from .. import paths
 
 ADDRESS_PREFIX = "127.77"
 MAX_SANDBOXES = 254 * 256
-UID_BASE = 1_500_000_000  # host uids for root-started sandboxes: UID_BASE + slot
+UID_BASE = 1_500_000_000  # host uids of root-started sandboxes start here (see _local._exposed_dir)
 
 
 def root() -> Path:
@@ -83,17 +83,23 @@ def address(slot: int) -> str:
     return f"{ADDRESS_PREFIX}.{slot // 254}.{slot % 254 + 1}"
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, None if it does not exist."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None if it does not exist."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def alive(pid: int | None, started: int | None) -> bool:
-    return bool(pid) and start_time(pid) == started
+    """True if `pid` is still the process that started at `started` and has not exited (zombie)."""
+    fields = _stat(pid) if pid else None
+    return bool(fields) and int(fields[19]) == started and fields[0] not in ("Z", "X")
 
 
 def now() -> float:

@@ -61,6 +61,7 @@ class OpenShellExtension(ExtensionApp):
         self.policies = PolicyManager(parent=self)
         self.flows = FlowManager(parent=self)
         self._supervisor: PeriodicCallback | None = None
+        self._started_proxy = False
 
     def initialize_handlers(self) -> None:
         for module in (sandboxes_handlers, policies_handlers, flows_handlers, gpu_handlers, openapi_handlers):
@@ -69,6 +70,9 @@ class OpenShellExtension(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if not self.supervise_proxy:
             return
+        from jupyter_openshell.proxy import ProxyClient
+
+        self._started_proxy = not await asyncio.to_thread(ProxyClient().is_running)
         await self._ensure_proxy()
         self._supervisor = PeriodicCallback(self._ensure_proxy, self.supervise_interval * 1000)
         self._supervisor.start()
@@ -89,3 +93,7 @@ class OpenShellExtension(ExtensionApp):
             from jupyter_openshell.kernel.pool import shutdown_pools
 
             await asyncio.to_thread(shutdown_pools)
+        if self._started_proxy:  # a proxy that was already running (e.g. `openshell demo`) stays up
+            from jupyter_openshell.proxy import ProxyClient
+
+            await asyncio.to_thread(ProxyClient().stop)

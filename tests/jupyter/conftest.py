@@ -22,7 +22,10 @@ class TwoUsers(IdentityProvider):
             auth.split(" ", 1)[1] if auth.lower().startswith("token ") else handler.get_argument("token", "")
         )
         name = TOKENS.get(token)
-        return User(username=name, name=name) if name else None
+        if not name:
+            return None
+        handler._token_authenticated = True  # like Jupyter's own token auth: no XSRF cookie needed
+        return User(username=name, name=name)
 
     @property
     def auth_enabled(self) -> bool:
@@ -37,7 +40,17 @@ def jp_server_config():
             "identity_provider_class": TwoUsers,
             "IdentityProvider": {"token": "alice-token"},
         },
+        "OpenShellExtension": {"supervise_interval": 0.3},
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_proxy_at_end():
+    """Creating a sandbox starts the session's proxy; never leave it running after the tests."""
+    yield
+    from jupyter_openshell.proxy import ProxyClient
+
+    ProxyClient().stop()
 
 
 @pytest.fixture
@@ -49,12 +62,13 @@ class _Upstream:
     def __init__(self, server):
         self.server = server
         self.port = server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.2:{self.port}"
 
 
 @pytest.fixture
 def upstream():
-    """A plain HTTP server on 127.0.0.1 answering 200 'ok <path>' to everything."""
+    """A plain HTTP server answering 200 'ok <path>' to everything, on 127.0.0.2: sandboxes bypass the
+    proxy for 127.0.0.1 (NO_PROXY), and their own loopback has nothing on it."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -73,7 +87,7 @@ def upstream():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield _Upstream(server)

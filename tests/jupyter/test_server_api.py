@@ -1,14 +1,16 @@
 """The openshell REST API against a real Jupyter server: authentication, every endpoint, ownership.
 
 Sandboxes are real (bubblewrap runtime) and their traffic goes through the real policy proxy to an upstream
-server on 127.0.0.1 that the test starts.
+server on 127.0.0.2 that the test starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 
 import pytest
 from tornado.httpclient import HTTPClientError
@@ -129,7 +131,7 @@ async def test_sandbox_lifecycle_exec_policy_flows_and_ownership(jp_fetch, jp_ws
     api = _fetch_json(jp_fetch)
     policy = (
         "network:\n  egress:\n"
-        f"    - host: 127.0.0.1\n      ports: [{upstream.port}]\n      paths:\n"
+        f"    - host: 127.0.0.2\n      ports: [{upstream.port}]\n      paths:\n"
         "        - path: /ok\n          methods: [GET]\n      action: allow\n"
     )
     code, info = await api("sandboxes", method="POST", body={"name": "api-box", "policy": policy})
@@ -177,12 +179,12 @@ async def test_sandbox_lifecycle_exec_policy_flows_and_ownership(jp_fetch, jp_ws
 
         code, shown = await api("policies", "api-box")
         assert shown["yaml"] == policy and len(shown["version"]) == 12
-        bad = policy.replace("methods: [GET]", "methods: [FETCH]")
+        bad = policy.replace("action: allow", "action: maybe")
         with pytest.raises(HTTPClientError) as err:
             await api("policies", "api-box", method="PUT", body=bad)
         assert err.value.code == 400
         issue = json.loads(err.value.response.body)["issues"][0]
-        assert issue["line"] == 6 and "methods" in issue["field"]
+        assert issue["line"] == 8 and "action" in issue["field"]
         newer = policy.replace("path: /ok", "path: /nope")
         code, applied = await api(
             "policies",
@@ -220,3 +222,27 @@ async def test_sandbox_lifecycle_exec_policy_flows_and_ownership(jp_fetch, jp_ws
     with pytest.raises(HTTPClientError) as err:
         await api("sandboxes", "api-box")
     assert err.value.code == 404
+
+
+async def test_server_supervises_the_proxy_and_stopping_it_removes_its_sandboxes(jp_fetch, jp_serverapp):
+    from jupyter_openshell.proxy import ProxyClient
+    from jupyter_openshell.runtime import get_backend
+
+    ext = jp_serverapp.extension_manager.extension_points["openshell"].app
+    client = ProxyClient()
+    await jp_serverapp.extension_manager.start_all_extensions()  # what ServerApp does once its loop runs
+    assert client.is_running()
+    pid = client.status()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):  # the supervisor brings it back
+        await asyncio.sleep(0.1)
+        if client.is_running():
+            break
+    assert client.is_running() and client.status()["pid"] != pid
+
+    code, _ = await _fetch_json(jp_fetch)("sandboxes", method="POST", body={"name": "stop-box"})
+    assert code == 201 and "stop-box" in {i.name for i in get_backend().list()}
+    await ext.stop_extension()
+    assert "stop-box" not in {i.name for i in get_backend().list()}
+    if ext._started_proxy:
+        assert not client.is_running()

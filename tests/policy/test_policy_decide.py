@@ -4,6 +4,8 @@ attacks through normalisation, method overrides, `;params`, audit mode, hints, i
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from policy_seed import SEED
 
 from jupyter_openshell.policy import Decision, RequestInfo, parse_policy
@@ -360,3 +362,64 @@ network:
     assert not c.names_address("api.example.com")
     audit = parse_policy("mode: audit\n" + text).compile()
     assert audit.host_may_be_allowed("other.example.com", 443)
+
+
+_DENY_ADMIN = parse_policy(
+    """
+network:
+  egress:
+    - host: api.example.com
+      paths: ["/v1/admin/**"]
+      action: deny
+    - host: api.example.com
+      paths: ["/v1/**"]
+      action: allow
+"""
+).compile()
+
+
+@st.composite
+def disguised_admin_paths(draw):
+    """`/v1/admin/<x>` disguised: encoded characters (any hex case), dot segments, repeated
+    slashes, `;params`, and detours through other directories that `..` undoes."""
+    out = []
+    for seg in ["v1", "admin", draw(st.sampled_from(["users", "x", "a.b"]))]:
+        if draw(st.booleans()):
+            out.append(draw(st.sampled_from([".", "", "%2e", "%2E"])))
+        if draw(st.booleans()):
+            out += [
+                draw(st.sampled_from(["public", "v1", "zz"])),
+                draw(st.sampled_from(["..", "%2e%2e", ".%2E"])),
+            ]
+        chars = []
+        for c in seg:
+            if draw(st.booleans()):
+                esc = f"%{ord(c):02x}"
+                chars.append(esc.upper() if draw(st.booleans()) else esc)
+            else:
+                chars.append(c)
+        text = "".join(chars)
+        if draw(st.booleans()):
+            text += draw(st.sampled_from([";", ";x=1", ";jsessionid=abc"]))
+        out.append(text)
+    sep = draw(st.sampled_from(["/", "//", "///"]))
+    return "/" + sep.join(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(disguised_admin_paths(), st.sampled_from(["api.example.com", "API.Example.com", "api.example.com."]))
+def test_no_disguise_of_a_denied_path_is_allowed(path, host):
+    d = _DENY_ADMIN.decide(RequestInfo("GET", "https", host, 443, path))
+    assert not d.allowed, (path, d)
+    assert d.status in (400, 403)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="/abv1.%2eEfF;=x", max_size=25))
+def test_decision_on_a_path_equals_the_decision_on_its_normal_form(raw):
+    path = "/" + raw
+    d = _DENY_ADMIN.decide(RequestInfo("GET", "https", "api.example.com", 443, path))
+    if d.status == 400:
+        return
+    again = _DENY_ADMIN.decide(RequestInfo("GET", "https", "api.example.com", 443, d.path))
+    assert (again.action, again.rule_index, again.path) == (d.action, d.rule_index, d.path)

@@ -67,6 +67,14 @@ class Mode:
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
 
+    def host_python(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run Python on the host as this mode's uid, with its state directory."""
+        argv = [PYTHON, "-c", code]
+        if self.name == "user":
+            argv = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *argv]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=self.env(), cwd="/",
+                              check=True)
+
     def policy(self, text: str) -> str:
         path = self.inputs / f"policy-{uuid.uuid4().hex[:8]}.yaml"
         path.write_text(text)
@@ -142,13 +150,17 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def processes_of_uid(uid: int) -> list[int]:
+def processes_of_uid(uid: int, live_only: bool = False) -> list[int]:
+    """Host pids owned by `uid` (without zombies when `live_only`)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found.append(int(entry))
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
+            if not (live_only and state == "Z"):
+                found.append(int(entry))
     return found

@@ -32,6 +32,7 @@ children = 0
 try:
     while children < 100000:
         if os.fork() == 0:
+            os.close(1); os.close(2)  # let the caller see EOF while the children live on
             time.sleep(30)
             os._exit(0)
         children += 1
@@ -108,8 +109,8 @@ def test_destroy_leaves_no_process_even_daemonised(mode):
     record = mode.record(name)
     mode.rm(name)
     assert processes_with(marker) == []
-    if mode.name == "root":
-        assert processes_of_uid(record["uid"]) == []
+    if mode.name == "root":  # (exited shims may linger a moment as zombies until init reaps them)
+        assert processes_of_uid(record["uid"], live_only=True) == []
     for path in record["enforcement"]["paths"]:
         assert not Path(path).exists()
     assert not (mode.state / "sandboxes" / name).exists()

@@ -119,22 +119,26 @@ class InferenceRouter:
         fields = [(k, v.replace(secret.encode(), REDACTED)) for k, v in resp.headers.fields]
         resp.headers = http.Headers(fields)
         if resp.stream:
+            # scrubbing may change the length: frame the body by chunks instead
             resp.stream = Scrubber(secret.encode())
+            if resp.http_version == "HTTP/1.1":
+                resp.headers.pop("content-length", None)
+                resp.headers["transfer-encoding"] = "chunked"
 
     def response(self, flow: http.HTTPFlow) -> None:
         secret = flow.metadata.get(META_SECRET)
-        if not secret or flow.response is None or flow.response.stream:
+        resp = flow.response
+        if not secret or resp is None or resp.stream:
             return
-        raw = flow.response.raw_content
-        if raw and secret.encode() in raw:
-            flow.response.raw_content = raw.replace(secret.encode(), REDACTED)
-        decoded = None
-        try:
-            decoded = flow.response.get_content(strict=False)
-        except ValueError:
-            decoded = None
-        if decoded and secret.encode() in decoded:
-            flow.response.content = decoded.replace(secret.encode(), REDACTED)
+        key = secret.encode()
+        if resp.headers.get("content-encoding"):
+            decoded = resp.get_content(strict=False)
+            if decoded and key in decoded:
+                resp.content = decoded.replace(key, REDACTED)  # re-encodes, fixes Content-Length
+        raw = resp.raw_content
+        if raw and key in raw:
+            resp.headers.pop("content-encoding", None)
+            resp.content = raw.replace(key, REDACTED)
 
     def error(self, flow: http.HTTPFlow) -> None:
         secret = flow.metadata.get(META_SECRET)

@@ -1,0 +1,51 @@
+"""The kernel's entry point inside the sandbox: ipykernel with every ZMQ socket on ipc, none on TCP.
+
+ipykernel binds one TCP socket of its own (IOPub's pipe for output of forked subprocesses). libzmq resolves
+TCP addresses with getifaddrs(), whose netlink socket the sandbox's seccomp filter refuses, and libzmq
+aborts on that. Here the pipe is an ipc socket in the sandbox's private /tmp instead. This module runs only
+inside a sandbox; it must never open a network socket.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import zmq
+from ipykernel.iostream import IOPubThread
+from ipykernel.kernelapp import IPKernelApp
+from zmq.eventloop.zmqstream import ZMQStream
+
+
+class SandboxIOPubThread(IOPubThread):
+    def _setup_pipe_in(self) -> None:
+        self._pipe_uuid = os.urandom(16)
+        pipe_in = self.socket.context.socket(zmq.PULL)
+        pipe_in.linger = 0
+        self._pipe_addr = f"ipc://{tempfile.mkdtemp(prefix='iopub-')}/pipe"
+        pipe_in.bind(self._pipe_addr)
+        self._pipe_in = ZMQStream(pipe_in, self.io_loop)
+        self._pipe_in.on_recv(self._handle_pipe_msg)
+
+    def _setup_pipe_out(self):  # type: ignore[no-untyped-def]
+        ctx = zmq.Context()  # a new context after fork, as ipykernel does
+        pipe_out = ctx.socket(zmq.PUSH)
+        pipe_out.linger = 3000
+        pipe_out.connect(self._pipe_addr)
+        return ctx, pipe_out
+
+
+class SandboxKernelApp(IPKernelApp):
+    def init_iopub(self, context) -> None:  # type: ignore[no-untyped-def]
+        self.iopub_socket = context.socket(zmq.XPUB)
+        self.iopub_socket.linger = 1000
+        self._apply_curve_server_options(self.iopub_socket)
+        self.iopub_port = self._bind_socket(self.iopub_socket, self.iopub_port)
+        self.configure_tornado_logger()
+        self.iopub_thread = SandboxIOPubThread(self.iopub_socket, pipe=True, session=self.session)
+        self.iopub_thread.start()
+        self.iopub_socket = self.iopub_thread.background_socket
+
+
+if __name__ == "__main__":
+    SandboxKernelApp.launch_instance()

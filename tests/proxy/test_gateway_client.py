@@ -1,0 +1,178 @@
+"""ProxyClient lifecycle, sandbox registration, the gateway socket and sandbox identity, the CA files
+and the secret store."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import threading
+import time
+
+import certifi
+import pytest
+import requests
+
+from jupyter_openshell.proxy import ProxyClient, ProxyError
+from jupyter_openshell.proxy._secrets import SecretError, SecretStore, env_name
+
+SANDBOX_POLICY = """\
+network:
+  egress:
+    - host: "127.0.0.1"
+      ports: [{port}]
+      paths:
+        - path: "/sandbox/**"
+      action: allow
+"""
+HOST_POLICY = """\
+network:
+  egress:
+    - host: "127.0.0.1"
+      ports: [{port}]
+      paths:
+        - path: "/host/**"
+      action: allow
+"""
+
+
+class AgentForwarder:
+    """What the in-sandbox agent does: a TCP listener whose connections go to the gateway socket."""
+
+    def __init__(self, unix_path: str):
+        self.unix_path = unix_path
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(self.unix_path)
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _make_sandbox(state, name: str, address: str, policy: str) -> None:
+    d = state / "sandboxes" / name
+    d.mkdir(parents=True, exist_ok=True)
+    (state / "policies").mkdir(exist_ok=True)
+    (state / "policies" / f"{name}.yaml").write_text(policy)
+    (d / "sandbox.json").write_text(json.dumps({"name": name, "address": address}))
+
+
+def test_sandbox_identity_through_gateway(make_proxy, upstream, tmp_path):
+    upstream.clear()
+    state = tmp_path / "gw-state"
+    state.mkdir(mode=0o700)
+    proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
+    _make_sandbox(state, "sb1", "127.77.1.2", SANDBOX_POLICY.format(port=upstream.port))
+    info = proxy.client.register_sandbox("sb1")
+    assert info["address"] == "127.77.1.2" and info["policy_version"]
+    sock_path = state / "sandboxes" / "sb1" / "chan" / "proxy.sock"
+    assert info["socket"] == str(sock_path) and stat.S_ISSOCK(sock_path.stat().st_mode)
+    agent = AgentForwarder(str(sock_path))
+    try:
+        s = requests.Session()
+        s.trust_env = False
+        via_sandbox = {"http": f"http://127.0.0.1:{agent.port}"}
+        via_host = {"http": proxy.url}
+        base = f"http://127.0.0.1:{upstream.port}"
+        assert s.get(base + "/sandbox/a", proxies=via_sandbox).status_code == 200
+        assert s.get(base + "/host/a", proxies=via_sandbox).status_code == 403
+        assert s.get(base + "/host/a", proxies=via_host).status_code == 200
+        assert s.get(base + "/sandbox/a", proxies=via_host).status_code == 403
+        recs = proxy.client.flows(sandbox="sb1")
+        assert [(r["path"], r["decision"]) for r in recs] == [("/sandbox/a", "allow"), ("/host/a", "deny")]
+        assert all(r["client"].startswith("127.77.1.2:") for r in recs)
+        assert proxy.client.status()["sandboxes"]["sb1"]["address"] == "127.77.1.2"
+        proxy.client.unregister_sandbox("sb1")
+        assert not sock_path.exists()
+    finally:
+        agent.close()
+
+
+def test_unregistered_sandbox_address_is_denied(make_proxy, upstream):
+    proxy = make_proxy(HOST_POLICY.format(port=upstream.port))
+    conn = socket.create_connection(("127.0.0.1", proxy.port), source_address=("127.77.200.9", 0))
+    conn.sendall(f"GET http://127.0.0.1:{upstream.port}/host/a HTTP/1.1\r\nHost: 127.0.0.1:{upstream.port}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 403") and b"unregistered sandbox address" in data
+
+
+def test_register_rejects_bad_sandbox(make_proxy, upstream, tmp_path):
+    state = tmp_path / "bad-state"
+    state.mkdir(mode=0o700)
+    proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
+    _make_sandbox(state, "evil", "10.0.0.5", SANDBOX_POLICY.format(port=1))
+    with pytest.raises(ProxyError, match="outside 127.77.0.0/16"):
+        proxy.client.register_sandbox("evil")
+    with pytest.raises(ProxyError, match="not found"):
+        proxy.client.register_sandbox("missing")
+    assert proxy.client.status()["sandboxes"] == {}
+
+
+def test_ensure_running_stop_and_ca_files(tmp_path):
+    state = tmp_path / "client-state"
+    state.mkdir(mode=0o700)
+    client = ProxyClient(state)
+    with pytest.raises(ProxyError, match="not answering"):
+        client.status()
+    info = client.ensure_running()
+    try:
+        run = json.loads((state / "run" / "proxy.json").read_text())
+        assert run["pid"] == info["pid"] and info["listen"].startswith("127.0.0.1:")
+        assert client.ensure_running()["pid"] == info["pid"]  # idempotent
+        assert (state / "policies" / "default.yaml").exists()
+        ca = state / "ca"
+        assert stat.S_IMODE((ca / "mitmproxy-ca.pem").stat().st_mode) == 0o600
+        assert stat.S_IMODE((state / "run" / "proxy-control.sock").stat().st_mode) == 0o600
+        bundle = (ca / "ca-bundle.pem").read_text()
+        ours = (ca / "mitmproxy-ca-cert.pem").read_text()
+        assert ours in bundle and open(certifi.where()).read()[:2000] in bundle
+        assert "PRIVATE KEY" not in bundle
+    finally:
+        assert client.stop()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{info['pid']}"):
+        time.sleep(0.05)
+    assert not client.is_running()
+
+
+def test_secret_store(tmp_path):
+    d = tmp_path / "secrets"
+    d.mkdir(mode=0o700)
+    store = SecretStore(d, environ={env_name("my-key.v2"): "from-env"})
+    assert env_name("my-key.v2") == "OPENSHELL_SECRET_MY_KEY_V2"
+    assert store.get("my-key.v2") == "from-env"
+    (d / "file-key").write_text("s3cret\n")
+    (d / "file-key").chmod(0o600)
+    assert store.get("file-key") == "s3cret"
+    (d / "file-key").chmod(0o640)
+    with pytest.raises(SecretError, match="chmod 600") as err:
+        store.get("file-key")
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(SecretError, match="not found"):
+        store.get("absent")
+    with pytest.raises(SecretError, match="invalid secret name"):
+        store.get("../etc/passwd")
