@@ -56,6 +56,9 @@ def main() -> int:
 
     from jupyter_openshell.kernel import pool
     from jupyter_openshell.kernel.kernelspec import install
+    from jupyter_openshell.proxy import ProxyClient
+
+    proxy_was_running = ProxyClient().is_running()
 
     prefix = tempfile.mkdtemp(prefix="openshell-bench-")
     install_plain(prefix=prefix, kernel_name="plain-python")
@@ -77,6 +80,8 @@ def main() -> int:
         _wait_pool(cwd)
         results["openshell (warm pool)"].append(_one("openshell-warm", cwd))
     pool.shutdown_pools()
+    if not proxy_was_running:  # creating sandboxes started it
+        ProxyClient().stop()
 
     plain = statistics.median(results["plain ipykernel"])
     print(

@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +56,17 @@ class Demo:
     upstream: DemoUpstream
     policy_file: Path
     kernelspec_dir: str
+    started_proxy: bool
 
     def stop(self) -> None:
+        """Stop the upstream, and the proxy if the demo started it."""
+        from jupyter_openshell.kernel.pool import shutdown_pools
+        from jupyter_openshell.proxy import ProxyClient
+
         self.upstream.stop()
+        shutdown_pools()
+        if self.started_proxy:
+            ProxyClient().stop()
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -84,16 +93,27 @@ def prepare(prefix: str | None = None, pool_size: int = 1) -> Demo:
         raise SystemExit(
             f"openshell demo: cannot listen on {HOST}:{PORT} ({exc.strerror}); stop what uses it"
         ) from None
+    started_proxy = not ProxyClient(state).is_running()
     ProxyClient(state).ensure_running()
+    if prefix is None:  # the real demo: the plain OpenShell kernel and the server extension, too
+        from jupyter_server.extension.serverextension import toggle_server_extension_python
+
+        toggle_server_extension_python("jupyter_openshell", enabled=True, sys_prefix=True)
+        install(prefix=sys.prefix)
+    # The kernel's workspace is a scratch directory, not examples/: as root the runtime hands a workspace
+    # to the sandbox's uid, which must not happen to a checkout.
+    workspace = Path(tempfile.gettempdir()) / f"openshell-demo-{os.getuid()}"
+    workspace.mkdir(mode=0o755, exist_ok=True)
     where = install(
         prefix=prefix or sys.prefix,
         name=KERNEL_NAME,
         display_name="Python 3 (OpenShell demo sandbox)",
         policy_file=str(policy_file),
+        workspace=str(workspace),
         policy_edits=True,
         pool_size=pool_size,
     )
-    return Demo(upstream, policy_file, where)
+    return Demo(upstream, policy_file, where, started_proxy)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={examples_dir()}", NOTEBOOK]
     if args.no_browser:
         argv.append("--no-browser")
+    if os.geteuid() == 0:
+        argv.append("--allow-root")  # the kernels still run unprivileged, in their sandboxes
     if args.port:
         argv.append(f"--ServerApp.port={args.port}")
     try:

@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..runtime import SandboxError, SandboxSpec, get_backend
@@ -28,8 +29,11 @@ def _size(value: int | None) -> str:
 
 
 def _create(args: argparse.Namespace) -> int:
-    info = get_backend(args.backend).create(SandboxSpec(
-        name=args.name, policy_file=args.policy, workspace=args.workspace, gpu=True if args.gpu else None))
+    info = get_backend(args.backend).create(
+        SandboxSpec(
+            name=args.name, policy_file=args.policy, workspace=args.workspace, gpu=True if args.gpu else None
+        )
+    )
     for warning in info.details.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
@@ -41,8 +45,9 @@ def _create(args: argparse.Namespace) -> int:
 
 def _exec(args: argparse.Namespace) -> int:
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    proc = get_backend(args.backend).exec(args.name, argv, cwd=args.cwd,
-                                          env=dict(e.split("=", 1) for e in args.env or []))
+    proc = get_backend(args.backend).exec(
+        args.name, argv, cwd=args.cwd, env=dict(e.split("=", 1) for e in args.env or [])
+    )
     previous = {sig: signal.signal(sig, lambda s, _f: proc.send_signal(s)) for sig in FORWARDED}
     try:
         code = proc.wait()
@@ -60,9 +65,19 @@ def _ls(args: argparse.Namespace) -> int:
     rows = [("NAME", "STATE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "AGE", "WORKSPACE")]
     for i in infos:
         lim = i.limits
-        rows.append((i.name, i.state, i.address, i.enforcement or "-", str(lim.get("cpu") or "-"),
-                     _size(lim.get("memory")), str(lim.get("pids") or "-"),
-                     f"{int(time.time() - i.created)}s", i.workspace))
+        rows.append(
+            (
+                i.name,
+                i.state,
+                i.address,
+                i.enforcement or "-",
+                str(lim.get("cpu") or "-"),
+                _size(lim.get("memory")),
+                str(lim.get("pids") or "-"),
+                f"{int(time.time() - i.created)}s",
+                i.workspace,
+            )
+        )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
@@ -78,8 +93,10 @@ def _policy(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend)
     if args.set:
         policy = backend.set_policy(args.name, Path(args.set).read_text())
-        print(f"sandbox {args.name}: policy version {getattr(policy, 'version', '?')} applied "
-              "(network rules: next request; filesystem/process/resources/gpu: next create)")
+        print(
+            f"sandbox {args.name}: policy version {getattr(policy, 'version', '?')} applied "
+            "(network rules: next request; filesystem/process/resources/gpu: next create)"
+        )
         for warning in getattr(policy, "warnings", ()):
             print(f"warning: {warning}", file=sys.stderr)
     else:
@@ -106,7 +123,7 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func):  # noqa: ANN001, ANN202 - tiny adapter
+def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
@@ -129,7 +146,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the sandbox's details as JSON")
     p.set_defaults(func=_guard(_create))
 
-    p = sub.add_parser("exec", help="run a command in a sandbox; streams output, returns its exit code")
+    p = sub.add_parser(
+        "exec",
+        help="run a command in a sandbox; streams output, returns its exit code",
+        usage="openshell sandbox exec [--cwd DIR] [--env VAR=VALUE ...] NAME -- CMD [ARGS...]",
+    )
     p.add_argument("name")
     p.add_argument("--cwd", help="working directory inside (default /workspace)")
     p.add_argument("--env", action="append", metavar="VAR=VALUE", help="extra environment variable")

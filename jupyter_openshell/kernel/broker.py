@@ -34,9 +34,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 def _issues(exc: Exception) -> list[dict]:
-    from jupyter_openshell.server.sandboxes.manager import policy_issues
+    from jupyter_openshell.magics.ops import issue_dicts
 
-    return getattr(exc, "issue_dicts", None) or policy_issues(exc)
+    return issue_dicts(exc)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

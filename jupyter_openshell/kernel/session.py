@@ -1,9 +1,10 @@
 """One sandbox running one ipykernel, connected over ZMQ ipc sockets in a directory bound into it.
 
 The sandbox's network namespace has only lo, so TCP from the host cannot reach the kernel: the kernel binds
-ipc sockets in <state>/kernels/<name>/chan, which the sandbox sees at /tmp/.openshell-kernel. Each kernel gets
-a fresh HMAC key; the connection file inside holds only that key. It must never pass the host's environment
-(Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave nothing behind.
+ipc sockets in a channel directory (see `kernels_dir`), seen in the sandbox at /tmp/.openshell-kernel.
+Each kernel gets a fresh HMAC key; the connection file inside holds only that key. It must never pass the
+host's environment (Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave
+nothing behind.
 """
 
 from __future__ import annotations
@@ -25,14 +26,26 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tornado.web import HTTPError
+
 INSIDE_DIR = "/tmp/.openshell-kernel"  # the sandbox's private /tmp: a mount point can be made there
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
 # Host variables a kernel may inherit; everything else (JUPYTER_TOKEN, JPY_*, cloud keys ...) stays out.
 ENV_ALLOW = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
 
 
-class KernelStartError(RuntimeError):
-    """The sandboxed kernel could not start; the message says why and what to do."""
+class KernelStartError(HTTPError, RuntimeError):
+    """The sandboxed kernel could not start; the message says why and what to do.
+
+    An HTTPError so that Jupyter's kernel API answers with this message (other exceptions become a bare
+    "Unhandled error"), and the notebook shows it in its "Error Starting Kernel" dialog.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(500, message, reason="The OpenShell sandbox of the kernel could not start")
+
+    def __str__(self) -> str:
+        return self.log_message or ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,18 +126,22 @@ class KernelSandbox:
 
         from .broker import Broker
 
-        if self.config.policy_file:
-            try:
-                load_policy_file(self.config.policy_file)
-            except (PolicyError, OSError) as exc:
-                raise KernelStartError(f"OpenShell: the kernel's policy cannot be used:\n{exc}") from None
         self.home.mkdir(mode=0o711)
+        policy_file = self.config.policy_file or None
+        try:
+            if self.config.policy_file:
+                load_policy_file(self.config.policy_file)
+            if self.config.resources:
+                policy_file = self._policy_with_resources()
+        except (PolicyError, OSError) as exc:
+            raise KernelStartError(f"OpenShell: the kernel's policy cannot be used:\n{exc}") from None
         self.chan.mkdir(mode=0o700)
         self.broker = Broker(self.name, self.chan / "broker.sock", policy_edits=self.config.policy_edits)
         self.broker.start()
+        (self.home / "sandbox").write_text(self.name)  # lets cleanup_stale() find the sandbox of a dead host
         spec = SandboxSpec(
             name=self.name,
-            policy_file=self.config.policy_file or None,
+            policy_file=policy_file,
             workspace=self.config.workspace or None,
             gpu=self.config.gpu or None,
             binds=[Bind(str(self.chan), INSIDE_DIR, writable=True)],
@@ -138,6 +155,30 @@ class KernelSandbox:
         if os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
             self.uid = info.uid
             os.chown(self.chan, info.uid, info.uid)
+
+    def _policy_with_resources(self) -> str:
+        """The kernel's policy with the kernelspec's `resources` set (validated); the runtime copies it."""
+        import io
+
+        from ruamel.yaml import YAML
+
+        from jupyter_openshell.policy import parse_policy
+
+        text = Path(self.config.policy_file).read_text() if self.config.policy_file else ""
+        yaml = YAML()
+        doc = yaml.load(text) if text.strip() else None
+        doc = doc if doc is not None else {}
+        doc["resources"] = {**(doc.get("resources") or {}), **dict(self.config.resources)}
+        out = io.StringIO()
+        yaml.dump(doc, out)
+        parse_policy(
+            out.getvalue(), source="kernelspec resources + " + (self.config.policy_file or "deny-all")
+        )
+        path = self.home / "policy.yaml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(out.getvalue())
+        return str(path)
 
     def connection_info(self, inside: bool = False) -> dict:
         base = INSIDE_DIR if inside else str(self.chan)
@@ -183,7 +224,8 @@ class KernelSandbox:
         ]
         if self._log:
             self._log.close()
-        self._log = open(self.home / "kernel.log", "wb")  # noqa: SIM115 - lives as long as the kernel
+        fd = os.open(self.home / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self._log = os.fdopen(fd, "wb")  # lives as long as the kernel
         try:
             self.process = _backend(self.config.backend).exec(
                 self.name,
@@ -265,3 +307,29 @@ class KernelSandbox:
             self._log.close()
             self._log = None
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def cleanup_stale(backend: str = "local") -> list[str]:
+    """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
+
+    A server killed without shutting its kernels down leaves them running; the next server start calls this.
+    """
+    import socket
+
+    cleaned = []
+    for home in kernels_dir().iterdir():
+        try:
+            name = (home / "sandbox").read_text().strip()
+        except OSError:
+            continue
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(str(home / "chan" / "broker.sock"))
+                continue  # alive: another host process serves it
+            except OSError:
+                pass
+        with contextlib.suppress(Exception):
+            _backend(backend).destroy(name)
+        shutil.rmtree(home, ignore_errors=True)
+        cleaned.append(name)
+    return cleaned

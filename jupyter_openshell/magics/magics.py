@@ -37,14 +37,19 @@ def _show_diff(result: dict) -> None:
     from html import escape
 
     diff = result.get("diff") or "(no change)"
-    text = f"policy {result.get('name')}: version {result.get('version')} applied (hot reload)\n{diff}"
+    state = (
+        "applied (hot reload)"
+        if result.get("in_force", True)
+        else "saved; the proxy is not running and applies it when it starts"
+    )
+    text = f"policy {result.get('name')}: version {result.get('version')} {state}\n{diff}"
     rows = []
     for line in diff.splitlines():
         color = "#1b5e20" if line.startswith("+") else "#b71c1c" if line.startswith("-") else "inherit"
         rows.append(f'<span style="color:{color}">{escape(line)}</span>')
     html = (
         f"<b>policy {escape(str(result.get('name')))}</b>: version <code>{escape(str(result.get('version')))}"
-        f"</code> applied (hot reload)<pre>{chr(10).join(rows) or '(no change)'}</pre>"
+        f"</code> {state}<pre>{chr(10).join(rows) or '(no change)'}</pre>"
     )
     _raw(text, html)
     for warning in result.get("warnings") or []:
@@ -84,7 +89,12 @@ class OpenShellMagics(Magics):
             raise MagicUsageError(
                 f"%%sandbox {line}: {exc}\nusage: %%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu]"
             ) from None
-        box, created = remote.get_or_start(args.name, policy_file=args.policy, gpu=args.gpu)
+        from jupyter_openshell.kernel.session import KernelStartError
+
+        try:
+            box, created = remote.get_or_start(args.name, policy_file=args.policy, gpu=args.gpu)
+        except KernelStartError as exc:
+            raise MagicUsageError(str(exc)) from None
         if args.policy and not created:
             _show_diff(ops_for(args.name).put(Path(args.policy).read_text(), source=args.policy))
         self.current = args.name
@@ -135,7 +145,7 @@ class OpenShellMagics(Magics):
             name = self._name(words[0] if words else None)
             ops = ops_for(name)
             source = f"%%policy cell (line 1 is the first line after %%policy) of sandbox {ops.name}"
-            return _show_diff(self._apply(lambda: ops.put(cell, source)))
+            return _show_diff(self._apply(lambda: ops.put(cell, source), line_offset=1))
         if not words:
             words = ["show"]
         cmd, rest = words[0], words[1:]
@@ -152,7 +162,8 @@ class OpenShellMagics(Magics):
             _raw(f"# policy {shown['name']}, version {shown['version']}\n{shown['yaml']}")
         elif cmd == "history":
             entries = self._apply(ops.history)
-            print("\n".join(" ".join(f"{k}={v}" for k, v in e.items()) for e in entries) or "no history")
+            lines = [f"{e['version']}  applied {e['applied']}" for e in entries]
+            print("\n".join(lines) + "\n(oldest first; the last one is in force)" if lines else "no history")
         elif cmd == "explain":
             result = self._apply(lambda: ops.explain(*args))
             print("\n".join(f"{k}: {v}" for k, v in result.items()))
@@ -162,29 +173,25 @@ class OpenShellMagics(Magics):
             _show_diff(self._apply(lambda: ops.mode(args[0])))
 
     @staticmethod
-    def _apply(fn: Any) -> Any:
+    def _apply(fn: Any, line_offset: int = 0) -> Any:
         try:
             return fn()
         except OpsError as exc:
-            raise MagicUsageError(_issues_text(exc)) from None
-        except Exception as exc:
-            if getattr(exc, "issue_dicts", None):
-                raise MagicUsageError(_issues_text(exc)) from None
-            raise
+            raise MagicUsageError(_issues_text(exc, line_offset)) from None
 
 
-def _issues_text(exc: Any) -> str:
+def _issues_text(exc: Any, line_offset: int = 0) -> str:
+    """The issues of a refused policy, one per line; with `line_offset`, lines of the cell (%%policy)."""
     issues = getattr(exc, "issue_dicts", None)
     if not issues:
         return str(exc)
     lines = []
     for i in issues:
-        where = (
-            f"line {i['line']}" + (f", column {i['column']}" if i.get("column") else "")
-            if i.get("line")
-            else ""
-        )
-        lines.append(f"{where or 'policy'}: {i.get('field') or '<document>'}: {i.get('message')}")
+        where = "policy"
+        if i.get("line"):
+            where = f"{'cell ' if line_offset else ''}line {i['line'] + line_offset}"
+            where += f", column {i['column']}" if i.get("column") else ""
+        lines.append(f"{where}: {i.get('field') or '<document>'}: {i.get('message')}")
         if i.get("expected"):
             lines.append(f"    expected: {i['expected']}")
         if i.get("example"):

@@ -83,7 +83,18 @@ class PolicyOps:
             "version": policy.version,
             "diff": diff(old, text, f"{self.name}.yaml"),
             "warnings": [str(w) for w in policy.warnings],
+            "in_force": self._reload(policy.version),
         }
+
+    def _reload(self, version: str) -> bool:
+        """Make the proxy load the new file now (not at its next poll); True once that version is in force."""
+        from jupyter_openshell.proxy import ProxyClient, ProxyError
+
+        try:
+            policies = ProxyClient().reload().get("policies") or {}
+        except ProxyError:
+            return False  # the proxy is not running: it reads the file when it starts
+        return (policies.get(self.name) or {}).get("version") == version
 
     def rule_for(self, method: str, url: str) -> dict:
         from jupyter_openshell.policy import BadRequest, rule_for
@@ -164,6 +175,7 @@ class PolicyOps:
             "version": policy.version,
             "diff": diff(old, self.text(), f"{self.name}.yaml"),
             "warnings": [],
+            "in_force": self._reload(policy.version),
         }
 
     def flows(self, since: float = 0, limit: int = 200) -> list[dict]:

@@ -64,3 +64,12 @@ def ensure_ca(confdir: Path) -> Path:
 def ca_cert_path(confdir: Path) -> Path:
     """The PEM certificate (no key) of the interception CA."""
     return confdir / f"{BASENAME}-ca-cert.pem"
+
+
+def upstream_trust(confdir: Path, extra: Path) -> Path:
+    """A CA file for verifying upstream servers: the system roots plus the certificates in `extra`."""
+    path = confdir / "upstream-trust.pem"
+    tmp = confdir / f".upstream-trust.{os.getpid()}.tmp"
+    tmp.write_bytes(_system_roots() + b"\n" + extra.read_bytes())
+    os.replace(tmp, path)
+    return path

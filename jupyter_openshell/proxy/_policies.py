@@ -110,6 +110,10 @@ class PolicySet:
             log.error("policy %s: reload failed, version %s stays in force\n%s", name, kept, message)
         slot.error, slot.error_at = message, time.time()
 
+    def directories(self) -> set[str]:
+        """Directories holding the watched files (for change notification)."""
+        return {str(slot.path.parent) for slot in self._slots.values()}
+
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, slot in self._slots.items():

@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import options
+from mitmproxy.master import Master
 from mitmproxy.proxy import mode_servers
-from mitmproxy.tools.dump import DumpMaster
 
 from ._addresses import Resolver
-from ._ca import BUNDLE, ensure_ca
+from ._ca import BUNDLE, ensure_ca, upstream_trust
 from ._control import ControlServer
 from ._flowlog import FlowLog, FlowRing
 from ._gateway import Gateway
+from ._pipeline import Pipeline, lean_master
 from ._policies import PolicySet
 from ._registry import HOST_CALLER, Registry, RegistryError, read_sandbox
 from ._secrets import RedactingFilter, SecretStore
@@ -114,7 +115,7 @@ class ProxyProcess:
             state_dir=sd, registry=Registry(), policies=PolicySet(), secrets=self.secrets,
             flowlog=FlowLog(sd / "flows" / "flows.jsonl"), resolver=Resolver(cfg.resolve))
         self.state.policies.set_source(HOST_CALLER, cfg.policy_file)
-        self.master: DumpMaster | None = None
+        self.master: Master | None = None
         self.port = cfg.listen_port
         self.started = time.time()
 
@@ -144,14 +145,14 @@ class ProxyProcess:
             _use_reuse_port()
         opts = options.Options(listen_host=self.cfg.listen_host, listen_port=self.cfg.listen_port,
                                confdir=str(self.cfg.state_dir / "ca"))
-        self.master = DumpMaster(opts, with_termlog=False, with_dumper=False)
-        self.master.addons.add(*default_addons(self.state, self.cfg.reload_interval))
+        self.master = lean_master(opts, Pipeline(default_addons(self.state, self.cfg.reload_interval)))
         updates: dict[str, Any] = {
             "connection_strategy": "lazy",
             "stream_large_bodies": STREAM_THRESHOLD,
         }
         if self.cfg.upstream_ca:
-            updates["ssl_verify_upstream_trusted_ca"] = str(self.cfg.upstream_ca)
+            updates["ssl_verify_upstream_trusted_ca"] = str(upstream_trust(self.cfg.state_dir / "ca",
+                                                                           self.cfg.upstream_ca))
         self.master.options.update(**updates)
 
     async def wait_listening(self) -> int:
@@ -180,6 +181,10 @@ class Primary:
 
     async def run(self) -> int:
         cfg = self.cfg
+        control_path = cfg.state_dir / "run" / "proxy-control.sock"
+        if await _answers(control_path):
+            raise SystemExit(f"openshell proxy: another proxy already serves {control_path}; "
+                             "stop it first (ProxyClient().stop())")
         ensure_ca(cfg.state_dir / "ca")
         if cfg.workers > 1 and cfg.listen_port == 0:
             cfg.listen_port = _free_port(cfg.listen_host)
@@ -200,7 +205,6 @@ class Primary:
             self.workers.append(await self._spawn_worker(w))
         for name, err in (await self._apply(_load_registered(cfg.state_dir))).items():
             log.warning("sandbox %s not restored: %s", name, err)
-        control_path = cfg.state_dir / "run" / "proxy-control.sock"
         self.control = ControlServer(control_path, self.handle)
         await self.control.start()
         self.info = {"pid": os.getpid(), "listen": f"{target_host}:{port}", "control": str(control_path),
@@ -367,6 +371,16 @@ async def run_worker(cfg: ProxyConfig) -> int:
     finally:
         cmd_task.cancel()
     return 0
+
+
+async def _answers(path: Path) -> bool:
+    """True if something accepts connections on the UNIX socket `path`."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 2)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    return True
 
 
 def _free_port(host: str) -> int:

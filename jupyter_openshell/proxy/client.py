@@ -7,6 +7,7 @@ its stderr in `<state>/run/proxy.log`). It must never read secrets or policy fil
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
@@ -109,6 +110,17 @@ class ProxyClient:
             return self.status()
         except ProxyError:
             pass
+        ensure_private_dir(self.state_dir / "run")
+        # one starter at a time: a second caller waits, then finds the first one's proxy
+        with open(self.state_dir / "run" / "proxy.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self.status()
+            except ProxyError:
+                return self._start(policy_file, listen, workers, extra_args or [], env or {}, wait)
+
+    def _start(self, policy_file: Path | str | None, listen: str, workers: int, extra_args: list[str],
+               env: dict[str, str], wait: float) -> dict[str, Any]:
         if policy_file is None:
             policies = ensure_private_dir(self.state_dir / "policies")
             policy_file = policies / "default.yaml"
@@ -116,14 +128,13 @@ class ProxyClient:
                 fd = os.open(policy_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(DEFAULT_POLICY)
-        ensure_private_dir(self.state_dir / "run")
         argv = [sys.executable, "-m", "jupyter_openshell", "proxy", "--policy", str(policy_file),
                 "--listen", listen, "--workers", str(workers), "--state-dir", str(self.state_dir),
-                *(extra_args or [])]
+                *extra_args]
         with open(self.log_file, "ab") as log:
             os.chmod(self.log_file, 0o600)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env={**os.environ, **(env or {})})
+                                    start_new_session=True, env={**os.environ, **env})
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if proc.poll() is not None:

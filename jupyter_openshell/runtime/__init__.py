@@ -21,5 +21,13 @@ def get_backend(name: str = "local") -> Backend:
     raise SandboxError(f"unknown sandbox backend {name!r}; available: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "Bind", "ExecProcess", "SandboxError", "SandboxInfo", "SandboxSpec",
-           "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Bind",
+    "ExecProcess",
+    "SandboxError",
+    "SandboxInfo",
+    "SandboxSpec",
+    "get_backend",
+]

@@ -1,12 +1,13 @@
 """The in-sandbox agent: PID 2 of every sandbox (bubblewrap's reaper is PID 1).
 
-Started by bubblewrap as `python -I -S _agent.py CONFIG_JSON` with stdlib only, it:
+Started by bubblewrap as `python -I -S -B _agent.py CONFIG` (CONFIG: marshal, hex) with a minimal
+set of stdlib modules (start-up time is sandbox creation time), it:
   * sets the resource rlimits, then applies Landlock to itself (so every command inherits both);
   * listens on 127.0.0.1:3128 in the sandbox's network namespace and relays each connection to the
     policy proxy's per-sandbox gateway socket (/run/openshell/proxy.sock). When the proxy is down it
     answers 502 with an explanation and sends nothing anywhere;
   * serves exec requests (see `_wire`) on the listening socket the host passed in, running each
-    command in a new session with the caller's own stdio fds.
+    command with posix_spawn in a new session with the caller's own stdio fds.
 When this process exits, the sandbox ends (the PID namespace is torn down). It must never reach
 anything outside the sandbox except through the gateway socket, and never log command arguments
 or environment (they may hold secrets).
@@ -14,31 +15,72 @@ or environment (they may hold secrets).
 
 from __future__ import annotations
 
-import json
+import _thread
+import marshal
 import os
 import resource
-import selectors
+import select
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _landlock  # noqa: E402  (stdlib-only siblings, loaded without the package)
-import _wire  # noqa: E402
+import _landlock  # (stdlib-only siblings, loaded without the package)
+import _wire
 
 _PROXY_DOWN = (
     "openshell: the policy proxy is not reachable from sandbox {name} ({why}).\n"
     "Nothing was sent: this sandbox has no other way out. Start the proxy on the host\n"
     "(`openshell proxy`, or the Jupyter server extension) and retry; the sandbox reconnects by itself.\n"
 )
+_CD_THEN_EXEC = 'cd -- "$0" && exec "$@"'  # posix_spawn cannot chdir: a shell does it for other cwds
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def log(message: str) -> None:
-    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} agent: {message}\n")
-    sys.stderr.flush()
+    os.write(2, f"{time.strftime('%Y-%m-%dT%H:%M:%S')} agent: {message}\n".encode())
+
+
+def _killpg(pid: int, sig: int) -> None:
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, sig)
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def _quietly(func, *args) -> None:  # (not contextlib.suppress: start-up time)
+    """Call func(*args), ignoring OSError (a peer or fd that went away)."""
+    try:
+        func(*args)
+    except OSError:
+        return
+
+
+def _which(command: str, env: dict, cwd: str) -> str | None:
+    if "/" in command:
+        path = os.path.join(cwd, command)
+        return path if os.access(path, os.X_OK) else None
+    for directory in os.get_exec_path(env):
+        path = os.path.join(directory, command)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
+
+
+def _pump(src: socket.socket, dst: socket.socket, done: list) -> None:
+    try:
+        while data := src.recv(262144):
+            dst.sendall(data)
+    except OSError:
+        pass
+    _quietly(dst.shutdown, socket.SHUT_WR)
+    done.append(1)
+    if len(done) == 2:
+        src.close()
+        dst.close()
 
 
 class Agent:
@@ -51,6 +93,12 @@ class Agent:
 
     # --- set-up -------------------------------------------------------------------------------
     def setup(self) -> tuple[socket.socket, socket.socket]:
+        keep = {0, 1, 2, self.config["control_fd"], self.config["ready_fd"]}
+        for entry in os.listdir("/proc/self/fd"):  # nothing bwrap left open reaches a command
+            if int(entry) not in keep:
+                _quietly(os.close, int(entry))
+        for fd in keep - {0, 1, 2}:
+            os.set_inheritable(fd, False)
         for key, value in self.config.get("rlimits", {}).items():
             limit = getattr(resource, f"RLIMIT_{key}")
             resource.setrlimit(limit, (value, value))
@@ -71,71 +119,74 @@ class Agent:
     def serve_exec(self, conn: socket.socket) -> None:
         try:
             request, fds = _wire.recv_request(conn)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, TypeError) as exc:
             log(f"bad exec request: {exc}")
             conn.close()
             return
         try:
-            proc = self._spawn(conn, request, fds)
+            pid = self._spawn(conn, request, fds)
         finally:
             for fd in fds:
                 os.close(fd)
-        if proc is not None:
-            self._supervise(conn, proc)
+        if pid is not None:
+            self._supervise(conn, pid)
         conn.close()
 
-    def _spawn(self, conn: socket.socket, request: dict, fds: list[int]) -> subprocess.Popen | None:
-        argv = request.get("argv") or []
+    def _spawn(self, conn: socket.socket, request: dict, fds: list[int]) -> int | None:
+        argv = [str(a) for a in request.get("argv") or []]
         env = dict(self.env)
         env.update(request.get("env") or {})
-        stdio = (fds + [None, None, None])[:3]
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], env=env,
-                cwd=request.get("cwd") or self.workdir, start_new_session=True, close_fds=True,
-            )
-        except (OSError, ValueError) as exc:
-            message = f"openshell: cannot run {argv[0] if argv else '(empty command)'}: {exc}"
-            if stdio[2] is not None:
-                try:
-                    os.write(stdio[2], (message + "\n").encode())
-                except OSError:
-                    pass
-            code = 127 if isinstance(exc, FileNotFoundError) else 126
-            _safe_send(conn, {"error": message, "exit": code})
+        cwd = request.get("cwd") or self.workdir
+        path = _which(argv[0], env, cwd) if argv else None
+        if path is None:
+            message = f"openshell: {argv[0] if argv else '(empty command)'}: command not found"
+            if len(fds) > 2:
+                _quietly(os.write, fds[2], (message + "\n").encode())
+            self._reply(conn, error=message, exit=127)
             return None
-        log(f"exec pid {proc.pid}: {os.path.basename(argv[0])}")
-        _safe_send(conn, {"pid": proc.pid})
-        return proc
-
-    def _supervise(self, conn: socket.socket, proc: subprocess.Popen) -> None:
-        reader = _wire.LineReader(conn)
-        pidfd = os.pidfd_open(proc.pid)
-        sel = selectors.DefaultSelector()
-        sel.register(pidfd, selectors.EVENT_READ, "exit")
-        sel.register(conn, selectors.EVENT_READ, "conn")
+        if os.path.realpath(cwd) != os.getcwd():
+            argv, path = ["/bin/sh", "-c", _CD_THEN_EXEC, cwd, path, *argv[1:]], "/bin/sh"
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds[:3])]
         try:
-            while proc.poll() is None:
-                for key, _ in sel.select():
-                    if key.data != "conn":
-                        continue
-                    try:
-                        message = reader.read()
-                    except (OSError, ValueError):
-                        message = None
-                    if message is None:  # the caller went away: end what it started
-                        _killpg(proc.pid, signal.SIGKILL)
-                        sel.unregister(conn)
-                    elif "signal" in message:
-                        _killpg(proc.pid, int(message["signal"]))
-            log(f"exit pid {proc.pid}: {proc.returncode}")
-            _safe_send(conn, {"exit": proc.returncode})
+            pid = os.posix_spawn(
+                path, argv, env, file_actions=actions, setsid=True, setsigdef=_DEFAULT_SIGNALS
+            )
+        except OSError as exc:
+            self._reply(conn, error=f"openshell: cannot run {argv[0]}: {exc.strerror}", exit=126)
+            return None
+        log(f"exec pid {pid}: {os.path.basename(argv[0])}")
+        self._reply(conn, pid=pid)
+        return pid
+
+    def _supervise(self, conn: socket.socket, pid: int) -> None:
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.register(conn, select.POLLIN)
+        try:
+            while True:
+                ready = {fd for fd, _ in poller.poll()}
+                if pidfd in ready:
+                    break
+                message = _wire.recv_frame(conn)
+                if message is None:  # the caller went away: end what it started
+                    _killpg(pid, signal.SIGKILL)
+                    poller.unregister(conn)
+                elif "signal" in message:
+                    _killpg(pid, int(message["signal"]))
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            log(f"exit pid {pid}: {code}")
+            self._reply(conn, exit=code)
         finally:
-            sel.close()
             os.close(pidfd)
+
+    @staticmethod
+    def _reply(conn: socket.socket, **fields: int | str) -> None:
+        _quietly(lambda: _wire.reply(conn, **fields))
 
     # --- proxy relay --------------------------------------------------------------------------
     def relay(self, client: socket.socket) -> None:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             upstream.connect(self.proxy_sock)
@@ -143,12 +194,9 @@ class Agent:
             upstream.close()
             self._refuse(client, exc.strerror or str(exc))
             return
-        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
-        back.start()
-        _pump(client, upstream)
-        back.join()
-        client.close()
-        upstream.close()
+        done: list = []
+        _thread.start_new_thread(_pump, (upstream, client, done))
+        _pump(client, upstream, done)
 
     def _refuse(self, client: socket.socket, why: str) -> None:
         log(f"proxy unreachable ({why}): refused a connection with 502")
@@ -164,7 +212,8 @@ class Agent:
             client.sendall(
                 b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 b"X-OpenShell-Error: proxy-unreachable\r\nConnection: close\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
             )
             client.shutdown(socket.SHUT_WR)
             while client.recv(65536):
@@ -182,54 +231,24 @@ class Agent:
             os.write(ready, b"ready\n")
             os.close(ready)
         log(f"sandbox {self.name} ready")
-        sel = selectors.DefaultSelector()
-        sel.register(control, selectors.EVENT_READ, self.serve_exec)
-        sel.register(listener, selectors.EVENT_READ, self.relay)
+        handlers = {control.fileno(): (control, self.serve_exec), listener.fileno(): (listener, self.relay)}
+        poller = select.poll()
+        for fd in handlers:
+            poller.register(fd, select.POLLIN)
         while True:
-            for key, _ in sel.select():
+            for fd, _ in poller.poll():
+                sock, handler = handlers[fd]
                 try:
-                    conn, _addr = key.fileobj.accept()
+                    conn, _addr = sock.accept()
                 except OSError:
                     continue
-                threading.Thread(target=key.data, args=(conn,), daemon=True).start()
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while True:
-            data = src.recv(262144)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    try:
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-def _killpg(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _safe_send(conn: socket.socket, message: dict) -> None:
-    try:
-        _wire.send_line(conn, message)
-    except OSError:
-        pass
+                _thread.start_new_thread(handler, (conn,))
 
 
 def main() -> None:
-    threading.stack_size(512 << 10)  # many relay threads must fit a small RLIMIT_AS
+    _thread.stack_size(512 << 10)  # many relay threads must fit a small RLIMIT_AS
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    Agent(json.loads(sys.argv[1])).run()
+    Agent(marshal.loads(bytes.fromhex(sys.argv[1]))).run()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The bubblewrap command line of one sandbox: namespaces, the filesystem view, seccomp, identity.
 
 `Command` collects bwrap arguments and the fds they refer to (generated files as memfds, never a
-path in the host's private state directory, which bwrap running as the sandbox uid cannot reach). The view is an allowlist: system dirs
-read-only, a curated /etc, one writable workspace, private /tmp, /dev, /proc. It must never bind the
-state directory, home directories, /run or any host socket unless a policy names them explicitly,
-and never the CA private key.
+path in the host's private state directory, which bwrap running as the sandbox uid cannot reach).
+The view is an allowlist: system dirs read-only, a curated /etc, one writable workspace, private
+/tmp, /dev, /proc. It must never bind the state directory, home directories, /run or any host
+socket unless a policy names them explicitly, and never the CA private key.
 """
 
 from __future__ import annotations
@@ -17,11 +17,41 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # /etc entries a sandbox may see: what dynamic linking, TLS, locales, time and shells need; no
 # credentials stores (pip.conf, npmrc, gitconfig, ssh, ssl/private, shadow) and no host identity.
 ETC_ENTRIES = (
-    "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "mime.types",
-    "protocols", "services", "os-release", "debian_version", "lsb-release", "gai.conf", "host.conf",
-    "ssl/certs", "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf", "python3", "python3.11",
-    "python3.12", "fonts", "terminfo", "inputrc", "bash.bashrc", "profile", "magic", "magic.mime",
-    "xattr.conf", "login.defs", "locale.alias", "locale.gen", "papersize", "mailcap", "subversion",
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "debian_version",
+    "lsb-release",
+    "gai.conf",
+    "host.conf",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "fonts",
+    "terminfo",
+    "inputrc",
+    "bash.bashrc",
+    "profile",
+    "magic",
+    "magic.mime",
+    "xattr.conf",
+    "login.defs",
+    "locale.alias",
+    "locale.gen",
+    "papersize",
+    "mailcap",
+    "subversion",
 )
 CA_PATH = "/etc/openshell/ca-bundle.pem"
 CHAN_PATH = "/run/openshell"
@@ -69,27 +99,67 @@ def _system(cmd: Command) -> None:
 
 
 def _identity(cmd: Command, name: str, user: str, uid: int) -> None:
-    cmd.data(f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n{user}:x:{uid}:{uid}::/tmp/home:/bin/sh\n"
-             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", "/etc/passwd")
+    cmd.data(
+        f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n{user}:x:{uid}:{uid}::/tmp/home:/bin/sh\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "/etc/passwd",
+    )
     cmd.data(f"root:x:0:\n{user}:x:{uid}:\nnogroup:x:65534:\n", "/etc/group")
     cmd.data(f"127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n", "/etc/hosts")
     cmd.data(f"{name}\n", "/etc/hostname")
-    cmd.data("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
-             "protocols: files\nservices: files\n", "/etc/nsswitch.conf")
+    cmd.data(
+        "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
+        "protocols: files\nservices: files\n",
+        "/etc/nsswitch.conf",
+    )
     # Nothing listens on port 53 in the sandbox: lookups are refused at once (no 5 s wait). Names
     # are resolved by the proxy, after it allows a request.
-    cmd.data("# openshell: no DNS inside the sandbox; use the HTTP(S) proxy\nnameserver 127.0.0.1\n"
-             "options attempts:1 timeout:1\n", "/etc/resolv.conf")
+    cmd.data(
+        "# openshell: no DNS inside the sandbox; use the HTTP(S) proxy\nnameserver 127.0.0.1\n"
+        "options attempts:1 timeout:1\n",
+        "/etc/resolv.conf",
+    )
 
 
-def build(cmd: Command, *, name: str, user: str, uid: int, workspace: str, chan: str, ca_pem: bytes,
-          tmp_size: int, read_only: list[str], read_write: list[str], hidden: list[str],
-          runtime_paths: list[str], state_dir: str, gpu: list[tuple[str, str]] | None,
-          binds: list[tuple[str, str, bool]] = ()) -> None:
+def build(
+    cmd: Command,
+    *,
+    name: str,
+    user: str,
+    uid: int,
+    workspace: str,
+    chan: str,
+    ca_pem: bytes,
+    tmp_size: int,
+    read_only: list[str],
+    read_write: list[str],
+    hidden: list[str],
+    runtime_paths: list[str],
+    state_dir: str,
+    gpu: list[tuple[str, str]] | None,
+    binds: list[tuple[str, str, bool]] = (),
+) -> None:
     """Append namespaces, mounts and identity to `cmd` (the command to run comes after)."""
-    cmd.add("--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-            "--unshare-cgroup", "--disable-userns", "--uid", str(uid), "--gid", str(uid),
-            "--hostname", name, "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv")
+    cmd.add(
+        "--unshare-user",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup",
+        "--disable-userns",
+        "--uid",
+        str(uid),
+        "--gid",
+        str(uid),
+        "--hostname",
+        name,
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+    )
     _system(cmd)
     _identity(cmd, name, user, uid)
     for path in runtime_paths:  # the agent's Python and package, read-only

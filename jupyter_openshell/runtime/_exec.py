@@ -40,8 +40,18 @@ def _stdio(value: Any, index: int, to_close: list[int]) -> tuple[int, Any]:
 
 
 class RemoteProcess:
-    def __init__(self, control_path: str, argv: Sequence[str], *, env: Mapping[str, str] | None,
-                 cwd: str | None, stdin: Any, stdout: Any, stderr: Any, sandbox: str) -> None:
+    def __init__(
+        self,
+        control_path: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        stdin: Any,
+        stdout: Any,
+        stderr: Any,
+        sandbox: str,
+    ) -> None:
         self.args = list(argv)
         self.pid: int | None = None
         self.returncode: int | None = None
@@ -62,13 +72,14 @@ class RemoteProcess:
                 self._sock.close()
                 raise SandboxError(
                     f"sandbox {sandbox} is not running (its agent does not answer: {exc.strerror}); "
-                    f"see `openshell sandbox logs {sandbox}`, or remove it with `openshell sandbox rm {sandbox}`"
+                    f"see `openshell sandbox logs {sandbox}`, "
+                    f"or remove it with `openshell sandbox rm {sandbox}`"
                 ) from exc
             _wire.send_request(self._sock, {"argv": self.args, "env": dict(env or {}), "cwd": cwd}, fds)
         finally:
             for fd in to_close:
                 os.close(fd)
-        self._reader = _wire.LineReader(self._sock)
+        self._reader = _wire.ReplyReader(self._sock)
         first = self._read(None)
         if first is None:
             self._finish(-signal.SIGKILL)
@@ -130,8 +141,11 @@ class RemoteProcess:
             results[name] = pipe.read() if pipe else None
             pipe.close()
 
-        threads = [threading.Thread(target=drain, args=(n, p), daemon=True)
-                   for n, p in (("out", self.stdout), ("err", self.stderr)) if p is not None]
+        threads = [
+            threading.Thread(target=drain, args=(n, p), daemon=True)
+            for n, p in (("out", self.stdout), ("err", self.stderr))
+            if p is not None
+        ]
         for t in threads:
             t.start()
         if self.stdin is not None:
@@ -148,7 +162,7 @@ class RemoteProcess:
         """Deliver `sig` to the command's process group inside the sandbox."""
         if self.returncode is None:
             with contextlib.suppress(OSError):
-                _wire.send_line(self._sock, {"signal": int(sig)})
+                _wire.send_signal(self._sock, sig)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)

@@ -1,9 +1,10 @@
 """Landlock, the second filesystem wall, applied from inside the sandbox (ctypes syscalls, stdlib only).
 
-`restrict(read_only, read_write, listable)` confines the calling process and all its future children to the
-listed paths (read/execute below `read_only`, everything below `read_write`) and, from ABI 6, to
-abstract UNIX sockets of its own domain. It needs no_new_privs (bubblewrap sets it). On kernels without Landlock `abi()` is 0 and the
-caller decides; this module must never widen access, only narrow it.
+`restrict(read_only, read_write, listable)` confines the calling process and all its future
+children to the listed paths (read/execute below `read_only`, everything below `read_write`) and,
+from ABI 6, to abstract UNIX sockets of its own domain. It needs no_new_privs (bubblewrap sets it).
+On kernels without Landlock `abi()` is 0 and the caller decides; this module must never widen
+access, only narrow it.
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ def _add_path(ruleset: int, path: str, access: int) -> None:
         os.close(fd)
 
 
-def restrict(read_only: list[str], read_write: list[str], listable: tuple[str, ...] | list[str] = (),
-             version: int | None = None) -> int:
+def restrict(
+    read_only: list[str],
+    read_write: list[str],
+    listable: tuple[str, ...] | list[str] = (),
+    version: int | None = None,
+) -> int:
     """Confine the caller's filesystem view; returns the ABI used (0: not applied, Landlock absent).
     `listable` directories (e.g. "/") may be listed, nothing more."""
     version = abi() if version is None else version
@@ -98,4 +103,3 @@ def restrict(read_only: list[str], read_write: list[str], listable: tuple[str, .
     finally:
         os.close(ruleset)
     return version
-

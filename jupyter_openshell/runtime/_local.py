@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import marshal
 import os
 import secrets
 import select
@@ -42,9 +43,17 @@ HOME = "/tmp/home"
 READY_TIMEOUT = 20.0
 DEFAULT_TMP = 512 << 20
 SHIM_MARK = "OPENSHELL_SANDBOX_DIR"
+RESERVED = ("/proc", "/dev", "/sys", "/run/openshell", "/workspace", "/tmp/home")
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 EXPOSED_ROOT = Path("/var/lib/openshell-sandboxes")
-CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO",
-           "PIP_CERT")
+CA_VARS = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+)
 
 
 def _which(tool: str, package: str) -> str:
@@ -63,8 +72,11 @@ def _runtime_paths() -> tuple[str, str, list[str]]:
         real = os.path.realpath(path)
         if not any(_inside(real, d) for d in (*_bwrap.SYSTEM_DIRS, *binds)):
             binds.append(real)
-    if python.startswith(sys.prefix.rstrip("/") + "/") and sys.prefix not in binds and \
-            not any(_inside(sys.prefix, d) for d in (*_bwrap.SYSTEM_DIRS, *binds)):
+    if (
+        python.startswith(sys.prefix.rstrip("/") + "/")
+        and sys.prefix not in binds
+        and not any(_inside(sys.prefix, d) for d in (*_bwrap.SYSTEM_DIRS, *binds))
+    ):
         binds.append(sys.prefix)
     return python, os.path.join(package, "runtime", "_agent.py"), binds
 
@@ -90,16 +102,36 @@ def _check_reachable(paths_: list[str], owner: int, python: bool) -> None:
                 raise SandboxError(
                     f"the sandbox's Python or package at {path} is not readable by the sandbox's uid "
                     f"{owner}: {where}. A Python under a 0700 home (such as /root/.pyenv) cannot run inside "
-                    "a sandbox; build the venv on /usr/bin/python3 (scripts/setup.sh does)")
-            raise SandboxError(f"{path} is not reachable by the sandbox's uid {owner}: {where}. Use a "
-                               "workspace outside private (0700) directories, or make its parents o+x")
+                    "a sandbox; build the venv on /usr/bin/python3 (scripts/setup.sh does)"
+                )
+            raise SandboxError(
+                f"{path} is not reachable by the sandbox's uid {owner}: {where}. Use a "
+                "workspace outside private (0700) directories, or make its parents o+x"
+            )
+
+
+def _check_policy_paths(policy: Any) -> None:
+    """Paths a policy binds must exist and must not replace the sandbox's own /, /proc, /dev, /sys."""
+    fs = policy.filesystem
+    for field, paths_ in (("read_only", fs.read_only), ("read_write", fs.read_write)):
+        for index, path in enumerate(paths_):
+            where = f"{policy.source}: filesystem.{field}[{index}] {path!r}"
+            if os.path.realpath(path) == "/" or any(_inside(os.path.realpath(path), d) for d in RESERVED):
+                raise SandboxError(
+                    f"{where}: / and {', '.join(RESERVED)} belong to the sandbox itself; "
+                    "name the directories you need instead (e.g. /opt/data)"
+                )
+            if not os.path.exists(path):
+                raise SandboxError(f"{where} does not exist on this host; create it or remove the entry")
 
 
 def _sandbox_user(policy: Any) -> tuple[str, int]:
     user = policy.process.user
     if user in (0, "0", "root"):
-        raise SandboxError(f"{policy.source}: process.user: a sandbox never runs as root; use a name "
-                           "(e.g. 'sandbox') or a uid > 0")
+        raise SandboxError(
+            f"{policy.source}: process.user: a sandbox never runs as root; use a name "
+            "(e.g. 'sandbox') or a uid > 0"
+        )
     if isinstance(user, int) or str(user).isdigit():
         return "sandbox", int(user)
     return str(user), _bwrap.SANDBOX_UID
@@ -164,14 +196,22 @@ class LocalBackend(Backend):
             existing = _state.read(name)
             if existing is not None:
                 if self._alive(existing):
-                    raise SandboxError(f"sandbox {name} already exists and is running; pick another --name "
-                                       f"or remove it with `openshell sandbox rm {name}`")
+                    raise SandboxError(
+                        f"sandbox {name} already exists and is running; pick another --name "
+                        f"or remove it with `openshell sandbox rm {name}`"
+                    )
                 self._teardown(name, existing, remove=True)
             directory = paths.ensure_private_dir(_state.directory(name))
             slot = _state.allocate_slot()
-            record = {"name": name, "slot": slot, "address": _state.address(slot), "backend": self.name,
-                      "state": "creating", "created": _state.now(),
-                      "policy_file": str(_links.policy_path(name))}
+            record = {
+                "name": name,
+                "slot": slot,
+                "address": _state.address(slot),
+                "backend": self.name,
+                "state": "creating",
+                "created": _state.now(),
+                "policy_file": str(_links.policy_path(name)),
+            }
             _state.write(record)
         try:
             return self._start(name, directory, record, spec, policy, text, bwrap, timeout)
@@ -179,9 +219,19 @@ class LocalBackend(Backend):
             self._teardown(name, _state.read(name) or record, remove=True)
             raise
 
-    def _start(self, name: str, directory: Path, record: dict, spec: SandboxSpec, policy: Any, text: str,
-               bwrap: str, timeout: str) -> SandboxInfo:
+    def _start(
+        self,
+        name: str,
+        directory: Path,
+        record: dict,
+        spec: SandboxSpec,
+        policy: Any,
+        text: str,
+        bwrap: str,
+        timeout: str,
+    ) -> SandboxInfo:
         user, inner_uid = _sandbox_user(policy)
+        _check_policy_paths(policy)
         limits = _links.limits(policy)
         gpu = policy.gpu if spec.gpu is None else spec.gpu
         gpu_binds = _gpu.gpu_binds() if gpu else None
@@ -207,9 +257,19 @@ class LocalBackend(Backend):
             _check_reachable([python, os.path.realpath(python), agent, *runtime_paths], uid, python=True)
             _check_reachable([str(workspace), str(chan)], uid, python=False)
         enforcement = _resources.plan(name, limits, token)
-        record.update(workspace=str(workspace), workspace_owned=own_ws, uid=uid, inner_uid=inner_uid,
-                      user=user, limits=limits.to_dict(), enforcement=enforcement.to_dict(), gpu=bool(gpu),
-                      token=token, control=str(directory / "control.sock"), log=str(directory / "sandbox.log"))
+        record.update(
+            workspace=str(workspace),
+            workspace_owned=own_ws,
+            uid=uid,
+            inner_uid=inner_uid,
+            user=user,
+            limits=limits.to_dict(),
+            enforcement=enforcement.to_dict(),
+            gpu=bool(gpu),
+            token=token,
+            control=str(directory / "control.sock"),
+            log=str(directory / "sandbox.log"),
+        )
         _state.write(record)
 
         control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -225,34 +285,55 @@ class LocalBackend(Backend):
         cmd = _bwrap.Command()
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         info_r, info_w = os.pipe2(os.O_CLOEXEC)
+        ready_arg, info_arg = cmd.fd(ready_w), cmd.fd(info_w)  # closed here by cmd.close()
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC) if enforcement.paths else (None, None)
         try:
             ro = [*runtime_paths, *policy.filesystem.read_only, *(t for _, t in gpu_binds or [])]
             rw = list(policy.filesystem.read_write) + [b.target for b in spec.binds if b.writable]
             ro += [b.target for b in spec.binds if not b.writable]
-            cmd.add(bwrap, "--info-fd", cmd.fd(info_w), "--seccomp", cmd.fd(_seccomp.filter_fd()))
+            cmd.add(bwrap, "--info-fd", info_arg, "--seccomp", cmd.fd(_seccomp.filter_fd()))
             _bwrap.build(
-                cmd, name=name, user=user, uid=inner_uid, chan=str(chan), workspace=str(workspace),
-                ca_pem=_links.ca_bundle(), tmp_size=limits.disk or DEFAULT_TMP,
-                read_only=list(policy.filesystem.read_only), read_write=list(policy.filesystem.read_write),
-                hidden=list(policy.filesystem.hidden), runtime_paths=runtime_paths,
-                state_dir=str(paths.state_dir()), gpu=gpu_binds,
+                cmd,
+                name=name,
+                user=user,
+                uid=inner_uid,
+                chan=str(chan),
+                workspace=str(workspace),
+                ca_pem=_links.ca_bundle(),
+                tmp_size=limits.disk or DEFAULT_TMP,
+                read_only=list(policy.filesystem.read_only),
+                read_write=list(policy.filesystem.read_write),
+                hidden=list(policy.filesystem.hidden),
+                runtime_paths=runtime_paths,
+                state_dir=str(paths.state_dir()),
+                gpu=gpu_binds,
                 binds=[(b.source, b.target, b.writable) for b in spec.binds],
             )
-            config = self._agent_config(name, record, spec, enforcement, runtime_paths, ro, rw,
-                                        cmd.fd(os.dup(control.fileno())), cmd.fd(ready_w), bool(spec.policy_file))
-            cmd.add(python, "-I", "-S", "-B", agent, json.dumps(config))
+            config = self._agent_config(
+                name,
+                record,
+                spec,
+                enforcement,
+                ro,
+                rw,
+                cmd.fd(os.dup(control.fileno())),
+                ready_arg,
+            )
+            cmd.add(python, "-I", "-S", "-B", agent, marshal.dumps(config).hex())
             shim = self._spawn(cmd, timeout, limits, gate_r, directory, uid)
             if gate_r is not None:
                 enforcement.add(shim.pid)
                 os.write(gate_w, b"go\n")
+        except BaseException:
+            os.close(ready_r)
+            os.close(info_r)
+            raise
         finally:
             cmd.close()
             control.close()
-            for fd in (ready_w, info_w, gate_r, gate_w):
+            for fd in (gate_r, gate_w):
                 if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+                    os.close(fd)
         record.update(pid=shim.pid, pid_start=_state.start_time(shim.pid), state="starting")
         self._shims[name] = shim
         # While the sandbox boots: its policy becomes current, then the proxy opens its gateway.
@@ -269,17 +350,34 @@ class LocalBackend(Backend):
         if not ok:
             raise SandboxError(f"sandbox {name} did not start:\n{self._log_tail(record)}")
         child = info.get("child-pid")
-        record.update(child_pid=child, child_start=_state.start_time(child) if child else None, state="running")
+        record.update(
+            child_pid=child, child_start=_state.start_time(child) if child else None, state="running"
+        )
         _state.write(record)
         return self._info(record)
 
-    def _agent_config(self, name: str, record: dict, spec: SandboxSpec, enforcement: Any, runtime_paths: list[str],
-                      ro: list[str], rw: list[str], control_fd: str, ready_fd: str, has_policy: bool) -> dict:
+    def _agent_config(
+        self,
+        name: str,
+        record: dict,
+        spec: SandboxSpec,
+        enforcement: Any,
+        ro: list[str],
+        rw: list[str],
+        control_fd: str,
+        ready_fd: str,
+    ) -> dict:
         env = {
-            "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
-            "HOME": HOME, "USER": record["user"], "LOGNAME": record["user"], "SHELL": "/bin/sh",
-            "LANG": "C.UTF-8", "TMPDIR": "/tmp", "OPENSHELL_SANDBOX": name,
-            "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1",
+            "PATH": f"{os.path.dirname(sys.executable)}:{SYSTEM_PATH}",
+            "HOME": HOME,
+            "USER": record["user"],
+            "LOGNAME": record["user"],
+            "SHELL": "/bin/sh",
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            "OPENSHELL_SANDBOX": name,
+            "NO_PROXY": "localhost,127.0.0.1,::1",
+            "no_proxy": "localhost,127.0.0.1,::1",
         }
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             env[var] = env[var.lower()] = PROXY_URL
@@ -288,15 +386,24 @@ class LocalBackend(Backend):
         env.update(spec.env)
         system_ro = [p for p in _bwrap.SYSTEM_DIRS if os.path.exists(p)]
         return {
-            "name": name, "control_fd": int(control_fd), "ready_fd": int(ready_fd),
-            "proxy_sock": f"{_bwrap.CHAN_PATH}/proxy.sock", "listen": ["127.0.0.1", PROXY_PORT],
-            "env": env, "workdir": _bwrap.WORKSPACE, "rlimits": enforcement.rlimits,
-            "landlock": {"ro": [*system_ro, "/etc", "/proc", _bwrap.CHAN_PATH, *ro],
-                         "rw": [_bwrap.WORKSPACE, "/tmp", "/dev", *rw], "list": ["/"]},
+            "name": name,
+            "control_fd": int(control_fd),
+            "ready_fd": int(ready_fd),
+            "proxy_sock": f"{_bwrap.CHAN_PATH}/proxy.sock",
+            "listen": ["127.0.0.1", PROXY_PORT],
+            "env": env,
+            "workdir": _bwrap.WORKSPACE,
+            "rlimits": enforcement.rlimits,
+            "landlock": {
+                "ro": [*system_ro, "/etc", "/proc", _bwrap.CHAN_PATH, *ro],
+                "rw": [_bwrap.WORKSPACE, "/tmp", "/dev", *rw],
+                "list": ["/"],
+            },
         }
 
-    def _spawn(self, cmd: Any, timeout: str, limits: Any, gate: int | None, directory: Path,
-               uid: int) -> subprocess.Popen:
+    def _spawn(
+        self, cmd: Any, timeout: str, limits: Any, gate: int | None, directory: Path, uid: int
+    ) -> subprocess.Popen:
         seconds = str(int(limits.timeout)) if limits.timeout else "0"
         # With cgroups, the shim's stdin is a gate: it waits until the host has put it in its cgroups.
         script = 'exec "$@"' if gate is None else 'read _ || exit 97; exec "$@" </dev/null'
@@ -304,25 +411,43 @@ class LocalBackend(Backend):
         extra: dict[str, Any] = {}
         if os.geteuid() == 0:
             extra = {"user": uid, "group": uid, "extra_groups": []}
-        log_fd = os.open(directory / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        log_fd = os.open(
+            directory / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+        )
         try:
             return subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL if gate is None else gate, stdout=log_fd, stderr=log_fd,
+                argv,
+                stdin=subprocess.DEVNULL if gate is None else gate,
+                stdout=log_fd,
+                stderr=log_fd,
                 pass_fds=cmd.fds,
-                start_new_session=True, close_fds=True, cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", SHIM_MARK: str(directory)}, **extra,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", SHIM_MARK: str(directory)},
+                **extra,
             )
         finally:
             os.close(log_fd)
 
     # --- exec ---------------------------------------------------------------------------------
-    def exec(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-             cwd: str | None = None, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> RemoteProcess:
+    def exec(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+    ) -> RemoteProcess:
         record = self._record(name)
         if not argv:
             raise SandboxError("exec needs a command, e.g. `openshell sandbox exec NAME -- python -V`")
-        return RemoteProcess(record["control"], argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout,
-                             stderr=stderr, sandbox=name)
+        return RemoteProcess(
+            record["control"], argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr, sandbox=name
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _record(self, name: str) -> dict:
@@ -339,8 +464,10 @@ class LocalBackend(Backend):
         """SIGKILL the shim's process group (bwrap dies with its parent, the PID namespace with bwrap),
         empty the cgroups, and wait until the namespace's init and the shim have exited."""
         pidfds = []
-        for pid, started in ((record.get("child_pid"), record.get("child_start")),
-                             (record.get("pid"), record.get("pid_start"))):
+        for pid, started in (
+            (record.get("child_pid"), record.get("child_start")),
+            (record.get("pid"), record.get("pid_start")),
+        ):
             if pid and _state.alive(pid, started):
                 with contextlib.suppress(OSError):
                     pidfds.append(os.pidfd_open(pid))
@@ -400,9 +527,20 @@ class LocalBackend(Backend):
                 self._teardown(info.name, _state.read(info.name) or {"name": info.name}, remove=True)
                 cleaned.append(info.name)
         root = str(_state.root())
-        for pid in _orphan_shims(root):
+        for pid, directory in _orphan_shims(root):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
+            name = os.path.basename(directory)
+            _links.unregister(name)  # frees its identity address in the proxy
+            chan = Path(directory, "chan")
+            if chan.is_symlink():  # root: the exposed dir is named <uid>-<token>, cgroups <name>-<token>
+                exposed = Path(os.readlink(chan)).parent
+                enforcement = _resources.find(name, exposed.name.split("-", 1)[-1])
+                enforcement.kill()
+                enforcement.remove()
+                if exposed.parent == EXPOSED_ROOT:
+                    _rmtree(exposed)
+            _rmtree(Path(directory))
             cleaned.append(f"pid {pid}")
         return cleaned
 
@@ -412,12 +550,19 @@ class LocalBackend(Backend):
             state = "exited"
         enforcement = record.get("enforcement") or {}
         return SandboxInfo(
-            name=record["name"], state=state, backend=self.name, address=record.get("address", ""),
-            workspace=record.get("workspace", ""), policy_file=record.get("policy_file", ""),
-            created=record.get("created", 0.0), enforcement=enforcement.get("kind", ""),
-            limits=record.get("limits", {}), gpu=record.get("gpu", False), pid=record.get("pid"),
-            uid=record.get("uid"), details={"warnings": record.get("warnings", []),
-                                            "rlimits": enforcement.get("rlimits", {})},
+            name=record["name"],
+            state=state,
+            backend=self.name,
+            address=record.get("address", ""),
+            workspace=record.get("workspace", ""),
+            policy_file=record.get("policy_file", ""),
+            created=record.get("created", 0.0),
+            enforcement=enforcement.get("kind", ""),
+            limits=record.get("limits", {}),
+            gpu=record.get("gpu", False),
+            pid=record.get("pid"),
+            uid=record.get("uid"),
+            details={"warnings": record.get("warnings", []), "rlimits": enforcement.get("rlimits", {})},
         )
 
     # --- policy and logs ----------------------------------------------------------------------
@@ -435,7 +580,9 @@ class LocalBackend(Backend):
     def logs(self, name: str) -> str:
         record = self._record(name)
         try:
-            return Path(record.get("log") or _state.directory(name) / "sandbox.log").read_text(errors="replace")
+            return Path(record.get("log") or _state.directory(name) / "sandbox.log").read_text(
+                errors="replace"
+            )
         except FileNotFoundError:
             return ""
 
@@ -461,8 +608,8 @@ def _read_info(fd: int) -> dict:
     return {}
 
 
-def _orphan_shims(root: str) -> list[int]:
-    """Shims of this state directory whose sandbox record is gone (left by a crashed CLI)."""
+def _orphan_shims(root: str) -> list[tuple[int, str]]:
+    """(pid, sandbox dir) of shims of this state directory whose record is gone (a crashed CLI)."""
     found = []
     marker = f"{SHIM_MARK}={root}/".encode()
     for entry in os.listdir("/proc"):
@@ -476,7 +623,7 @@ def _orphan_shims(root: str) -> list[int]:
             if var.startswith(marker):
                 directory = var.split(b"=", 1)[1].decode()
                 if not os.path.exists(os.path.join(directory, "sandbox.json")):
-                    found.append(int(entry))
+                    found.append((int(entry), directory))
     return found
 
 
@@ -487,8 +634,9 @@ def _rmtree(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
+    failed: list[str] = []
     for _ in range(8):
-        failed: list[str] = []
+        failed.clear()
         shutil.rmtree(path, onerror=lambda _f, target, _e: failed.append(target))
         if not failed or not path.exists():
             return

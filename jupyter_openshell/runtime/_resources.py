@@ -31,8 +31,13 @@ class Limits:
     timeout: float | None = None
 
     def to_dict(self) -> dict:
-        return {"cpu": self.cpu, "memory": self.memory, "pids": self.pids, "disk": self.disk,
-                "timeout": self.timeout}
+        return {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "pids": self.pids,
+            "disk": self.disk,
+            "timeout": self.timeout,
+        }
 
 
 @dataclass
@@ -163,7 +168,7 @@ def _setup_v1(name: str, limits: Limits) -> Enforcement | None:
         paths[ctrl] = parent / name
     created: list[str] = []
     try:
-        for ctrl, path in paths.items():
+        for path in paths.values():
             path.mkdir(parents=True)
             created.append(str(path))
         mem = paths["memory"]
@@ -180,6 +185,20 @@ def _setup_v1(name: str, limits: Limits) -> Enforcement | None:
         Enforcement("cgroup v1", created).remove()
         return None
     return Enforcement("cgroup v1", created)
+
+
+def find(name: str, token: str) -> Enforcement:
+    """The cgroups of a sandbox whose record is lost (its leaf name is known), to kill and remove."""
+    leaf = f"{name}-{token}"
+    own = _own_cgroups()
+    candidates = [
+        CGROUP_ROOT / c / own[c].lstrip("/") / "openshell" / leaf for c in V1_CONTROLLERS if c in own
+    ]
+    base = _v2_base()
+    if base is not None:
+        candidates.append(base / "openshell" / leaf)
+    paths = [str(p) for p in candidates if p.is_dir()]
+    return Enforcement("cgroup v2" if base is not None and paths else "cgroup v1", paths)
 
 
 def plan(name: str, limits: Limits, token: str) -> Enforcement:

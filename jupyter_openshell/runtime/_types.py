@@ -102,8 +102,17 @@ class Backend(abc.ABC):
         """Start a sandbox and return once it accepts `exec`."""
 
     @abc.abstractmethod
-    def exec(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-             cwd: str | None = None, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> ExecProcess:
+    def exec(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+    ) -> ExecProcess:
         """Run `argv` inside the sandbox. stdin/stdout/stderr: None (inherit the caller's), an fd, a
         file object, `subprocess.PIPE` or `subprocess.DEVNULL`, as for `subprocess.Popen`."""
 

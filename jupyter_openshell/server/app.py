@@ -68,6 +68,17 @@ class OpenShellExtension(ExtensionApp):
             self.handlers.extend(module.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
+        from jupyter_openshell.kernel.session import cleanup_stale
+
+        try:
+            stale = await asyncio.to_thread(cleanup_stale, self.sandboxes.backend)
+        except Exception as exc:  # never keep the server from starting
+            self.log.warning("openshell: could not look for stale kernel sandboxes: %s", exc)
+        else:
+            if stale:
+                self.log.info(
+                    "openshell: removed kernel sandboxes left by a dead server: %s", ", ".join(stale)
+                )
         if not self.supervise_proxy:
             return
         from jupyter_openshell.proxy import ProxyClient

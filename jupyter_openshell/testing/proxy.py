@@ -54,8 +54,11 @@ class ProxyRun:
 
 def start_proxy(state_dir: Path, policy_file: Path, *, workers: int = 1, upstream_ca: Path | None = None,
                 resolve: dict[str, str] | None = None, env: dict[str, str] | None = None,
-                extra: list[str] | None = None, timeout: float = 30.0) -> ProxyRun:
-    """Run `openshell proxy` with its own state dir; returns once it serves (raises with its stderr)."""
+                extra: list[str] | None = None, wrap: list[str] | None = None,
+                timeout: float = 30.0) -> ProxyRun:
+    """Run `openshell proxy` with its own state dir; returns once it serves (raises with its stderr).
+
+    `wrap` prefixes the command (e.g. `setpriv --reuid 65534 ...` to run it unprivileged)."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     port = free_port()
     argv = [sys.executable, "-m", "jupyter_openshell", "proxy", "--policy", str(policy_file),
@@ -64,7 +67,7 @@ def start_proxy(state_dir: Path, policy_file: Path, *, workers: int = 1, upstrea
         argv += ["--upstream-ca", str(upstream_ca)]
     for k, v in (resolve or {}).items():
         argv += ["--resolve", f"{k}={v}"]
-    argv += extra or []
+    argv = [*(wrap or []), *argv, *(extra or [])]
     stderr_path = state_dir / "proxy-stderr.log"
     full_env = {**os.environ, "OPENSHELL_STATE_DIR": str(state_dir), **(env or {})}
     with open(stderr_path, "wb") as err:

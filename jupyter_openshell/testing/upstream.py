@@ -1,7 +1,8 @@
 """Recording upstream servers on 127.0.0.1 (HTTP or HTTPS with a `TestCA` certificate).
 
 `UpstreamServer` answers every request with a JSON echo {method, path, headers} and records it in
-`.requests`; special paths: `/redirect?to=URL` (302), `/bytes/<n>` (n bytes, streamed), `/status/<code>`.
+`.requests`; special paths: `/redirect?to=URL` (302), `/bytes/<n>` (n bytes, streamed), `/status/<code>`,
+`/sleep/<ms>` (answers after ms).
 `FakeOpenAI` adds OpenAI-compatible `GET /v1/models` and `POST /v1/chat/completions`, and
 `/v1/echo-auth`, a deliberately leaky endpoint that reflects the Authorization header in a response
 header and body (to prove that the proxy scrubs it).
@@ -72,6 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/redirect":
             target = parse_qs(url.query).get("to", ["/"])[0]
             self._send(302, b"", {"Location": target})
+        elif url.path.startswith("/sleep/"):
+            time.sleep(int(url.path.split("/")[2]) / 1000)
+            self._json({"slept_ms": int(url.path.split("/")[2])})
         elif url.path.startswith("/status/"):
             self._send(int(url.path.split("/")[2]), b"{}")
         elif url.path.startswith("/bytes/"):

@@ -17,6 +17,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_openshell.kernel import pool
 from jupyter_openshell.kernel.kernelspec import install
 from jupyter_openshell.kernel.session import kernels_dir
+from jupyter_openshell.magics.ops import PolicyOps
 
 
 @pytest.fixture
@@ -76,15 +77,34 @@ async def test_kernel_lifecycle_interrupt_restart_shutdown(kernelspecs, monkeypa
             f"s = socket.socket(); s.settimeout(2)\n"
             f"try:\n    s.connect(('127.0.0.1', {host_port})); print('REACHED')\n"
             "except OSError as e:\n    print('blocked', type(e).__name__)\n"
+            "p = socket.create_connection(('127.0.0.1', 3128))\n"
+            f"p.sendall(b'GET http://127.0.0.1:{host_port}/api HTTP/1.1\\r\\n"
+            f"Host: 127.0.0.1:{host_port}\\r\\nConnection: close\\r\\n\\r\\n')\n"
+            "print('proxy said', p.recv(200).split(b'\\r\\n')[0].decode())\n"
             "open('written.txt', 'w').write('hi')\n"
             "print(json.dumps({k: v for k, v in os.environ.items()}))\n"
         )
         content, out, _ = await _run(kc, code)
         assert content["status"] == "ok", out
-        assert "REACHED" not in out and "blocked" in out
+        assert "REACHED" not in out and "blocked" in out and "proxy said HTTP/1.1 403" in out
         assert "host-secret-token" not in out and "sk-host-secret" not in out
         assert "JPY_" not in out and "JUPYTER_TOKEN" not in out
         assert (kernelspecs / "written.txt").read_text() == "hi"  # the workspace is the notebook's dir
+
+        # the sandboxed code cannot widen its own policy (policy_edits is off by default)
+        policy_before = PolicyOps(name).text()
+        content, _, _ = await _run(kc, "%policy allow GET http://example.com/")
+        assert content["status"] == "error"
+        attack = (
+            "import os\nfrom jupyter_openshell.kernel.broker import call\n"
+            "sock = os.environ['OPENSHELL_KERNEL_BROKER']\n"
+            "try:\n    call(sock, 'put', text='network: {egress: [{action: allow}]}')\n"
+            "except Exception as e:\n    print('refused:', e)\n"
+            "print(call(sock, 'show')['version'])"
+        )
+        content, out, _ = await _run(kc, attack)
+        assert "refused: policy changes from inside sandbox" in out
+        assert PolicyOps(name).text() == policy_before
 
         await _run(kc, "x = 42")
         kc.execute("import time\nwhile True:\n    time.sleep(0.01)")
@@ -155,3 +175,81 @@ async def test_warm_pool_hands_over_a_started_kernel(kernelspecs):
         await km1.shutdown_kernel(now=True)
         pool.shutdown_pools()
     assert pooled.name not in _sandbox_names()
+
+
+def test_kernel_sandboxes_of_a_dead_host_are_cleaned_up(workspace):
+    from jupyter_openshell.kernel.session import KernelConfig, KernelSandbox, cleanup_stale
+
+    alive = KernelSandbox.start(KernelConfig(workspace=str(workspace)))
+    orphan = KernelSandbox.start(KernelConfig(workspace=str(workspace)))
+    try:
+        orphan.broker.stop()  # what remains when the server that started it was killed
+        assert orphan.name in cleanup_stale()
+        assert orphan.name not in _sandbox_names() and not orphan.home.exists()
+        assert alive.name in _sandbox_names() and alive.poll() is None
+    finally:
+        alive.destroy()
+        orphan.destroy()
+
+
+UNPRIVILEGED_SCRIPT = """
+import os, sys, tempfile
+from jupyter_client.manager import start_new_kernel
+from jupyter_openshell.kernel.kernelspec import install
+prefix = tempfile.mkdtemp()
+install(prefix=prefix, pool_size=0)
+os.environ["JUPYTER_PATH"] = prefix + "/share/jupyter"
+km, kc = start_new_kernel(kernel_name="openshell", cwd=sys.argv[1])
+out = []
+hook = lambda m: out.append(m["content"].get("text", ""))
+reply = kc.execute_interactive("import os; print(os.getuid(), os.getcwd())", timeout=60, output_hook=hook)
+kc.stop_channels()
+km.shutdown_kernel()
+from jupyter_openshell.proxy import ProxyClient
+ProxyClient().stop()
+print("RESULT", reply["content"]["status"], "".join(out).strip())
+"""
+
+
+def test_kernel_works_for_an_unprivileged_user(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("already unprivileged: every other test covers this path")
+    home = tempfile.mkdtemp(prefix="openshell-unpriv-", dir="/tmp")
+    ws = tempfile.mkdtemp(prefix="openshell-unpriv-ws-", dir="/tmp")
+    try:
+        for path in (home, ws):
+            os.chown(path, 65534, 65534)
+        script = os.path.join(home, "run.py")
+        with open(script, "w") as fh:
+            fh.write(UNPRIVILEGED_SCRIPT)
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "OPENSHELL_STATE_DIR": os.path.join(home, "state")}
+        proc = subprocess.run(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, script, ws],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert "RESULT ok 1000 /workspace" in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(ws, ignore_errors=True)
+
+
+def test_kernelspec_resources_reach_the_sandbox(workspace):
+    from jupyter_openshell.kernel.session import KernelConfig, KernelSandbox, KernelStartError
+    from jupyter_openshell.runtime import get_backend
+
+    box = KernelSandbox.start(KernelConfig(workspace=str(workspace), resources=(("pids", 77),)))
+    try:
+        info = get_backend().status(box.name)
+        assert info.limits.get("pids") == 77, info.limits
+    finally:
+        box.destroy()
+    with pytest.raises(KernelStartError, match=r"resources\.pids"):
+        KernelSandbox.start(KernelConfig(workspace=str(workspace), resources=(("pids", "lots"),)))

@@ -246,3 +246,20 @@ async def test_server_supervises_the_proxy_and_stopping_it_removes_its_sandboxes
     assert "stop-box" not in {i.name for i in get_backend().list()}
     if ext._started_proxy:
         assert not client.is_running()
+
+
+async def test_kernel_whose_sandbox_cannot_start_fails_the_request_with_the_reason(
+    jp_fetch, jp_data_dir, tmp_path
+):
+    from jupyter_openshell.kernel.kernelspec import kernel_json
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("network:\n  egress:\n    - host: example.com\n      action: perhaps\n")
+    spec_dir = jp_data_dir / "kernels" / "openshell-bad"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps(kernel_json(policy_file=str(bad), pool_size=0)))
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "openshell-bad"}))
+    assert err.value.code == 500
+    message = json.loads(err.value.response.body)["message"]
+    assert "policy cannot be used" in message and "perhaps" in message

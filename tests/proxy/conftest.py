@@ -67,7 +67,8 @@ def make_proxy(tmp_path, test_ca):
 def curl(proxy: ProxyRun, url: str, *args: str) -> tuple[int, str]:
     """Run curl through the proxy; returns (status, body)."""
     out = subprocess.run(
-        ["curl", "-sS", "--max-time", "20", "--noproxy", "", "-x", proxy.url, "--cacert", str(proxy.ca_bundle),
+        ["curl", "-sS", "--max-time", "20", "--noproxy", "", "-x", proxy.url,
+         "--cacert", str(proxy.ca_bundle),
          "-w", "\n%{http_code}", *args, url],
         capture_output=True, text=True, timeout=30, env={k: v for k, v in os.environ.items()
                                                           if "proxy" not in k.lower()})

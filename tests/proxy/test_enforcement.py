@@ -3,6 +3,7 @@ agreement (Host / CONNECT / SNI), method override, DNS and address checks. Real 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -79,7 +80,8 @@ def test_seed_policy_https_httpx_and_curl(seed_proxy, upstream_tls):
     assert code == 200
     code, body = curl(seed_proxy, base + "/v1/users/1", "-X", "POST", "-d", "x")
     assert code == 403 and json.loads(body)["rule"]
-    assert [(q.method, q.path) for q in upstream_tls.requests] == [("GET", "/v1/users/7"), ("HEAD", "/v1/data")]
+    seen = [(q.method, q.path) for q in upstream_tls.requests]
+    assert seen == [("GET", "/v1/users/7"), ("HEAD", "/v1/data")]
 
 
 @pytest.mark.parametrize(("path", "status", "forwarded"), [
@@ -205,3 +207,21 @@ def test_loopback_and_metadata_refused_after_allow(make_proxy, upstream):
     flows = proxy.client.flows()
     assert [f["decision"] for f in flows] == ["deny"] * 3
     assert all(f["rule"] == "address check" for f in flows)
+
+
+def test_raw_tcp_through_connect_never_reaches_upstream(make_proxy):
+    """Non-HTTP bytes inside an allowed CONNECT tunnel are killed, not relayed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(2)
+    port = listener.getsockname()[1]
+    proxy = make_proxy(f'network:\n  egress:\n    - host: "127.0.0.1"\n      ports: [{port}]\n'
+                       '      action: allow\n')
+    conn = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    conn.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    conn.sendall(b"\x00\x01SSH-2.0-raw-protocol\r\n")
+    with contextlib.suppress(ConnectionResetError):
+        assert conn.recv(4096) == b""  # the proxy closes the tunnel
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nothing ever connected upstream
+    listener.close()

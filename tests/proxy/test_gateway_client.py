@@ -9,6 +9,7 @@ import socket
 import stat
 import threading
 import time
+from pathlib import Path
 
 import certifi
 import pytest
@@ -112,7 +113,8 @@ def test_sandbox_identity_through_gateway(make_proxy, upstream, tmp_path):
 def test_unregistered_sandbox_address_is_denied(make_proxy, upstream):
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port))
     conn = socket.create_connection(("127.0.0.1", proxy.port), source_address=("127.77.200.9", 0))
-    conn.sendall(f"GET http://127.0.0.1:{upstream.port}/host/a HTTP/1.1\r\nHost: 127.0.0.1:{upstream.port}\r\n"
+    target = f"127.0.0.1:{upstream.port}"
+    conn.sendall(f"GET http://{target}/host/a HTTP/1.1\r\nHost: {target}\r\n"
                  "Connection: close\r\n\r\n".encode())
     data = b""
     while chunk := conn.recv(65536):
@@ -125,7 +127,7 @@ def test_register_rejects_bad_sandbox(make_proxy, upstream, tmp_path):
     state.mkdir(mode=0o700)
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
     _make_sandbox(state, "evil", "10.0.0.5", SANDBOX_POLICY.format(port=1))
-    with pytest.raises(ProxyError, match="outside 127.77.0.0/16"):
+    with pytest.raises(ProxyError, match=r"outside 127\.77\.0\.0/16"):
         proxy.client.register_sandbox("evil")
     with pytest.raises(ProxyError, match="not found"):
         proxy.client.register_sandbox("missing")
@@ -149,7 +151,7 @@ def test_ensure_running_stop_and_ca_files(tmp_path):
         assert stat.S_IMODE((state / "run" / "proxy-control.sock").stat().st_mode) == 0o600
         bundle = (ca / "ca-bundle.pem").read_text()
         ours = (ca / "mitmproxy-ca-cert.pem").read_text()
-        assert ours in bundle and open(certifi.where()).read()[:2000] in bundle
+        assert ours in bundle and Path(certifi.where()).read_text()[:2000] in bundle
         assert "PRIVATE KEY" not in bundle
     finally:
         assert client.stop()
@@ -176,3 +178,41 @@ def test_secret_store(tmp_path):
         store.get("absent")
     with pytest.raises(SecretError, match="invalid secret name"):
         store.get("../etc/passwd")
+
+
+def test_two_workers_share_registry_and_reload(make_proxy, upstream, tmp_path):
+    upstream.clear()
+    state = tmp_path / "workers-state"
+    state.mkdir(mode=0o700)
+    proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state, workers=2)
+    _make_sandbox(state, "sbw", "127.77.4.5", SANDBOX_POLICY.format(port=upstream.port))
+    proxy.client.register_sandbox("sbw")
+    agent = AgentForwarder(str(state / "sandboxes" / "sbw" / "chan" / "proxy.sock"))
+    base = f"http://127.0.0.1:{upstream.port}"
+
+    def fresh_get(url: str) -> requests.Response:
+        with requests.Session() as session:  # a new connection each time
+            session.trust_env = False
+            return session.get(url, proxies={"http": f"http://127.0.0.1:{agent.port}"})
+
+    try:
+        for _ in range(12):  # a new connection each time: the kernel spreads them over both workers
+            assert fresh_get(base + "/sandbox/x").status_code == 200
+        pids = {f["id"].split("-")[1] for f in proxy.client.flows(sandbox="sbw")}
+        assert len(pids) == 2, "both workers served the sandbox with its policy"
+        (state / "policies" / "sbw.yaml").write_text(SANDBOX_POLICY.format(port=upstream.port).replace(
+            "/sandbox/**", "/sandbox/only"))
+        time.sleep(0.5)
+        for _ in range(8):
+            assert fresh_get(base + "/sandbox/x").status_code == 403
+    finally:
+        agent.close()
+
+
+def test_second_proxy_on_same_state_refuses(make_proxy, upstream, tmp_path):
+    state = tmp_path / "dup-state"
+    state.mkdir(mode=0o700)
+    first = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
+    with pytest.raises(RuntimeError, match="another proxy already serves"):
+        make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
+    assert first.client.status()["pid"] == first.proc.pid

@@ -70,8 +70,7 @@ def test_openai_client_gets_injected_key(routed, fake_openai):
     out = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
     assert out.choices[0].message.content == "echo: hi"
     assert [m.id for m in client.models.list()] == ["fake-model"]
-    first = fake_openai.requests[0]
-    assert first.path == "/v1/chat/completions"
+    first = next(r for r in fake_openai.requests if r.path == "/v1/chat/completions")
     auths = [v for k, v in first.headers if k.lower() == "authorization"]
     assert auths == [f"Bearer {REAL_KEY}"]  # exactly one credential: the backend's
     values = " ".join(first.header_values())
@@ -80,9 +79,9 @@ def test_openai_client_gets_injected_key(routed, fake_openai):
     names = {k.lower() for k, _ in first.headers}
     assert not names & {"x-api-key", "cookie", "x-goog-api-key", "api-key", "proxy-authorization"}
     assert first.header("Host") == f"llm.test:{fake_openai.port}"  # destination from the route
-    flows = routed.client.flows()
-    assert flows[0]["route"]["backend"].startswith("https://llm.test")
-    assert flows[0]["host"] == "inference.local" and flows[0]["decision"] == "allow"
+    chat = next(f for f in routed.client.flows() if f["path"] == "/v1/chat/completions")
+    assert chat["route"]["backend"].startswith("https://llm.test")
+    assert chat["host"] == "inference.local" and chat["decision"] == "allow"
     assert _leaks(routed) == []
 
 
@@ -141,3 +140,37 @@ def test_secret_from_proxy_environment(make_proxy, fake_openai):
     assert r.status_code == 200
     assert fake_openai.requests[-1].header("Authorization") == "Bearer sk-from-env"
     assert "sk-from-env" not in proxy.stderr()
+
+
+QUERY_POLICY = """\
+network:
+  egress:
+    - host: "127.0.0.1"  # names the backend's (loopback) address explicitly
+      ports: [1]
+      action: allow
+inference:
+  routes:
+    - caller_pattern: "^host$"
+      match:
+        hosts: ["inference.local"]
+      backend:
+        url: "https://llm.test:{port}/v1beta"
+        auth:
+          type: query
+          param: "key"
+          token_from_secret: "gemini-key"
+"""
+
+
+def test_query_credential_injected_and_never_logged(make_proxy, fake_openai):
+    fake_openai.clear()
+    proxy = make_proxy(QUERY_POLICY.format(port=fake_openai.port), resolve={"llm.test": "127.0.0.1"},
+                       env={"OPENSHELL_SECRET_GEMINI_KEY": REAL_KEY})
+    code, body = curl(proxy, "http://inference.local/models?key=caller&pageSize=2",
+                      "-H", "x-goog-api-key: caller-goog")
+    assert code == 200  # the echo server answers JSON for any path
+    rec = fake_openai.requests[-1]
+    assert rec.path == f"/v1beta/models?pageSize=2&key={REAL_KEY}"
+    assert rec.header("x-goog-api-key") is None
+    assert REAL_KEY not in body  # the echo of the path is scrubbed
+    assert _leaks(proxy) == []

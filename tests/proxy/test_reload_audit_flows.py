@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import threading
 import time
 
 import httpx
@@ -137,3 +138,48 @@ def test_flow_log_records_and_filters(make_proxy, upstream):
     assert [r["id"] for r in proxy.client.flows(since=t_mid)] == [deny["id"]]
     assert [r["id"] for r in proxy.client.flows(limit=1)] == [deny["id"]]
     assert proxy.client.flows(sandbox="nobody") == []
+
+
+def test_large_bodies_stream_and_are_counted(make_proxy, upstream):
+    proxy = make_proxy(ALLOW.format(port=upstream.port).replace('"/v1/**"', '"/**"').replace(
+        '["GET"]', '["GET", "POST"]'))
+    s = requests.Session()
+    s.trust_env = False
+    size = 5 * 1024 * 1024
+    r = s.get(f"http://127.0.0.1:{upstream.port}/bytes/{size}", proxies={"http": proxy.url}, stream=True)
+    assert sum(len(c) for c in r.iter_content(1 << 16)) == size
+    r = s.post(f"http://127.0.0.1:{upstream.port}/upload", data=b"u" * (1 << 20), proxies={"http": proxy.url})
+    assert r.status_code == 200
+    down, up = proxy.client.flows()
+    assert down["bytes_in"] == size and down["status"] == 200
+    assert up["bytes_out"] == 1 << 20
+
+
+def test_in_flight_request_finishes_under_its_version(make_proxy, upstream):
+    proxy = make_proxy(ALLOW.format(port=upstream.port))
+    old = proxy.client.status()["policies"]["default"]["version"]
+    slow: dict[str, int] = {}
+
+    def slow_request() -> None:
+        with requests.Session() as s:
+            s.trust_env = False
+            slow["status"] = s.get(f"http://127.0.0.1:{upstream.port}/v1/sleep/1500",
+                                   proxies={"http": proxy.url}).status_code
+
+    t = threading.Thread(target=slow_request)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not any(r.path == "/v1/sleep/1500" for r in upstream.requests):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    _write(proxy.policy_file, TIGHT.format(port=upstream.port))  # denies /v1/sleep/...
+    new = _wait_version(proxy, old)
+    with requests.Session() as s:
+        s.trust_env = False
+        r = s.get(f"http://127.0.0.1:{upstream.port}/v1/sleep/1", proxies={"http": proxy.url})
+        assert r.status_code == 403
+    t.join(10)
+    assert slow["status"] == 200
+    by_path = {r["path"]: r for r in proxy.client.flows()}
+    assert by_path["/v1/sleep/1500"]["policy_version"] == old
+    assert by_path["/v1/sleep/1"]["policy_version"] == new

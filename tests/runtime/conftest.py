@@ -32,6 +32,7 @@ def runtime_state():
     backend = get_backend()
     for info in backend.list():
         backend.destroy(info.name)
+    backend.cleanup()  # also what a failed test may have orphaned
     if previous is None:
         os.environ.pop("OPENSHELL_STATE_DIR", None)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec, get_backend
-from jupyter_openshell.runtime import _local
+from jupyter_openshell.proxy import ProxyClient
+from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec, _local, get_backend
 
 
 @pytest.fixture
@@ -28,14 +29,31 @@ def box(backend):
 
 
 def test_exec_streams_exit_code_env_cwd_stdin(backend, box):
-    proc = backend.exec(box, ["sh", "-c", "read line; echo got:$line; echo $FROM_SPEC $EXTRA; pwd; "
-                                          "echo oops >&2; exit 7"],
-                        env={"EXTRA": "x"}, cwd="/tmp", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE)
+    proc = backend.exec(
+        box,
+        ["sh", "-c", "read line; echo got:$line; echo $FROM_SPEC $EXTRA; pwd; echo oops >&2; exit 7"],
+        env={"EXTRA": "x"},
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = proc.communicate(b"hello\n", timeout=30)
     assert proc.returncode == 7
     assert out.decode().split("\n")[:3] == ["got:hello", "spec-value x", "/tmp"]
     assert err == b"oops\n"
+
+
+def test_commands_inherit_only_their_stdio(backend, box):
+    # the agent's control listener must never reach a command (it could take exec requests and the
+    # caller's fds meant for the agent); the agent's log must not either
+    proc = backend.exec(
+        box,
+        ["python3", "-c", "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"],
+        stdout=subprocess.PIPE,
+    )
+    out, _ = proc.communicate(timeout=30)
+    assert out.decode().strip() == "[0, 1, 2, 3]"  # 3: the listing's own directory fd
 
 
 def test_exec_output_goes_straight_to_the_callers_fd(backend, box, tmp_path):
@@ -52,6 +70,23 @@ def test_signals_reach_the_command_and_wait_times_out(backend, box):
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == -signal.SIGTERM
+
+
+def test_relative_command_runs_from_the_given_cwd(backend, box):
+    assert (
+        backend.exec(
+            box,
+            [
+                "sh",
+                "-c",
+                "mkdir -p /tmp/bin && printf '#!/bin/sh\\necho rel' > /tmp/bin/t.sh "
+                "&& chmod +x /tmp/bin/t.sh",
+            ],
+        ).wait(30)
+        == 0
+    )
+    proc = backend.exec(box, ["./t.sh"], cwd="/tmp/bin", stdout=subprocess.PIPE)
+    assert proc.communicate(timeout=30)[0] == b"rel\n"
 
 
 def test_missing_command_is_127_with_a_message(backend, box):
@@ -75,12 +110,15 @@ def test_given_workspace_and_binds_are_used_and_kept(backend, tmp_path):
         path.chmod(0o755 if path.is_dir() else 0o644)
     name = f"ws-{uuid.uuid4().hex[:6]}"
     backend.create(SandboxSpec(name=name, workspace=workspace, binds=[Bind(str(data), "/data")]))
-    proc = backend.exec(name, ["sh", "-c", "cat /data/input.txt > result.txt; touch /data/x"],
-                        stderr=subprocess.PIPE)
+    proc = backend.exec(
+        name, ["sh", "-c", "cat /data/input.txt > result.txt; touch /data/x"], stderr=subprocess.PIPE
+    )
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and b"Read-only file system" in err
     backend.destroy(name)
     assert (workspace / "result.txt").read_text() == "from host"  # the given workspace outlives the sandbox
+    shutil.rmtree(workspace)
+    shutil.rmtree(data)
 
 
 def test_status_list_stop_destroy(backend, box):
@@ -112,6 +150,8 @@ def test_restarted_cli_finds_and_cleans_orphans(backend):
     cleaned = fresh.cleanup()
     assert dead in cleaned and f"pid {shim}" in cleaned
     assert dead not in [i.name for i in fresh.list()]
+    assert not (state / "sandboxes" / crashed).exists()
+    assert crashed not in ProxyClient().status().get("sandboxes", crashed)  # its identity is released
     deadline = time.monotonic() + 5
     while _local._state.alive(shim, shim_start) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -128,6 +168,14 @@ def test_bad_input_is_reported_with_what_to_do(backend, policy_file):
     with pytest.raises(SandboxError, match="never runs as root"):
         backend.create(SandboxSpec(name="rootuser", policy_file=policy_file("process:\n  user: root\n")))
     assert "badpolicy" not in [i.name for i in backend.list()]
+    with pytest.raises(SandboxError, match=r"filesystem.read_write\[0\] '/proc'"):
+        backend.create(
+            SandboxSpec(name="procbind", policy_file=policy_file("filesystem:\n  read_write: [/proc]\n"))
+        )
+    with pytest.raises(SandboxError, match="does not exist on this host"):
+        backend.create(
+            SandboxSpec(name="nopath", policy_file=policy_file("filesystem:\n  read_only: [/nope/x]\n"))
+        )
     with pytest.raises(SandboxError, match="unknown sandbox backend"):
         get_backend("docker")
 

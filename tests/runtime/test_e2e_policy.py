@@ -61,7 +61,9 @@ def run(backend, name: str, argv: list[str], timeout: float = 60) -> tuple[int, 
 
 
 def curl(backend, name: str, url: str, *args: str) -> int:
-    code, out, err = run(backend, name, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args, url])
+    _code, out, _err = run(
+        backend, name, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args, url]
+    )
     return int(out or 0)
 
 
@@ -109,9 +111,26 @@ def test_seed_policy_with_pip(backend, seeded, upstream_tls):
     allowed = f"https://api.example.com:{upstream_tls.port}/simple/"
     denied = f"https://other.example.com:{upstream_tls.port}/simple/"
     for index in (allowed, denied):
-        rc, out, err = run(backend, seeded, ["pip", "download", "--no-deps", "--retries", "0", "--timeout", "10",
-                                             "--disable-pip-version-check", "-d", "/tmp/dl", "--index-url", index,
-                                             "openshell-probe-pkg"], timeout=120)
+        rc, _out, _err = run(
+            backend,
+            seeded,
+            [
+                "pip",
+                "download",
+                "--no-deps",
+                "--retries",
+                "0",
+                "--timeout",
+                "10",
+                "--disable-pip-version-check",
+                "-d",
+                "/tmp/dl",
+                "--index-url",
+                index,
+                "openshell-probe-pkg",
+            ],
+            timeout=120,
+        )
         assert rc != 0  # the fake index has no such package, or the proxy refused
     assert [r.path for r in upstream_tls.requests] == ["/simple/openshell-probe-pkg/"]
     assert upstream_tls.requests[0].header("Host").startswith("api.example.com")
@@ -134,10 +153,16 @@ def test_policy_change_applies_to_next_request(backend, seeded, upstream):
 
 def test_two_sandboxes_with_different_policies(backend, policy_file, upstream, upstream_tls):
     a, b = f"pa-{uuid.uuid4().hex[:6]}", f"pb-{uuid.uuid4().hex[:6]}"
-    backend.create(SandboxSpec(name=a, policy_file=policy_file(SEED.format(port=upstream.port,
-                                                                           tls_port=upstream_tls.port))))
-    backend.create(SandboxSpec(name=b, policy_file=policy_file(DATA_ONLY.format(port=upstream.port,
-                                                                                tls_port=upstream_tls.port))))
+    backend.create(
+        SandboxSpec(
+            name=a, policy_file=policy_file(SEED.format(port=upstream.port, tls_port=upstream_tls.port))
+        )
+    )
+    backend.create(
+        SandboxSpec(
+            name=b, policy_file=policy_file(DATA_ONLY.format(port=upstream.port, tls_port=upstream_tls.port))
+        )
+    )
     users = f"http://api.example.com:{upstream.port}/v1/users/3"
     data = f"http://api.example.com:{upstream.port}/v1/data"
     assert (curl(backend, a, users), curl(backend, b, users)) == (200, 403)

@@ -58,13 +58,23 @@ class Mode:
             env["HOME"] = str(self.inputs)
         return env
 
-    def cli(self, *args: str, input: str | None = None, timeout: float = 60,
-            check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(self.argv(*args), input=input, capture_output=True, text=True, timeout=timeout,
-                              env=self.env(), cwd="/")
+    def cli(
+        self, *args: str, input: str | None = None, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            self.argv(*args),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            cwd="/",
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"openshell sandbox {' '.join(args)} -> {proc.returncode}\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+            raise AssertionError(
+                f"openshell sandbox {' '.join(args)} -> {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
         return proc
 
     def host_python(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -72,8 +82,9 @@ class Mode:
         argv = [PYTHON, "-c", code]
         if self.name == "user":
             argv = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *argv]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=self.env(), cwd="/",
-                              check=True)
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=self.env(), cwd="/", check=True
+        )
 
     def policy(self, text: str) -> str:
         path = self.inputs / f"policy-{uuid.uuid4().hex[:8]}.yaml"
@@ -89,7 +100,9 @@ class Mode:
         self.cli(*args)
         return name
 
-    def sh(self, name: str, script: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
+    def sh(
+        self, name: str, script: str, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         return self.cli("exec", name, "--", "sh", "-c", script, input=input, timeout=timeout, check=False)
 
     def python(self, name: str, code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

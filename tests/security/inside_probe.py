@@ -19,12 +19,35 @@ libc.syscall.restype = ctypes.c_long
 R: dict = {}
 
 NR = {
-    "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "mount": 165, "umount2": 166,
-    "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308, "clone3": 435, "bpf": 321,
-    "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250, "add_key": 248, "request_key": 249,
-    "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313,
-    "open_by_handle_at": 304, "io_uring_setup": 425, "fsopen": 430, "open_tree": 428, "move_mount": 429,
-    "fsmount": 432, "fspick": 433, "mount_setattr": 442, "pidfd_getfd": 438,
+    "ptrace": 101,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "chroot": 161,
+    "unshare": 272,
+    "setns": 308,
+    "clone3": 435,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "userfaultfd": 323,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "init_module": 175,
+    "finit_module": 313,
+    "open_by_handle_at": 304,
+    "io_uring_setup": 425,
+    "fsopen": 430,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsmount": 432,
+    "fspick": 433,
+    "mount_setattr": 442,
+    "pidfd_getfd": 438,
 }
 CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS = 0x10000000, 0x40000000, 0x00020000
 
@@ -78,8 +101,11 @@ def syscalls() -> None:
     R["syscalls"] = {name: call(NR[name], *args) for name, args in attempts.items()}
     # clone(2) with namespace flags through the raw syscall (glibc's wrapper needs a stack).
     out = {}
-    for label, flags in (("CLONE_NEWUSER", CLONE_NEWUSER), ("CLONE_NEWNET", CLONE_NEWNET),
-                         ("CLONE_NEWNS", CLONE_NEWNS)):
+    for label, flags in (
+        ("CLONE_NEWUSER", CLONE_NEWUSER),
+        ("CLONE_NEWNET", CLONE_NEWNET),
+        ("CLONE_NEWNS", CLONE_NEWNS),
+    ):
         rc = libc.syscall(ctypes.c_long(56), ctypes.c_long(flags | signal.SIGCHLD), None, None, None, None)
         if rc == 0:
             os._exit(0)
@@ -113,8 +139,10 @@ def tty() -> None:
 def sockets() -> None:
     out = {}
     for label, family, kind, proto in (
-        ("AF_PACKET", 17, socket.SOCK_DGRAM, 0), ("AF_NETLINK", 16, socket.SOCK_DGRAM, 0),
-        ("AF_ALG", 38, socket.SOCK_SEQPACKET, 0), ("AF_VSOCK", 40, socket.SOCK_STREAM, 0),
+        ("AF_PACKET", 17, socket.SOCK_DGRAM, 0),
+        ("AF_NETLINK", 16, socket.SOCK_DGRAM, 0),
+        ("AF_ALG", 38, socket.SOCK_SEQPACKET, 0),
+        ("AF_VSOCK", 40, socket.SOCK_STREAM, 0),
         ("AF_INET_RAW", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
         ("AF_INET6_RAW", socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
         ("AF_INET_PACKET", socket.AF_INET, 10, 0),
@@ -182,14 +210,22 @@ def filesystem() -> None:
         R["proc_write"] = 0
     except OSError as exc:
         R["proc_write"] = exc.errno
-    ca = open("/etc/openshell/ca-bundle.pem").read() if os.path.exists("/etc/openshell/ca-bundle.pem") else ""
+    ca = ""
+    if os.path.exists("/etc/openshell/ca-bundle.pem"):
+        with open("/etc/openshell/ca-bundle.pem") as fh:
+            ca = fh.read()
     R["ca_has_private_key"] = "PRIVATE KEY" in ca
     R["ca_present"] = bool(ca)
-    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
-    R["status"] = {k: status.get(k, "").strip() for k in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "Seccomp")}
+    with open("/proc/self/status") as fh:
+        status = dict(line.split(":\t", 1) for line in fh.read().splitlines() if ":\t" in line)
+    R["status"] = {
+        k: status.get(k, "").strip() for k in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "Seccomp")
+    }
     R["uid"] = os.getuid()
-    for label, src, dst in (("hardlink_system", "/etc/hostname", "/workspace/.probe-hl"),
-                            ("hardlink_python", os.path.realpath(sys.executable), "/workspace/.probe-py")):
+    for label, src, dst in (
+        ("hardlink_system", "/etc/hostname", "/workspace/.probe-hl"),
+        ("hardlink_python", os.path.realpath(sys.executable), "/workspace/.probe-py"),
+    ):
         try:
             os.link(src, dst)
             os.unlink(dst)

@@ -21,11 +21,36 @@ from jupyter_openshell.testing import UpstreamServer
 from .conftest import HERE
 
 _PROBES: dict[str, dict] = {}
-SYSCALLS_EPERM = ["ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "chroot",
-                  "unshare", "setns", "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-                  "kexec_load", "kexec_file_load", "init_module", "finit_module", "open_by_handle_at",
-                  "io_uring_setup", "fsopen", "open_tree", "move_mount", "fsmount", "fspick", "mount_setattr",
-                  "pidfd_getfd"]
+SYSCALLS_EPERM = [
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "open_by_handle_at",
+    "io_uring_setup",
+    "fsopen",
+    "open_tree",
+    "move_mount",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "pidfd_getfd",
+]
 
 
 class UdpSink:
@@ -74,12 +99,32 @@ def probe(mode, modes):
                 "dns_port": sink.port,
                 "exfil_name": f"secret-{uuid.uuid4().hex}.exfil.example.com",
                 "absent_paths": [
-                    str(mode.state), str(mode.state / "ca" / "mitmproxy-ca.pem"), str(mode.state / "secrets"),
-                    str(mode.state / "policies"), str(other.state), str(mode.root), record["exposed"],
-                    "/root", "/home", "/var", "/run/dbus", "/run/user", "/var/run/docker.sock",
-                    "/run/docker.sock", "/run/containerd", "/tmp/.X11-unix", "/etc/shadow", "/etc/ssh",
-                    "/etc/sudoers", "/etc/pip.conf", "/sys/fs/cgroup", "/work/main/.git", "/work/main/tests",
-                    "/dev/sda", "/dev/mem", "/dev/kmsg",
+                    str(mode.state),
+                    str(mode.state / "ca" / "mitmproxy-ca.pem"),
+                    str(mode.state / "secrets"),
+                    str(mode.state / "policies"),
+                    str(other.state),
+                    str(mode.root),
+                    record["exposed"],
+                    "/root",
+                    "/home",
+                    "/var",
+                    "/run/dbus",
+                    "/run/user",
+                    "/var/run/docker.sock",
+                    "/run/docker.sock",
+                    "/run/containerd",
+                    "/tmp/.X11-unix",
+                    "/etc/shadow",
+                    "/etc/ssh",
+                    "/etc/sudoers",
+                    "/etc/pip.conf",
+                    "/sys/fs/cgroup",
+                    "/work/main/.git",
+                    "/work/main/tests",
+                    "/dev/sda",
+                    "/dev/mem",
+                    "/dev/kmsg",
                 ],
             }
             proc = mode.python(name, (HERE / "inside_probe.py").read_text(), json.dumps(facts), timeout=120)
@@ -97,7 +142,9 @@ def test_probe_ran_every_step(probe):
     assert probe.get("errors") is None, probe.get("errors")
 
 
-@pytest.mark.parametrize("target", ["tcp_external", "tcp_private", "udp_external", "tcp6_external", "metadata"])
+@pytest.mark.parametrize(
+    "target", ["tcp_external", "tcp_private", "udp_external", "tcp6_external", "metadata"]
+)
 def test_direct_connections_fail_fast(probe, target):
     outcome = probe["net"][target]
     assert outcome["errno"] == errno.ENETUNREACH, outcome

@@ -12,12 +12,16 @@ def test_other_sandbox_files_and_environment_invisible(mode):
     b = mode.create()
     secret = "neighbour-secret-4242"
     mode.sh(a, f"echo {secret} > /workspace/secret.txt")
-    running = mode.cli("exec", "--env", f"TOKEN={secret}", a, "--", "sh", "-c",
-                       "nohup sleep 60 >/dev/null 2>&1 & echo ok")
+    running = mode.cli(
+        "exec", "--env", f"TOKEN={secret}", a, "--", "sh", "-c", "nohup sleep 60 >/dev/null 2>&1 & echo ok"
+    )
     assert running.stdout.strip() == "ok"
     a_record = mode.record(a)
-    probe = mode.sh(b, f"cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {secret}; "
-                       f"ls {a_record['workspace']} 2>&1; cat /workspace/secret.txt 2>&1")
+    probe = mode.sh(
+        b,
+        f"cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c {secret}; "
+        f"ls {a_record['workspace']} 2>&1; cat /workspace/secret.txt 2>&1",
+    )
     assert probe.stdout.splitlines()[0] == "0"
     assert "No such file or directory" in probe.stdout
     assert secret not in probe.stdout
@@ -30,8 +34,11 @@ def test_destroy_does_not_follow_links_planted_in_the_workspace(mode):
     (victim / "keep.txt").write_text("host data")
     victim.chmod(0o755)
     name = mode.create()
-    mode.sh(name, f"ln -s {victim} /workspace/dir-link; ln -s {victim}/keep.txt /workspace/file-link; "
-                  "ln -s /etc /workspace/etc-link; mkdir -p /workspace/deep/er && chmod 000 /workspace/deep")
+    mode.sh(
+        name,
+        f"ln -s {victim} /workspace/dir-link; ln -s {victim}/keep.txt /workspace/file-link; "
+        "ln -s /etc /workspace/etc-link; mkdir -p /workspace/deep/er && chmod 000 /workspace/deep",
+    )
     mode.rm(name)
     assert (victim / "keep.txt").read_text() == "host data"
     assert Path("/etc/hostname").exists()

@@ -101,8 +101,10 @@ def test_disk_and_fd_bombs_contained(mode):
 def test_destroy_leaves_no_process_even_daemonised(mode):
     name = mode.create()
     marker = f"{time.time_ns() % 10**9}.{uuid.uuid4().int % 10**6}"
-    script = (f"(setsid sh -c 'trap \"\" HUP TERM; exec sleep {marker}' </dev/null >/dev/null 2>&1 &); "
-              f"nohup sleep {marker} >/dev/null 2>&1 & echo started")
+    script = (
+        f"(setsid sh -c 'trap \"\" HUP TERM; exec sleep {marker}' </dev/null >/dev/null 2>&1 &); "
+        f"nohup sleep {marker} >/dev/null 2>&1 & echo started"
+    )
     assert mode.sh(name, script).stdout.strip() == "started"
     time.sleep(0.2)
     assert len(processes_with(marker)) == 2

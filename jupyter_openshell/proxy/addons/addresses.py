@@ -7,6 +7,8 @@ A refused destination answers 403 JSON. It must never run for a request that was
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
 
@@ -24,27 +26,33 @@ class AddressGuard:
         self._checked: dict[str, dict[tuple[str, int], str]] = {}
         self._swapped: dict[str, tuple[str, int]] = {}
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Sync when this client connection already checked the destination (the common keep-alive
+        case); otherwise returns the coroutine that resolves and checks (mitmproxy awaits it)."""
         if flow.response is not None:
-            return
-        active = flow.metadata.get(META_ACTIVE)
-        if active is None:  # not decided: never resolve
+            return None
+        if flow.metadata.get(META_ACTIVE) is None:  # not decided: never resolve
             flow.response = denied(flow.request.method, flow.request.host, flow.request.path, None,
                                    "no rule matched", "request was not decided", None)
-            return
+            return None
+        checked = self._checked.get(flow.client_conn.id)
+        if checked is not None and (flow.request.host, flow.request.port) in checked:
+            return None
+        return self._check(flow)
+
+    async def _check(self, flow: http.HTTPFlow) -> None:
+        active = flow.metadata[META_ACTIVE]
         req = flow.request
         key = (req.host, req.port)
-        per_client = self._checked.setdefault(flow.client_conn.id, {})
-        if key in per_client:
-            return
         try:
-            per_client[key] = await self.state.resolver.checked_address(
-                req.host, req.port, self.state.explicit(active))
+            ip = await self.state.resolver.checked_address(req.host, req.port, self.state.explicit(active))
         except AddressRefused as exc:
             req.stream = False
             flow.metadata[META_DENIED] = str(exc)
             flow.response = denied(req.method, req.host, req.path, active.version,
                                    "address check", str(exc), None)
+            return
+        self._checked.setdefault(flow.client_conn.id, {})[key] = ip
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         server = data.server

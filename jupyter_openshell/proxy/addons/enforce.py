@@ -18,7 +18,15 @@ import time
 
 from mitmproxy import http, tcp, udp
 
-from jupyter_openshell.policy import BadRequest, RequestInfo, normalize_host, normalize_path, split_host_port
+from jupyter_openshell.policy import (
+    BadRequest,
+    HostInfo,
+    RequestInfo,
+    _normalize,
+    normalize_host,
+    normalize_path,
+    split_host_port,
+)
 
 from .._registry import HOST_CALLER
 from .._responses import bad_request, denied
@@ -34,6 +42,20 @@ from .._state import (
 )
 
 _DEFAULT_PORT = {"http": 80, "https": 443}
+# only these headers matter to the decision (method override); see policy._normalize.OVERRIDE_HEADERS
+OVERRIDE_HEADERS = frozenset(h.encode() for h in _normalize.OVERRIDE_HEADERS)
+_HOSTS: dict[str, HostInfo] = {}
+
+
+def _host(name: str) -> HostInfo:
+    """`normalize_host` with a bounded cache (a proxy sees few distinct names; it is pure)."""
+    info = _HOSTS.get(name)
+    if info is None:
+        info = normalize_host(name)
+        if len(_HOSTS) >= 4096:
+            _HOSTS.clear()
+        _HOSTS[name] = info
+    return info
 
 
 class EgressEnforcer:
@@ -89,7 +111,7 @@ class EgressEnforcer:
         raw_path, _, query = req.data.path.partition(b"?")
         try:
             host = self._agreed_host(flow)
-            path = normalize_path(raw_path)
+            path = normalize_path(raw_path.decode("ascii") if raw_path.isascii() else raw_path)
         except BadRequest as exc:
             self._bad(flow, str(exc), active.version)
             return
@@ -100,8 +122,10 @@ class EgressEnforcer:
             flow.metadata[META_ROUTE] = route
             req.data.path = (path + ("?" + query.decode("latin-1") if query else "")).encode("latin-1")
             return  # the inference router rewrites the destination and credentials
+        overrides = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.fields
+                     if k.lower() in OVERRIDE_HEADERS]
         decision = active.compiled.decide(RequestInfo(
-            req.method, req.scheme, host.value, req.port, path, query.decode("latin-1"), req.headers))
+            req.method, req.scheme, host.value, req.port, path, query.decode("latin-1"), overrides))
         flow.metadata[META_DECISION] = decision
         if decision.status == 400:
             self._bad(flow, decision.reason.removeprefix("bad request: "), active.version)
@@ -118,17 +142,17 @@ class EgressEnforcer:
     def _agreed_host(self, flow: http.HTTPFlow):
         """The normalised destination host, after checking target, Host header, CONNECT and SNI agree."""
         req = flow.request
-        host = normalize_host(req.host)
+        host = _host(req.host)
         header = req.host_header
         if header:
             h_name, h_port = split_host_port(header)
-            if normalize_host(h_name) != host:
+            if _host(h_name) != host:
                 raise BadRequest(f"Host header {header!r} does not match the request target {req.host!r}",
                                  "host")
             if (h_port or _DEFAULT_PORT.get(req.scheme)) != req.port:
                 raise BadRequest(f"Host header {header!r} does not match the request port {req.port}", "host")
         sni = flow.client_conn.sni
-        if sni and normalize_host(sni) != host:
+        if sni and _host(sni) != host:
             raise BadRequest(f"TLS SNI {sni!r} does not match the request target {req.host!r}", "host")
         return host
 

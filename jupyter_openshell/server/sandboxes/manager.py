@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from traitlets import Int, Unicode
 from traitlets.config import LoggingConfigurable
+
+from jupyter_openshell.magics.ops import issue_dicts
 
 from ..base import ApiError
 
@@ -33,16 +37,6 @@ def info_dict(info: Any) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
 
 
-def policy_issues(exc: Exception) -> list[dict]:
-    return [
-        {
-            k: getattr(i, k, None)
-            for k in ("file", "line", "column", "field", "message", "expected", "example")
-        }
-        for i in getattr(exc, "issues", [])
-    ]
-
-
 class SandboxManager(LoggingConfigurable):
     backend = Unicode("local", help="Runtime backend of sandboxes created through the REST API.").tag(
         config=True
@@ -52,12 +46,15 @@ class SandboxManager(LoggingConfigurable):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._owners: dict[str, str] = {}
+        self._runtime: Any = None
         self._lock = asyncio.Lock()
 
     def _backend(self) -> Any:
-        from jupyter_openshell.runtime import get_backend
+        if self._runtime is None:
+            from jupyter_openshell.runtime import get_backend
 
-        return get_backend(self.backend)
+            self._runtime = get_backend(self.backend)
+        return self._runtime
 
     def _check_owner(self, owner: str, name: str) -> None:
         if self._owners.get(name) != owner:
@@ -82,8 +79,7 @@ class SandboxManager(LoggingConfigurable):
         return self._status(name)
 
     async def create(self, owner: str, body: dict) -> dict:
-        from jupyter_openshell.paths import state_dir
-        from jupyter_openshell.policy import PolicyError, PolicyStore
+        from jupyter_openshell.policy import PolicyError, parse_policy
         from jupyter_openshell.runtime import SandboxError, SandboxSpec
 
         name = body.get("name")
@@ -100,20 +96,23 @@ class SandboxManager(LoggingConfigurable):
         if policy is not None and not isinstance(policy, str):
             raise ApiError(400, "invalid policy", [{"field": "policy", "message": "must be YAML text"}])
         async with self._lock:
-            if name in self._owners or name in {info_dict(i).get("name") for i in self._backend().list()}:
+            if name in self._owners or name in {i.name for i in self._backend().list()}:
                 raise ApiError(409, f"a sandbox named {name!r} already exists; pick another name")
-            store = PolicyStore(state_dir())
-            try:
-                if policy is not None:
-                    store.put(name, policy)
-                policy_file = _policy_path(store, name)
-            except PolicyError as exc:
-                raise ApiError(400, str(exc), policy_issues(exc)) from None
-            spec = SandboxSpec(name=name, policy_file=policy_file, workspace=None, gpu=gpu, binds=[], env={})
+            policy_file = None
+            if policy is not None:
+                try:
+                    parse_policy(policy, source="policy")
+                except PolicyError as exc:
+                    raise ApiError(400, str(exc), issue_dicts(exc)) from None
+                policy_file = _private_copy(policy)
+            spec = SandboxSpec(name=name, policy_file=policy_file, gpu=gpu or None)
             try:
                 info = await asyncio.to_thread(self._backend().create, spec)
             except SandboxError as exc:
                 raise ApiError(500, f"sandbox {name!r} could not be created: {exc}") from None
+            finally:
+                if policy_file:
+                    os.unlink(policy_file)
             self._owners[name] = owner
         data = info_dict(info)
         data["owner"] = owner
@@ -190,18 +189,9 @@ class SandboxManager(LoggingConfigurable):
             self._owners.pop(name, None)
 
 
-def _policy_path(store: Any, name: str) -> str:
-    from jupyter_openshell.paths import sub
-
-    path = sub("policies") / f"{name}.yaml"
-    if not path.exists():
-        store.put(
-            name,
-            (sub("policies") / "default.yaml").read_text()
-            if (sub("policies") / "default.yaml").exists()
-            else _DENY_ALL,
-        )
-    return str(path)
-
-
-_DENY_ALL = "version: 1\n"
+def _private_copy(text: str) -> str:
+    """The policy text in a private temporary file, for SandboxSpec.policy_file (the runtime copies it)."""
+    fd, path = tempfile.mkstemp(prefix="openshell-policy-", suffix=".yaml")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
