@@ -20,7 +20,9 @@ _AREAS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openshell", description="jupyter-openshell sandboxes and policy proxy")
+    parser = argparse.ArgumentParser(
+        prog="openshell", description="jupyter-openshell sandboxes and policy proxy"
+    )
     sub = parser.add_subparsers(dest="area", required=True, metavar="COMMAND")
     for name, module, help_text in _AREAS:
         try:
