@@ -13,7 +13,9 @@ It must never create anything world-readable, and never return a path inside a s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 STATE_ENV = "OPENSHELL_STATE_DIR"
@@ -44,3 +46,23 @@ def ensure_private_dir(path: Path) -> Path:
 def sub(name: str) -> Path:
     """A private subdirectory of the state directory (ca, secrets, policies, sandboxes, flows, run)."""
     return ensure_private_dir(state_dir() / name)
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Replace `path` atomically with `data`, mode 0600, synced (readers see old or new, never half)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # mkstemp created it 0600
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

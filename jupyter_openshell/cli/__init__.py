@@ -1,6 +1,6 @@
 """The `openshell` command: a thin dispatcher over per-area subcommand modules.
 
-Each area (policy, proxy, sandbox, demo) owns a module here with `register(subparsers)`;
+Each area (policy, proxy, sandbox, secret, demo) owns a module here with `register(subparsers)`;
 this file only wires them. It must never contain business logic.
 """
 
@@ -15,6 +15,7 @@ _AREAS = [
     ("policy", "policy_cmd", "validate, explain, suggest policies; print the JSON Schema"),
     ("proxy", "proxy_cmd", "run the L7 egress policy proxy"),
     ("sandbox", "sandbox_cmd", "create, exec into, list and remove sandboxes"),
+    ("secret", "secret_cmd", "store, list and remove the secrets inference routes inject"),
     ("demo", "demo_cmd", "set up state and open the demo notebook in JupyterLab"),
 ]
 

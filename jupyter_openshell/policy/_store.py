@@ -13,13 +13,12 @@ import difflib
 import fcntl
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import ensure_private_dir, state_dir
+from ..paths import ensure_private_dir, state_dir, write_private
 from ._model import Policy
 from ._parse import load_policy_file, parse_policy
 
@@ -35,26 +34,6 @@ class HistoryEntry:
 
     def text(self) -> str:
         return self.path.read_text(encoding="utf-8")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class PolicyStore:
@@ -108,8 +87,8 @@ class PolicyStore:
             hist = ensure_private_dir(self._hist_dir(name))
             if self.text(name) != text or not any(hist.iterdir()):
                 ts = int(time.time() * 1000)
-                _atomic_write(hist / f"{ts}-{policy.version}.yaml", text)
-            _atomic_write(path, text)
+                write_private(hist / f"{ts}-{policy.version}.yaml", text)
+            write_private(path, text)
         return policy
 
     def history(self, name: str) -> list[HistoryEntry]:

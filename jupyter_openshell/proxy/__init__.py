@@ -1,10 +1,14 @@
 """The L7 egress policy proxy (mitmproxy + addons), its sandbox gateway, control API and client.
 
-Public API: `ProxyClient`, `ProxyError` (see docs/ARCHITECTURE.md). Everything else is private.
+Public API: `ProxyClient`, `ProxyError`, and for managing secrets `SecretError`, `check_secret_name`,
+`secret_env_name` (see docs/ARCHITECTURE.md). Everything else is private.
 """
 
 from __future__ import annotations
 
+from ._secrets import SecretError
+from ._secrets import check_name as check_secret_name
+from ._secrets import env_name as secret_env_name
 from .client import ProxyClient, ProxyError
 
-__all__ = ["ProxyClient", "ProxyError"]
+__all__ = ["ProxyClient", "ProxyError", "SecretError", "check_secret_name", "secret_env_name"]

@@ -27,6 +27,13 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
+def check_name(name: str) -> str:
+    """`name` if it is a valid secret name (also a safe file name), else `SecretError`."""
+    if not _NAME.match(name):
+        raise SecretError(f"invalid secret name {name!r}: use letters, digits, '.', '_', '-' (at most 128)")
+    return name
+
+
 class SecretStore:
     def __init__(self, directory: Path | None, environ: dict[str, str] | None = None):
         self.directory = directory
@@ -35,8 +42,7 @@ class SecretStore:
 
     def get(self, name: str) -> str:
         """The value of secret `name` (surrounding whitespace stripped); raises `SecretError`."""
-        if not _NAME.match(name):
-            raise SecretError(f"invalid secret name {name!r}: use letters, digits, '.', '_' and '-'")
+        check_name(name)
         value = self._environ.get(env_name(name))
         if value and value.strip():
             self.issued.add(value.strip())
