@@ -11,6 +11,13 @@ need_apt=()
 for pair in bwrap:bubblewrap curl:curl git:git ip:iproute2 setpriv:util-linux node:nodejs; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
+# The tests also drive JupyterLab and Notebook 7 in a headless browser (skipped, with the reason, without one).
+test_apt=()
+if [ -n "$extras" ]; then
+  for pair in chromium:chromium chromedriver:chromium-driver; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || test_apt+=("${pair#*:}")
+  done
+fi
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] \
   || need_apt+=(libseccomp2)
 # The sandbox runs Python as an unprivileged uid: the venv must be built on a Python every uid can read
@@ -20,6 +27,11 @@ if [ -x "$py" ] && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; 
   "$py" -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 else
   py=$(command -v python3)
+fi
+if [ ${#test_apt[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "note: the browser tests will be skipped; to run them: sudo apt-get install ${test_apt[*]}" >&2
+elif [ ${#test_apt[@]} -gt 0 ]; then
+  need_apt+=("${test_apt[@]}")
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,13 +1,18 @@
-"""`openshell proxy`: run the L7 egress policy proxy in the foreground.
+"""`openshell proxy [run|status|stop]`: run the L7 egress policy proxy in the foreground, or report on /
+stop the one serving this state directory.
 
-Only argument parsing lives here; the proxy itself is `jupyter_openshell.proxy._server`.
+Only argument parsing and printing live here; the proxy itself is `jupyter_openshell.proxy._server`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -25,8 +30,12 @@ def _pin(text: str) -> tuple[str, str]:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", required=True, type=Path,
-                        help="policy file for callers that are not a registered sandbox (hot-reloaded)")
+    parser.add_argument("action", nargs="?", choices=["run", "status", "stop"], default="run",
+                        help="run (default) the proxy in the foreground; status or stop the running one")
+    parser.add_argument("--policy", type=Path,
+                        help="policy file for callers that are not a registered sandbox (hot-reloaded); "
+                        "required to run")
+    parser.add_argument("--json", action="store_true", help="status: print the raw JSON")
     parser.add_argument("--listen", default="127.0.0.1:0", type=_listen, metavar="ADDR:PORT",
                         help="proxy listener (default 127.0.0.1 on a free port; see <state>/run/proxy.json)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
@@ -43,10 +52,48 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def _status_lines(st: dict[str, Any]) -> list[str]:
+    lines = [f"proxy pid {st['pid']} on {st['listen']}, {st['workers']} worker(s), "
+             f"up {st['uptime_s']:.0f} s; CA bundle {st['ca_bundle']}; flow log {st['flow_log']}"]
+    if not st.get("policies_agree", True):
+        lines.append("WARNING: the workers disagree on policy versions (see --json: worker_policies)")
+    for name, pol in sorted(st.get("policies", {}).items()):
+        version = pol["version"] or "none (everything denied)"
+        line = f"  {name}: version {version} ({pol['mode']}) {pol['file']}"
+        if pol.get("last_error"):
+            error = textwrap.indent(pol["last_error"], "      ")
+            line += f"\n    last reload failed, the version above stays in force:\n{error}"
+        lines.append(line)
+    return lines
+
+
+def _control(args: argparse.Namespace) -> int:
+    from jupyter_openshell.proxy import ProxyClient
+
+    client = ProxyClient(args.state_dir)
+    if not client.is_running():
+        print(f"openshell proxy: no proxy is running for state directory {client.state_dir}")
+        return 1 if args.action == "status" else 0
+    if args.action == "stop":
+        started = time.monotonic()
+        client.stop()
+        print(f"openshell proxy: stopped in {time.monotonic() - started:.1f} s; sandboxes have no way out "
+              "until it is started again")
+        return 0
+    st = client.status()
+    print(json.dumps(st, indent=2) if args.json else "\n".join(_status_lines(st)))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from jupyter_openshell.paths import state_dir
     from jupyter_openshell.proxy._server import ProxyConfig, serve
 
+    if args.action != "run":
+        return _control(args)
+    if args.policy is None:
+        print("openshell proxy: --policy FILE is required to run the proxy", file=sys.stderr)
+        return 2
     if args.workers < 1:
         print("openshell proxy: --workers must be at least 1", file=sys.stderr)
         return 2

@@ -57,23 +57,36 @@ def _exec(args: argparse.Namespace) -> int:
     return 128 - code if code < 0 else code
 
 
+def _cell(value: str, entry: dict) -> str:
+    """A limit and what enforces it: "2G cgroup", "2G RLIMIT_AS", "1.0 NOT-ENFORCED", "512M tmpfs"."""
+    by = entry.get("by", "")
+    if not by:
+        return value
+    if by == "none":
+        return f"{value} NOT-ENFORCED" if value != "-" else value
+    return f"{value} {'cgroup' if by.startswith('cgroup') else by.replace(' + ', '+')}"
+
+
 def _ls(args: argparse.Namespace) -> int:
     infos = get_backend(args.backend).list()
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
         return 0
-    rows = [("NAME", "STATE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "AGE", "WORKSPACE")]
+    rows = [("NAME", "STATE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "DISK", "AGE", "WORKSPACE")]
+    notes: dict[str, None] = {}  # (ordered, without repeats)
     for i in infos:
-        lim = i.limits
+        lim, res = i.limits, i.details.get("resources", {})
+        notes.update({f"{name}: {e['note']}": None for name, e in res.items() if e.get("note")})
         rows.append(
             (
                 i.name,
                 i.state,
                 i.address,
                 i.enforcement or "-",
-                str(lim.get("cpu") or "-"),
-                _size(lim.get("memory")),
-                str(lim.get("pids") or "-"),
+                _cell(str(lim.get("cpu") or "-"), res.get("cpu", {})),
+                _cell(_size(lim.get("memory")), res.get("memory", {})),
+                _cell(str(lim.get("pids") or "-"), res.get("pids", {})),
+                _cell(_size(lim.get("disk") or i.details.get("tmp_size")), res.get("disk", {})),
                 f"{int(time.time() - i.created)}s",
                 i.workspace,
             )
@@ -81,6 +94,8 @@ def _ls(args: argparse.Namespace) -> int:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    for note in notes:
+        print(f"  {note}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The kernel's entry point inside the sandbox: ipykernel with every ZMQ socket on ipc, none on TCP.
 
 ipykernel binds one TCP socket of its own (IOPub's pipe for output of forked subprocesses). libzmq resolves
-TCP addresses with getifaddrs(), whose netlink socket the sandbox's seccomp filter refuses, and libzmq
-aborts on that. Here the pipe is an ipc socket in the sandbox's private /tmp instead. This module runs only
+TCP addresses with getifaddrs(), whose netlink socket the sandbox's seccomp filter refuses (EAFNOSUPPORT),
+and libzmq (4.3.5, src/ip_resolver.cpp) asserts unless that errno is EINVAL or EOPNOTSUPP: it aborts.
+Here the pipe is an ipc socket in the sandbox's private /tmp instead. This module runs only
 inside a sandbox; it must never open a network socket.
 """
 

@@ -22,6 +22,8 @@ from ._model import (
     Resources,
 )
 from ._normalize import (
+    OVERRIDE_HEADERS,
+    OVERRIDE_PARAMS,
     HostInfo,
     normalize_host,
     normalize_method,
@@ -39,6 +41,8 @@ from ._store import HistoryEntry, PolicyStore
 from ._suggest import suggest
 
 __all__ = [
+    "OVERRIDE_HEADERS",
+    "OVERRIDE_PARAMS",
     "AuthSpec",
     "Backend",
     "BadRequest",

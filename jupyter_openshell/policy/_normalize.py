@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 from ._errors import BadRequest
 
 __all__ = [
+    "OVERRIDE_HEADERS",
+    "OVERRIDE_PARAMS",
     "HostInfo",
     "normalize_host",
     "normalize_method",

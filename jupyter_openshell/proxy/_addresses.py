@@ -1,7 +1,8 @@
 """Post-allow address checks: resolve an allowed name and refuse addresses a sandbox must not reach.
 
-Refused unless the policy names them explicitly as IPs (an allow rule whose host is that IP or a CIDR
-holding it, or an inference backend URL with that IP): loopback, link-local (169.254.169.254
+Refused unless the policy names them explicitly as IPs together with the port (an allow rule whose
+host is that IP or a CIDR holding it and whose ports hold the port, or an inference backend URL with
+that IP and port): loopback, link-local (169.254.169.254
 included), unspecified, multicast and reserved addresses, and every address of the proxy's own host.
 `Resolver.resolve` is the only place the proxy resolves names; it logs each lookup (name only) so
 tests can prove that denied names are never looked up. Pins (`--resolve NAME=IP`) replace DNS for a
@@ -14,7 +15,6 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
 
 from jupyter_openshell.policy import Policy
 
@@ -52,14 +52,19 @@ def own_addresses() -> frozenset[IPAddress]:
     return frozenset(out)
 
 
-def explicit_networks(policy: Policy) -> tuple[IPNetwork, ...]:
-    """IPs/CIDRs that `policy` names explicitly in allow rules or inference backend URLs."""
-    nets: list[IPNetwork] = []
-    hosts = [r.host for r in policy.egress if r.action == "allow" and r.host]
-    hosts += [route.backend.host for route in policy.routes]
-    for host in hosts:
+Explicit = tuple[tuple[IPNetwork, frozenset[int]], ...]
+
+
+def explicit_networks(policy: Policy) -> Explicit:
+    """(IP/CIDR, ports) that `policy` names explicitly: allow rules with their ports, inference
+    backend URLs with their port. Naming 127.0.0.1:8080 opens that port only, never 127.0.0.1:22."""
+    named: list[tuple[str, frozenset[int]]] = [
+        (r.host, frozenset(r.ports)) for r in policy.egress if r.action == "allow" and r.host]
+    named += [(route.backend.host, frozenset({route.backend.port})) for route in policy.routes]
+    nets: list[tuple[IPNetwork, frozenset[int]]] = []
+    for host, ports in named:
         try:
-            nets.append(ipaddress.ip_network(host, strict=False))
+            nets.append((ipaddress.ip_network(host, strict=False), ports))
         except ValueError:
             continue
     return tuple(nets)
@@ -92,24 +97,24 @@ class Resolver:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [info[4][0] for info in infos]
 
-    async def checked_address(self, host: str, port: int, explicit: Iterable[IPNetwork]) -> str:
-        """An address of `host` that passes the checks (the one to dial); raises `AddressRefused`."""
+    async def checked_address(self, host: str, port: int, explicit: Explicit) -> str:
+        """An address of `host` that passes the checks (the one to dial); raises `AddressRefused`.
+        A forbidden address passes only where `explicit` names it together with `port`."""
         literal = _as_ip(host)
         try:
             candidates = [str(literal)] if literal else await self._lookup(host, port)
         except OSError as exc:
             raise AddressRefused(f"cannot resolve {host}: {exc}") from None
-        explicit = tuple(explicit)
         refused: list[str] = []
         for text in candidates:
             ip = _as_ip(text)
             if ip is None:
                 continue
             reason = forbidden_reason(ip, self.own)
-            if reason is None or any(ip in net for net in explicit):
+            if reason is None or any(ip in net and port in ports for net, ports in explicit):
                 return str(ip)
             refused.append(f"{ip} ({reason})")
         raise AddressRefused(
-            f"{host} resolves only to forbidden addresses: {', '.join(refused) or 'none'}; "
-            "name the IP explicitly in an allow rule if this is intended"
+            f"{host} resolves only to forbidden addresses: {', '.join(refused) or 'none'} (port {port}); "
+            "name the IP and port explicitly in an allow rule if this is intended"
         )

@@ -34,7 +34,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class Gateway:
     def __init__(self, target: tuple[str, int]):
         self.target = target
-        self._servers: dict[str, tuple[asyncio.AbstractServer, Path, str]] = {}
+        self._servers: dict[str, tuple[asyncio.AbstractServer, Path, str, int]] = {}
 
     async def open(self, name: str, chan_dir: Path, address: str) -> Path:
         """Listen for sandbox `name` on `<chan_dir>/proxy.sock` (replacing an earlier listener)."""
@@ -65,22 +65,37 @@ class Gateway:
         # The sandbox user (any uid inside its user namespace) must be able to connect; the directory
         # is private to the sandbox and the state dir is 0700 on the host.
         os.chmod(path, 0o666)
-        self._servers[name] = (server, path, address)
+        self._servers[name] = (server, path, address, os.stat(path).st_ino)
         log.info("gateway %s: %s -> %s:%s from %s", name, path, *self.target, address)
         return path
+
+    def serves(self, name: str, chan_dir: Path, address: str) -> bool:
+        """True if `name`'s listener is at `<chan_dir>/proxy.sock`, relays from `address`, and that
+        path is still our socket (a recreated sandbox has a new channel directory)."""
+        item = self._servers.get(name)
+        if item is None:
+            return False
+        _, path, addr, ino = item
+        if path != chan_dir / SOCKET_NAME or addr != address:
+            return False
+        try:
+            return os.stat(path).st_ino == ino
+        except OSError:
+            return False
 
     async def close(self, name: str) -> None:
         item = self._servers.pop(name, None)
         if item is None:
             return
-        server, path, _ = item
+        server, path, _, ino = item
         server.close()
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == ino:  # never unlink a newer listener's socket
+                path.unlink()
 
     async def close_all(self) -> None:
         for name in list(self._servers):
             await self.close(name)
 
     def listening(self) -> dict[str, str]:
-        return {name: str(path) for name, (_, path, _) in self._servers.items()}
+        return {name: str(item[1]) for name, item in self._servers.items()}

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mitmproxy import hooks, master, options
+from mitmproxy import addonmanager, exceptions, hooks, master, options
+from mitmproxy import http as mitm_http
 from mitmproxy.addons import (
     block,
     core,
@@ -73,9 +74,55 @@ class Pipeline:
                 setattr(self, name, _chain(name, fns))
 
 
+class _HookIndex(addonmanager.AddonManager):
+    """mitmproxy's addon manager, minus its per-event walk: for every flow event it visits each addon
+    (and again for the `update` event that follows), building a generator and a context manager per
+    addon even where the addon has no handler. This one looks the handlers of a hook up once (the
+    addon set is fixed once the proxy runs; adding or removing one clears the index) and calls exactly
+    those, in the same order, each under mitmproxy's own `safecall`."""
+
+    def __init__(self, m: master.Master):
+        super().__init__(m)
+        self._index: dict[str, list[Callable]] = {}
+
+    def add(self, *addons: Any) -> None:
+        self._index.clear()
+        super().add(*addons)
+
+    def remove(self, addon: Any) -> None:
+        self._index.clear()
+        super().remove(addon)
+
+    def clear(self) -> None:
+        self._index.clear()
+        super().clear()
+
+    async def trigger_event(self, event: hooks.Hook) -> None:
+        funcs = self._index.get(event.name)
+        if funcs is None:
+            funcs = self._index[event.name] = [f for a in self.chain for _, f in self._iter_hooks(a, event)]
+        args = event.args()
+        for func in funcs:
+            try:
+                with addonmanager.safecall():
+                    res = func(*args)
+                    if res is not None and inspect.isawaitable(res):
+                        await res
+            except exceptions.AddonHalt:
+                return
+
+
+def _no_field_typecheck(self: Any) -> None:
+    """Replaces `mitmproxy.http.MessageData.__post_init__`, which (only when Python runs without -O)
+    type-checks every field of every request and response: ~30 checks per request, no protection
+    (mitmproxy's parser and `Response.make` build these)."""
+
+
 def lean_master(opts: options.Options, pipeline: Pipeline) -> master.Master:
     """A mitmproxy master with only the addons a forward policy proxy needs, plus `pipeline`."""
+    mitm_http.MessageData.__post_init__ = _no_field_typecheck  # type: ignore[method-assign]
     m = master.Master(opts)
+    m.addons = _HookIndex(m)
     m.addons.add(
         core.Core(),
         block.Block(),

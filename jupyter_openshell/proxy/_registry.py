@@ -30,6 +30,7 @@ class SandboxEntry:
     address: str
     policy_file: Path
     chan_dir: Path
+    created: float | None = None  # sandbox.json "created": tells two sandboxes of one name apart
 
 
 def check_name(name: str) -> str:
@@ -60,7 +61,9 @@ def read_sandbox(state: Path, name: str) -> SandboxEntry:
     if ip not in SANDBOX_NET or ip in (SANDBOX_NET.network_address, SANDBOX_NET.broadcast_address):
         raise RegistryError(f"{meta_path}: field 'address' {address!r} is outside {SANDBOX_NET}")
     policy_file = Path(meta.get("policy_file") or state / "policies" / f"{name}.yaml")
-    return SandboxEntry(name, str(ip), policy_file, state / "sandboxes" / name / "chan")
+    created = meta.get("created")
+    return SandboxEntry(name, str(ip), policy_file, state / "sandboxes" / name / "chan",
+                        float(created) if isinstance(created, int | float) else None)
 
 
 class Registry:

@@ -121,23 +121,41 @@ class ProxyProcess:
 
     # -- registry ---------------------------------------------------------------------------
     def apply_registered(self, names: list[str]) -> dict[str, str]:
-        """Make the registry hold exactly `names` (re-reading each sandbox.json); returns errors."""
+        """Make the registry hold exactly those of `names` whose sandbox.json is valid now (re-reading
+        each: a sandbox recreated under an old name may have a new address); returns the errors.
+        A name whose record is gone or broken is dropped, so its stale entry never holds an address
+        a new sandbox was given, nor serves a policy."""
         errors: dict[str, str] = {}
-        for name in set(self.state.registry.names()) - set(names):
-            self.state.registry.remove(name)
-            self.state.policies.drop(name)
+        entries = []
         for name in names:
             try:
-                entry = read_sandbox(self.cfg.state_dir, name)
-                self.state.registry.add(entry)
+                entries.append(read_sandbox(self.cfg.state_dir, name))
             except RegistryError as exc:
                 errors[name] = str(exc)
+        keep = {e.name for e in entries}
+        for name in set(self.state.registry.names()) - keep:
+            self.state.registry.remove(name)
+            self.state.policies.drop(name)
+        changed = {e.name for e in entries if self.state.registry.get(e.name) != e}
+        for name in changed:  # free changed addresses before any is taken again
+            self.state.registry.remove(name)
+        for entry in entries:
+            if entry.name not in changed:
+                continue  # same sandbox as before: its policy is watched already
+            try:
+                self.state.registry.add(entry)
+            except RegistryError as exc:
+                errors[entry.name] = str(exc)
+                self.state.policies.drop(entry.name)
                 continue
-            self.state.policies.set_source(name, entry.policy_file)
+            self.state.policies.set_source(entry.name, entry.policy_file)
         return errors
 
     def policy_status(self) -> dict[str, Any]:
         return self.state.policies.status()
+
+    def policy_versions(self) -> dict[str, str | None]:
+        return {name: st["version"] for name, st in self.state.policies.status().items()}
 
     # -- mitmproxy --------------------------------------------------------------------------
     async def start_master(self) -> None:
@@ -176,6 +194,8 @@ class Primary:
         self.control: ControlServer | None = None
         self.workers: list[asyncio.subprocess.Process] = []
         self._worker_lock = asyncio.Lock()
+        self._registry_lock = asyncio.Lock()  # one registry change at a time, workers told in order
+        self._seq = 0
         self.ring = FlowRing(cfg.state_dir / "flows" / "flows.jsonl")
         self.info: dict[str, Any] = {}
 
@@ -258,18 +278,36 @@ class Primary:
             raise RuntimeError(f"proxy worker {index} failed to start (see stderr)")
         return proc
 
-    async def _tell_workers(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _tell_workers(self, cmd: dict[str, Any], timeout: float = 10) -> list[dict[str, Any]]:
+        """Send `cmd` to every worker and collect their answers (in worker order). Each command carries
+        a sequence number the worker echoes, so an answer that came too late for an earlier command
+        is skipped instead of being taken for this command's."""
         answers = []
         async with self._worker_lock:
+            self._seq += 1
+            line_out = (json.dumps({**cmd, "seq": self._seq}) + "\n").encode()
             for w in self.workers:
                 assert w.stdin is not None and w.stdout is not None
-                w.stdin.write((json.dumps(cmd) + "\n").encode())
-                await w.stdin.drain()
-                line = await asyncio.wait_for(w.stdout.readline(), 10)
-                answers.append(json.loads(line) if line else {"error": "worker exited"})
+                try:
+                    w.stdin.write(line_out)
+                    await w.stdin.drain()
+                    answers.append(await asyncio.wait_for(self._answer(w, self._seq), timeout))
+                except (OSError, TimeoutError) as exc:
+                    answers.append({"error": f"worker pid {w.pid} did not answer: {exc or 'timeout'}"})
         return answers
 
-    async def _apply(self, names: list[str]) -> dict[str, str]:
+    @staticmethod
+    async def _answer(w: asyncio.subprocess.Process, seq: int) -> dict[str, Any]:
+        assert w.stdout is not None
+        while line := await w.stdout.readline():
+            answer = json.loads(line)
+            if answer.get("seq") == seq:
+                return answer
+        return {"error": f"worker pid {w.pid} exited"}
+
+    async def _apply(self, names: list[str], reopen: str | None = None) -> dict[str, str]:
+        """Make every process serve exactly `names`; the gateway of `reopen` (a sandbox registering
+        again, maybe a new one under an old name) and of any entry that changed is opened afresh."""
         errors = self.proc.apply_registered(names)
         assert self.gateway is not None
         for name in set(self.gateway.listening()) - set(self.proc.state.registry.names()):
@@ -277,7 +315,7 @@ class Primary:
         for name in self.proc.state.registry.names():
             entry = self.proc.state.registry.get(name)
             assert entry is not None
-            if name not in self.gateway.listening():
+            if name == reopen or not self.gateway.serves(name, entry.chan_dir, entry.address):
                 await self.gateway.open(name, entry.chan_dir, entry.address)
         _save_registered(self.cfg.state_dir, self.proc.state.registry.names())
         await self._tell_workers({"op": "registered", "names": self.proc.state.registry.names()})
@@ -287,20 +325,10 @@ class Primary:
     async def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
         if parts == ["status"] and method == "GET":
-            return 200, self.status()
-        if len(parts) == 2 and parts[0] == "sandboxes":
-            name = parts[1]
-            names = self.proc.state.registry.names()
-            if method == "POST":
-                errors = await self._apply(sorted(set(names) | {name}))
-                if name in errors:
-                    await self._apply(names)
-                    return 400, {"error": errors[name]}
-                return 200, self.sandbox_status(name)
-            if method == "DELETE":
-                known = name in names
-                await self._apply([n for n in names if n != name])
-                return (200 if known else 404), {"name": name, "unregistered": known}
+            return 200, await self.status()
+        if len(parts) == 2 and parts[0] == "sandboxes" and method in ("POST", "DELETE"):
+            async with self._registry_lock:  # read-modify-write of the registry, one at a time
+                return await self._register(method, parts[1], query.get("created"))
         if parts == ["flows"] and method == "GET":
             try:
                 since = float(query.get("since", 0) or 0)
@@ -318,6 +346,27 @@ class Primary:
             return 200, {"stopping": True}
         return 404, {"error": f"no route {method} {path}"}
 
+    async def _register(self, method: str, name: str, created: str | None) -> tuple[int, Any]:
+        names = self.proc.state.registry.names()
+        if method == "POST":
+            errors = await self._apply(sorted(set(names) | {name}), reopen=name)
+            if name in errors:
+                await self._apply([n for n in names if n != name])
+                return 400, {"error": errors[name]}
+            return 200, self.sandbox_status(name)
+        entry = self.proc.state.registry.get(name)
+        if created and entry is not None and entry.created is not None:
+            try:
+                stale = float(created) != entry.created
+            except ValueError:
+                return 400, {"error": "created must be the number in the sandbox's sandbox.json"}
+            if stale:  # a late unregister of an earlier sandbox of this name: keep the newer one
+                return 409, {"error": f"sandbox {name!r} was registered again (created {entry.created}); "
+                                      f"the one created {created} is already gone", "unregistered": False}
+        known = name in names
+        await self._apply([n for n in names if n != name])
+        return (200 if known else 404), {"name": name, "unregistered": known}
+
     def sandbox_status(self, name: str) -> dict[str, Any]:
         entry = self.proc.state.registry.get(name)
         assert entry is not None and self.gateway is not None
@@ -326,9 +375,20 @@ class Primary:
                 "policy_file": str(entry.policy_file), "policy_version": pol.get("version"),
                 "policy_error": pol.get("last_error")}
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
+        """Process, policies, sandboxes; with workers, each process's policy versions
+        (`worker_policies`, index 0 = this primary) and whether they all agree (`policies_agree`)."""
+        policies = self.proc.policy_status()
+        per_worker = [{"index": 0, "pid": os.getpid(), "policies": self.proc.policy_versions()}]
+        for index, answer in enumerate(await self._tell_workers({"op": "status"}, 2), start=1):
+            per_worker.append({"index": index, "pid": answer.get("pid"), "policies": answer.get("policies"),
+                               "error": answer.get("error")})
+        for name, st in policies.items():
+            st["worker_versions"] = [(w["policies"] or {}).get(name) for w in per_worker]
+        agree = all(len(set(st["worker_versions"])) == 1 for st in policies.values()) and all(
+            w["policies"] is not None and set(w["policies"]) == set(policies) for w in per_worker)
         return {**self.info, "uptime_s": round(time.time() - self.proc.started, 3),
-                "policies": self.proc.policy_status(),
+                "policies": policies, "worker_policies": per_worker, "policies_agree": agree,
                 "sandboxes": {n: self.sandbox_status(n) for n in self.proc.state.registry.names()},
                 "flow_log": str(self.proc.state.flowlog.path),
                 "resolver_lookups": self.proc.state.resolver.lookups}
@@ -355,12 +415,15 @@ async def run_worker(cfg: ProxyConfig) -> int:
     async def commands() -> None:
         while line := await reader.readline():
             cmd = json.loads(line)
+            seq = cmd.get("seq")
             if cmd.get("op") == "registered":
-                answer({"errors": proc.apply_registered(cmd["names"])})
+                answer({"seq": seq, "errors": proc.apply_registered(cmd["names"])})
             elif cmd.get("op") == "reload":
-                answer({"changed": proc.state.policies.refresh(force=True)})
+                answer({"seq": seq, "changed": proc.state.policies.refresh(force=True)})
+            elif cmd.get("op") == "status":
+                answer({"seq": seq, "pid": os.getpid(), "policies": proc.policy_versions()})
             else:
-                answer({"error": f"unknown op {cmd.get('op')!r}"})
+                answer({"seq": seq, "error": f"unknown op {cmd.get('op')!r}"})
         proc.master.shutdown()  # the primary went away
 
     cmd_task = asyncio.ensure_future(commands())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mitmproxy import http
 
-from ._addresses import IPNetwork, Resolver, explicit_networks
+from ._addresses import Explicit, Resolver, explicit_networks
 from ._flowlog import FlowLog
 from ._policies import Active, PolicySet
 from ._registry import HOST_CALLER, Registry
@@ -32,14 +32,14 @@ class ProxyState:
     secrets: SecretStore
     flowlog: FlowLog
     resolver: Resolver
-    _explicit: dict[str, tuple[IPNetwork, ...]] = field(default_factory=dict)
+    _explicit: dict[str, Explicit] = field(default_factory=dict)
 
     def caller(self, flow: http.HTTPFlow) -> str | None:
         """Policy name of the flow's peer: a sandbox, HOST_CALLER, or None (unregistered sandbox address)."""
         peer = flow.client_conn.peername
         return self.registry.caller(peer[0]) if peer else HOST_CALLER
 
-    def explicit(self, active: Active) -> tuple[IPNetwork, ...]:
+    def explicit(self, active: Active) -> Explicit:
         nets = self._explicit.get(active.version)
         if nets is None:
             if len(self._explicit) > 256:

@@ -87,8 +87,12 @@ class ProxyClient:
         policy_file, policy_version, policy_error}."""
         return self._call("POST", f"/sandboxes/{quote(name, safe='')}")
 
-    def unregister_sandbox(self, name: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/sandboxes/{quote(name, safe='')}")
+    def unregister_sandbox(self, name: str, created: float | None = None) -> dict[str, Any]:
+        """Close `name`'s gateway and forget it. With `created` (its sandbox.json "created"), only that
+        sandbox is unregistered: a late call for an earlier sandbox of the same name gets ProxyError
+        (409) and leaves the newer registration alone."""
+        query = f"?created={created!r}" if created is not None else ""
+        return self._call("DELETE", f"/sandboxes/{quote(name, safe='')}{query}")
 
     def flows(self, sandbox: str | None = None, since: float = 0, limit: int = 200) -> list[dict[str, Any]]:
         """Flow records, oldest first: with `since` the first `limit` at or after it, else the newest."""

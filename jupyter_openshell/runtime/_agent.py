@@ -1,7 +1,9 @@
 """The in-sandbox agent: PID 2 of every sandbox (bubblewrap's reaper is PID 1).
 
-Started by bubblewrap as `python -I -S -B _agent.py CONFIG` (CONFIG: marshal, hex) with a minimal
-set of stdlib modules (start-up time is sandbox creation time), it:
+Started by bubblewrap as `python -I -S -B -c BOOT FD` (`_local.AGENT_BOOT`): FD holds, marshalled, the
+config and the compiled code of this module, `_landlock` and `_wire` (so nothing is compiled inside), and
+it imports only builtin stdlib modules (`_socket`, `_signal`: not `socket`/`signal`, whose `enum` import
+costs milliseconds; start-up time is sandbox creation time). It:
   * sets the resource rlimits, then applies Landlock to itself (so every command inherits both);
   * listens on 127.0.0.1:3128 in the sandbox's network namespace and relays each connection to the
     policy proxy's per-sandbox gateway socket (/run/openshell/proxy.sock). When the proxy is down it
@@ -15,18 +17,15 @@ or environment (they may hold secrets).
 
 from __future__ import annotations
 
+import _signal as signal
+import _socket as socket
 import _thread
-import marshal
 import os
 import resource
 import select
-import signal
-import socket
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _landlock  # (stdlib-only siblings, loaded without the package)
+import _landlock  # (stdlib-only siblings, preloaded by the boot code)
 import _wire
 
 _PROXY_DOWN = (
@@ -93,7 +92,7 @@ class Agent:
 
     # --- set-up -------------------------------------------------------------------------------
     def setup(self) -> tuple[socket.socket, socket.socket]:
-        keep = {0, 1, 2, self.config["control_fd"], self.config["ready_fd"]}
+        keep = {0, 1, 2, self.config["control_fd"], self.config["ready_fd"], self.config["go_fd"]}
         for entry in os.listdir("/proc/self/fd"):  # nothing bwrap left open reaches a command
             if int(entry) not in keep:
                 _quietly(os.close, int(entry))
@@ -226,10 +225,14 @@ class Agent:
     # --- main loop ----------------------------------------------------------------------------
     def run(self) -> None:
         control, listener = self.setup()
-        ready = self.config.get("ready_fd")
-        if ready is not None:
-            os.write(ready, b"ready\n")
-            os.close(ready)
+        os.write(self.config["ready_fd"], b"ready\n")
+        os.close(self.config["ready_fd"])
+        # The host answers once every process of the sandbox is in its cgroups; before that no
+        # request is served. No answer (the host gave up): the sandbox ends here.
+        if os.read(self.config["go_fd"], 16) != b"go\n":
+            log("the host did not confirm the start: exiting")
+            return
+        os.close(self.config["go_fd"])
         log(f"sandbox {self.name} ready")
         handlers = {control.fileno(): (control, self.serve_exec), listener.fileno(): (listener, self.relay)}
         poller = select.poll()
@@ -239,17 +242,13 @@ class Agent:
             for fd, _ in poller.poll():
                 sock, handler = handlers[fd]
                 try:
-                    conn, _addr = sock.accept()
+                    conn = socket.socket(fileno=sock._accept()[0])
                 except OSError:
                     continue
                 _thread.start_new_thread(handler, (conn,))
 
 
-def main() -> None:
+def main(config: dict) -> None:
     _thread.stack_size(512 << 10)  # many relay threads must fit a small RLIMIT_AS
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    Agent(marshal.loads(bytes.fromhex(sys.argv[1]))).run()
-
-
-if __name__ == "__main__":
-    main()
+    Agent(config).run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import dataclass, field
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -57,6 +58,7 @@ CA_PATH = "/etc/openshell/ca-bundle.pem"
 CHAN_PATH = "/run/openshell"
 WORKSPACE = "/workspace"
 SANDBOX_UID = 1000
+MAX_COPY = 1 << 20  # /etc files up to this size are copied into the sandbox rather than bound
 
 
 @dataclass
@@ -72,11 +74,13 @@ class Command:
         self.fds.append(fd)
         return str(fd)
 
-    def data(self, text: str | bytes, target: str, mode: str = "0444") -> None:
+    def data(self, text: str | bytes, target: str, mode: str = "0444", mount: bool = True) -> None:
+        """`target` holds `text`: a read-only bind over whatever is there (mount=True), or a file bwrap
+        writes into the sandbox's root tmpfs (mount=False: no mount, read-only once / is remounted)."""
         fd = os.memfd_create("openshell-data", os.MFD_CLOEXEC)
         os.write(fd, text.encode() if isinstance(text, str) else text)
         os.lseek(fd, 0, os.SEEK_SET)
-        self.add("--perms", mode, "--ro-bind-data", self.fd(fd), target)
+        self.add("--perms", mode, "--ro-bind-data" if mount else "--file", self.fd(fd), target)
 
     def close(self) -> None:
         for fd in self.fds:
@@ -92,10 +96,25 @@ def _system(cmd: Command) -> None:
         elif os.path.isdir(path):
             cmd.add("--ro-bind", path, path)
     cmd.add("--dir", "/etc")
+    # Each mount costs bwrap ~0.2 ms: world-readable files are copied in (what the sandbox could read
+    # anyway) and links into the system dirs recreated; only directories and the rest are bound.
     for entry in ETC_ENTRIES:
         src = f"/etc/{entry}"
-        if os.path.lexists(src):
+        try:
+            st = os.lstat(src)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode) and _in_system(os.path.realpath(src)):
+            cmd.add("--symlink", os.readlink(src), src)
+        elif stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH and st.st_size <= MAX_COPY:
+            with open(src, "rb") as fh:
+                cmd.data(fh.read(MAX_COPY + 1), src, f"{stat.S_IMODE(st.st_mode) & 0o755:04o}", mount=False)
+        else:
             cmd.add("--ro-bind", src, src)
+
+
+def _in_system(path: str) -> bool:
+    return any(_inside(path, d) for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d))
 
 
 def _identity(cmd: Command, name: str, user: str, uid: int) -> None:
@@ -103,14 +122,18 @@ def _identity(cmd: Command, name: str, user: str, uid: int) -> None:
         f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n{user}:x:{uid}:{uid}::/tmp/home:/bin/sh\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         "/etc/passwd",
+        mount=False,
     )
-    cmd.data(f"root:x:0:\n{user}:x:{uid}:\nnogroup:x:65534:\n", "/etc/group")
-    cmd.data(f"127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n", "/etc/hosts")
-    cmd.data(f"{name}\n", "/etc/hostname")
+    cmd.data(f"root:x:0:\n{user}:x:{uid}:\nnogroup:x:65534:\n", "/etc/group", mount=False)
+    cmd.data(
+        f"127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n", "/etc/hosts", mount=False
+    )
+    cmd.data(f"{name}\n", "/etc/hostname", mount=False)
     cmd.data(
         "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
         "protocols: files\nservices: files\n",
         "/etc/nsswitch.conf",
+        mount=False,
     )
     # Nothing listens on port 53 in the sandbox: lookups are refused at once (no 5 s wait). Names
     # are resolved by the proxy, after it allows a request.
@@ -118,6 +141,7 @@ def _identity(cmd: Command, name: str, user: str, uid: int) -> None:
         "# openshell: no DNS inside the sandbox; use the HTTP(S) proxy\nnameserver 127.0.0.1\n"
         "options attempts:1 timeout:1\n",
         "/etc/resolv.conf",
+        mount=False,
     )
 
 
@@ -169,7 +193,7 @@ def build(
     cmd.add("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm")
     cmd.add("--dir", "/run", "--ro-bind", chan, CHAN_PATH, "--bind", workspace, WORKSPACE)
     if ca_pem:
-        cmd.data(ca_pem, CA_PATH)
+        cmd.data(ca_pem, CA_PATH, mount=False)
     for path in read_only:
         cmd.add("--ro-bind", path, path)
     for path in read_write:
@@ -178,11 +202,15 @@ def build(
         cmd.add("--bind" if writable else "--ro-bind", src, dest)
     for src, dest in gpu or []:
         cmd.add("--dev-bind" if src.startswith("/dev/") else "--ro-bind", src, dest)
-    masked = [p for p in hidden if os.path.lexists(p)]
+    masked = [(p, p) for p in hidden if os.path.lexists(p)]  # (path inside, path on the host)
     if any(_inside(state_dir, p) for p in read_only + read_write):
-        masked.append(state_dir)  # the state directory is never visible, whatever the policy says
-    for path in masked:
-        if os.path.isdir(path):
+        masked.append((state_dir, state_dir))  # the state directory is never visible, whatever the policy
+    for src, dest in ((workspace, WORKSPACE), *((s, d) for s, d, _w in binds)):
+        if _inside(state_dir, src):  # nor through the workspace or a bind that holds it
+            rel = os.path.relpath(os.path.realpath(state_dir), os.path.realpath(src))
+            masked.append((os.path.normpath(os.path.join(dest, rel)), state_dir))
+    for path, host in masked:
+        if os.path.isdir(host):
             cmd.add("--perms", "0000", "--tmpfs", path, "--remount-ro", path)
         else:
             cmd.data(b"", path, "0000")

@@ -25,6 +25,8 @@ def _stdio(value: Any, index: int, to_close: list[int]) -> tuple[int, Any]:
     """(fd to send, parent-side file object or None) for one stdio argument."""
     if value is None:
         return index, None
+    if value == subprocess.STDOUT:
+        raise ValueError("subprocess.STDOUT is only valid for stderr")
     if value == subprocess.DEVNULL:
         fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         to_close.append(fd)
@@ -61,7 +63,10 @@ class RemoteProcess:
         try:
             fds, pipes = [], []
             for index, value in enumerate((stdin, stdout, stderr)):
-                fd, pipe = _stdio(value, index, to_close)
+                if index == 2 and value == subprocess.STDOUT:  # the same fd as stdout, as Popen does
+                    fd, pipe = fds[1], None
+                else:
+                    fd, pipe = _stdio(value, index, to_close)
                 fds.append(fd)
                 pipes.append(pipe)
             self.stdin, self.stdout, self.stderr = pipes

@@ -96,11 +96,16 @@ def register(name: str) -> str | None:
     return None
 
 
-def unregister(name: str) -> None:
+def unregister(name: str, created: float | None = None) -> None:
+    """Ask the proxy to forget sandbox `name` (only the one `created` then, when given). Best effort: a
+    proxy that is not running has nothing to forget; any other failure is logged."""
+    client = _client()
+    if not client.control_path.exists():  # no proxy: nothing to forget
+        return
     try:
-        _client().unregister_sandbox(name)
-    except Exception as exc:  # best effort: the proxy may be down or gone
-        log.debug("unregister %s: %s", name, exc)
+        client.unregister_sandbox(name, created=created)
+    except Exception as exc:  # the proxy re-reads sandbox.json on the next register: never fatal here
+        log.warning("sandbox %s: the proxy did not confirm its removal: %s", name, exc)
 
 
 def ca_bundle() -> bytes:

@@ -12,8 +12,10 @@ sandbox half created: any failure in `create` tears down what was started.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import fcntl
+import importlib.machinery
 import json
 import marshal
 import os
@@ -25,15 +27,17 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import jupyter_openshell
 
 from .. import paths
-from . import _bwrap, _gpu, _links, _resources, _seccomp, _state
+from . import _acl, _bwrap, _gpu, _links, _resources, _seccomp, _state
 from ._exec import RemoteProcess
 from ._types import Backend, SandboxError, SandboxInfo, SandboxSpec, check_name
 
@@ -46,6 +50,10 @@ SHIM_MARK = "OPENSHELL_SANDBOX_DIR"
 RESERVED = ("/proc", "/dev", "/sys", "/run/openshell", "/workspace", "/tmp/home")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 EXPOSED_ROOT = Path("/var/lib/openshell-sandboxes")
+WORKSPACE_ACL = "workspace-acl.json"  # in the exposed dir: what to undo on a given workspace
+# Never a workspace (the sandbox may write it): these directories, nor anything in or above SYSTEM_TREES.
+SYSTEM_WORKSPACES = ("/", "/var", "/var/lib", "/home", "/root", "/run", "/tmp", "/srv", "/opt", "/mnt")
+SYSTEM_TREES = (*_bwrap.SYSTEM_DIRS, "/etc", "/boot", "/proc", "/sys", "/dev", str(EXPOSED_ROOT))
 CA_VARS = (
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
@@ -63,8 +71,40 @@ def _which(tool: str, package: str) -> str:
     return found
 
 
-def _runtime_paths() -> tuple[str, str, list[str]]:
-    """(python, agent script, paths to bind read-only) for the agent's Python and our package."""
+# The agent's first code: load the config and the agent's pre-compiled modules from the fd in argv[1].
+AGENT_BOOT = """import marshal, os, sys
+fd = int(sys.argv[1])
+config, modules = marshal.loads(os.pread(fd, os.fstat(fd).st_size, 0))
+os.close(fd)
+for name, path, code in modules:
+    sys.modules[name] = module = type(sys)(name)
+    module.__file__ = path
+    exec(code, module.__dict__)
+sys.modules["_agent"].main(config)
+"""
+AGENT_MODULES = ("_landlock", "_wire", "_agent")
+
+
+@cache
+def _agent_code() -> tuple[tuple[str, str, Any], ...]:
+    """(name, path, code) of the agent's modules, compiled once per process (from __pycache__ when
+    it is fresh), so that no sandbox compiles them at start-up."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    out = []
+    for name in AGENT_MODULES:
+        path = os.path.join(here, f"{name}.py")
+        out.append((name, path, importlib.machinery.SourceFileLoader(name, path).get_code(name)))
+    return tuple(out)
+
+
+def _agent_fd(config: dict) -> int:
+    fd = os.memfd_create("openshell-agent", os.MFD_CLOEXEC)
+    os.write(fd, marshal.dumps((config, _agent_code())))
+    return fd
+
+
+def _runtime_paths() -> tuple[str, list[str]]:
+    """(python, paths to bind read-only) for the agent's Python and our package."""
     python = sys.executable
     package = os.path.realpath(os.path.dirname(jupyter_openshell.__file__))
     binds = []
@@ -78,7 +118,7 @@ def _runtime_paths() -> tuple[str, str, list[str]]:
         and not any(_inside(sys.prefix, d) for d in (*_bwrap.SYSTEM_DIRS, *binds))
     ):
         binds.append(sys.prefix)
-    return python, os.path.join(package, "runtime", "_agent.py"), binds
+    return python, binds
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -137,15 +177,55 @@ def _sandbox_user(policy: Any) -> tuple[str, int]:
     return str(user), _bwrap.SANDBOX_UID
 
 
-def _host_uid(reserved: int | None, workspace: Path, created: bool) -> int:
-    """Never host root: as root, run as the workspace's (non-root) owner or the reserved per-sandbox uid."""
+def _check_workspace(workspace: Path) -> None:
+    """A given workspace becomes writable by the sandbox: never a system directory or the state dir."""
+    state = os.path.realpath(paths.state_dir())
+    if (
+        str(workspace) in SYSTEM_WORKSPACES
+        or any(_inside(str(workspace), d) or _inside(d, str(workspace)) for d in SYSTEM_TREES)
+        or _inside(str(workspace), state)
+    ):
+        raise SandboxError(
+            f"--workspace {workspace} is a system directory (or holds one, or is in the openshell state); "
+            "a sandbox may write its workspace, so give it a directory of its own (e.g. /srv/work/NAME)"
+        )
+
+
+def _host_uid(reserved: int | None, workspace: Path, created: bool, exposed: Path) -> int:
+    """Never host root: as root, run as the workspace's (non-root) owner or the reserved per-sandbox uid.
+
+    The owner of a workspace the user gave is never changed: a root-owned one gets a POSIX ACL entry
+    for the reserved uid (undone when the sandbox is removed). Only a workspace we created is chowned.
+    """
     if reserved is None:
         return os.getuid()
+    if created:
+        os.chown(workspace, reserved, reserved, follow_symlinks=False)
+        return reserved
     owner = workspace.stat().st_uid
-    if owner != 0 and not created:
+    if owner != 0:
         return owner
-    os.chown(workspace, reserved, reserved, follow_symlinks=False)
+    try:
+        saved = _acl.grant(str(workspace), reserved)
+    except OSError as exc:
+        raise SandboxError(
+            f"--workspace {workspace} is owned by root and openshell never changes the owner of a directory "
+            f"you give it; granting the sandbox's uid {reserved} access with a POSIX ACL failed "
+            f"({exc.strerror or exc}). Either hand the directory to an unprivileged owner, whose uid the "
+            f"sandbox then runs as (`chown 65534 {workspace}`), or leave out --workspace for a private one"
+        ) from exc
+    (exposed / WORKSPACE_ACL).write_text(json.dumps(saved))
     return reserved
+
+
+def _release_workspace(exposed: Path) -> None:
+    """Undo the ACL `_host_uid` put on a given workspace (before its uid is freed for reuse)."""
+    try:
+        saved = json.loads((exposed / WORKSPACE_ACL).read_text())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(OSError):
+        _acl.release(saved)
 
 
 def _exposed_dir(directory: Path, token: str) -> tuple[Path, int | None]:
@@ -171,6 +251,62 @@ def _exposed_dir(directory: Path, token: str) -> tuple[Path, int | None]:
     return exposed, uid
 
 
+# Shims this process started, by host pid, whichever backend instance started them: any instance's
+# destroy waits for its shim, and `reap_shims` collects those that ended by themselves (timeout).
+_SHIMS: dict[int, subprocess.Popen] = {}
+_SHIMS_LOCK = threading.Lock()
+
+
+def _register_shim(shim: subprocess.Popen) -> None:
+    with _SHIMS_LOCK:
+        _SHIMS[shim.pid] = shim
+
+
+def _take_shim(pid: int | None) -> subprocess.Popen | None:
+    with _SHIMS_LOCK:
+        return _SHIMS.pop(pid, None) if pid else None
+
+
+def reap_shims() -> None:
+    """Collect the exit status of every shim this process started that has ended (no zombies)."""
+    with _SHIMS_LOCK:
+        for pid, shim in list(_SHIMS.items()):
+            if shim.poll() is not None:
+                del _SHIMS[pid]
+
+
+def _publish(name: str, text: str) -> str | None:
+    """Make `text` sandbox `name`'s current policy and open its gateway; a warning if the proxy failed."""
+    _links.store(name, text)
+    return _links.register(name)
+
+
+def _in_background(func: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Run func(*args) in a thread; the returned function waits for it and returns (or raises) its outcome."""
+    outcome: dict[str, Any] = {}
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            outcome["value"] = func(*args)
+        except BaseException as exc:  # handed to the caller by join()
+            outcome["error"] = exc
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())  # (threading.Thread.start waits for the thread to be scheduled)
+
+    def join() -> Any:
+        with done:
+            pass
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
+    return join
+
+
 def _read_ready(fd: int, proc: subprocess.Popen, deadline: float) -> bool:
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.05)
@@ -183,8 +319,6 @@ def _read_ready(fd: int, proc: subprocess.Popen, deadline: float) -> bool:
 
 class LocalBackend(Backend):
     name = "local"
-
-    _shims: ClassVar[dict[str, subprocess.Popen]] = {}  # shims this process started (to reap them)
 
     # --- create -------------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> SandboxInfo:
@@ -216,7 +350,7 @@ class LocalBackend(Backend):
         try:
             return self._start(name, directory, record, spec, policy, text, bwrap, timeout)
         except BaseException:
-            self._teardown(name, _state.read(name) or record, remove=True)
+            self._teardown(name, record, remove=True)  # (the in-memory record is the newest)
             raise
 
     def _start(
@@ -235,17 +369,22 @@ class LocalBackend(Backend):
         limits = _links.limits(policy)
         gpu = policy.gpu if spec.gpu is None else spec.gpu
         gpu_binds = _gpu.gpu_binds() if gpu else None
-        python, agent, runtime_paths = _runtime_paths()
+        python, runtime_paths = _runtime_paths()
         token = secrets.token_hex(8)
         exposed, reserved = _exposed_dir(directory, token)
         record["exposed"] = str(exposed)
+        created = False
         if spec.workspace:
             workspace, own_ws = Path(spec.workspace).resolve(), False
-            workspace.mkdir(parents=True, exist_ok=True)
+            _check_workspace(workspace)
+            if not workspace.exists():
+                workspace.mkdir(parents=True)
+                created = True
         else:
             workspace, own_ws = exposed / "workspace", True
             workspace.mkdir(mode=0o700, exist_ok=True)
-        uid = _host_uid(reserved, workspace, own_ws)
+            created = True
+        uid = _host_uid(reserved, workspace, created, exposed)
         chan = exposed / "chan"
         chan.mkdir(exist_ok=True)
         chan.chmod(0o711)
@@ -253,106 +392,123 @@ class LocalBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 (directory / "chan").unlink()
             (directory / "chan").symlink_to(chan)
-        if os.geteuid() == 0:
-            _check_reachable([python, os.path.realpath(python), agent, *runtime_paths], uid, python=True)
-            _check_reachable([str(workspace), str(chan)], uid, python=False)
-        enforcement = _resources.plan(name, limits, token)
-        record.update(
-            workspace=str(workspace),
-            workspace_owned=own_ws,
-            uid=uid,
-            inner_uid=inner_uid,
-            user=user,
-            limits=limits.to_dict(),
-            enforcement=enforcement.to_dict(),
-            gpu=bool(gpu),
-            token=token,
-            control=str(directory / "control.sock"),
-            log=str(directory / "sandbox.log"),
-        )
-        _state.write(record)
-
-        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        ctl_path = directory / "control.sock"
-        with contextlib.suppress(FileNotFoundError):
-            ctl_path.unlink()
-        control.bind(str(ctl_path))
-        ctl_path.chmod(0o600)
-        control.listen(64)
-
-        if not _links.ca_bundle():  # first sandbox of this state dir: the proxy makes the CA
-            _links.ensure_proxy()
-        cmd = _bwrap.Command()
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        info_r, info_w = os.pipe2(os.O_CLOEXEC)
-        ready_arg, info_arg = cmd.fd(ready_w), cmd.fd(info_w)  # closed here by cmd.close()
-        gate_r, gate_w = os.pipe2(os.O_CLOEXEC) if enforcement.paths else (None, None)
+        # While the rest is set up and the sandbox boots: its policy becomes current, then the proxy
+        # opens its gateway (both wait on I/O: fsync, the proxy's workers).
+        publish = _in_background(_publish, name, text)
         try:
-            ro = [*runtime_paths, *policy.filesystem.read_only, *(t for _, t in gpu_binds or [])]
-            rw = list(policy.filesystem.read_write) + [b.target for b in spec.binds if b.writable]
-            ro += [b.target for b in spec.binds if not b.writable]
-            cmd.add(bwrap, "--info-fd", info_arg, "--seccomp", cmd.fd(_seccomp.filter_fd()))
-            _bwrap.build(
-                cmd,
-                name=name,
-                user=user,
-                uid=inner_uid,
-                chan=str(chan),
+            if os.geteuid() == 0:
+                _check_reachable([python, os.path.realpath(python), *runtime_paths], uid, python=True)
+                acl = (exposed / WORKSPACE_ACL).exists()  # the leaf's ACL lets uid in: check its parents
+                _check_reachable([str(workspace.parent if acl else workspace), str(chan)], uid, python=False)
+            enforcement = _resources.plan(name, limits, token)
+            record.update(
                 workspace=str(workspace),
-                ca_pem=_links.ca_bundle(),
+                workspace_owned=own_ws,
+                uid=uid,
+                inner_uid=inner_uid,
+                user=user,
+                limits=limits.to_dict(),
+                enforcement=enforcement.to_dict(),
+                gpu=bool(gpu),
                 tmp_size=limits.disk or DEFAULT_TMP,
-                read_only=list(policy.filesystem.read_only),
-                read_write=list(policy.filesystem.read_write),
-                hidden=list(policy.filesystem.hidden),
-                runtime_paths=runtime_paths,
-                state_dir=str(paths.state_dir()),
-                gpu=gpu_binds,
-                binds=[(b.source, b.target, b.writable) for b in spec.binds],
-            )
-            config = self._agent_config(
-                name,
-                record,
-                spec,
-                enforcement,
-                ro,
-                rw,
-                cmd.fd(os.dup(control.fileno())),
-                ready_arg,
-            )
-            cmd.add(python, "-I", "-S", "-B", agent, marshal.dumps(config).hex())
-            shim = self._spawn(cmd, timeout, limits, gate_r, directory, uid)
-            if gate_r is not None:
-                enforcement.add(shim.pid)
-                os.write(gate_w, b"go\n")
-        except BaseException:
-            os.close(ready_r)
-            os.close(info_r)
-            raise
-        finally:
-            cmd.close()
-            control.close()
-            for fd in (gate_r, gate_w):
-                if fd is not None:
+                token=token,
+                control=str(directory / "control.sock"),
+                log=str(directory / "sandbox.log"),
+            )  # (written once the shim runs; a failure before that tears down from this dict)
+
+            control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            ctl_path = directory / "control.sock"
+            with contextlib.suppress(FileNotFoundError):
+                ctl_path.unlink()
+            control.bind(str(ctl_path))
+            ctl_path.chmod(0o600)
+            control.listen(64)
+
+            ca_pem = _links.ca_bundle()
+            if not ca_pem:  # first sandbox of this state dir: the proxy makes the CA
+                _links.ensure_proxy()
+                ca_pem = _links.ca_bundle()
+            cmd = _bwrap.Command()
+            ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+            info_r, info_w = os.pipe2(os.O_CLOEXEC)
+            go_r, go_w = os.pipe2(os.O_CLOEXEC)  # host -> agent: every process is in the cgroups
+            ready_arg, info_arg = cmd.fd(ready_w), cmd.fd(info_w)  # closed here by cmd.close()
+            try:
+                ro = [*runtime_paths, *policy.filesystem.read_only, *(t for _, t in gpu_binds or [])]
+                rw = list(policy.filesystem.read_write) + [b.target for b in spec.binds if b.writable]
+                ro += [b.target for b in spec.binds if not b.writable]
+                cmd.add(bwrap, "--info-fd", info_arg, "--seccomp", cmd.fd(_seccomp.filter_fd()))
+                _bwrap.build(
+                    cmd,
+                    name=name,
+                    user=user,
+                    uid=inner_uid,
+                    chan=str(chan),
+                    workspace=str(workspace),
+                    ca_pem=ca_pem,
+                    tmp_size=record["tmp_size"],
+                    read_only=list(policy.filesystem.read_only),
+                    read_write=list(policy.filesystem.read_write),
+                    hidden=list(policy.filesystem.hidden),
+                    runtime_paths=runtime_paths,
+                    state_dir=str(paths.state_dir()),
+                    gpu=gpu_binds,
+                    binds=[(b.source, b.target, b.writable) for b in spec.binds],
+                )
+                config = self._agent_config(
+                    name,
+                    record,
+                    spec,
+                    enforcement,
+                    ro,
+                    rw,
+                    cmd.fd(os.dup(control.fileno())),
+                    ready_arg,
+                    cmd.fd(go_r),
+                    bool(ca_pem),
+                )
+                cmd.add(python, "-I", "-S", "-B", "-c", AGENT_BOOT, cmd.fd(_agent_fd(config)))
+                shim = self._spawn(cmd, timeout, limits, directory, uid)
+                record.update(pid=shim.pid, pid_start=_state.start_time(shim.pid), state="starting")
+                _register_shim(shim)
+                # Into its cgroups while bwrap starts: the first move waits for an RCU grace period
+                # (~10 ms), which thus overlaps the start-up instead of preceding it. What bwrap forks
+                # meanwhile is moved by the second call, once the tree is still (see `adopt`).
+                enforcement.adopt(shim.pid)
+            except BaseException:
+                for fd in (ready_r, info_r, go_w):
                     os.close(fd)
-        record.update(pid=shim.pid, pid_start=_state.start_time(shim.pid), state="starting")
-        self._shims[name] = shim
-        # While the sandbox boots: its policy becomes current, then the proxy opens its gateway.
-        _links.store(name, text)
-        _state.write(record)
-        warning = _links.register(name)
-        record["warnings"] = [warning] if warning else []
-        try:
-            ok = _read_ready(ready_r, shim, time.monotonic() + READY_TIMEOUT)
-            info = _read_info(info_r)
-        finally:
-            os.close(ready_r)
-            os.close(info_r)
-        if not ok:
-            raise SandboxError(f"sandbox {name} did not start:\n{self._log_tail(record)}")
-        child = info.get("child-pid")
-        record.update(
-            child_pid=child, child_start=_state.start_time(child) if child else None, state="running"
-        )
+                raise
+            finally:
+                cmd.close()
+                control.close()
+            _state.write(record)
+            try:
+                ok = _read_ready(ready_r, shim, time.monotonic() + READY_TIMEOUT)
+                info = _read_info(info_r)
+                if not ok:
+                    raise SandboxError(f"sandbox {name} did not start:\n{self._log_tail(record)}")
+                # Ready: bwrap forks nothing more and the agent waits for "go" before it serves any
+                # request, so this catches every process started before its parent was moved, and no
+                # command (not even a request queued meanwhile) runs outside the cgroups.
+                enforcement.adopt(shim.pid)
+                try:
+                    os.write(go_w, b"go\n")
+                except BrokenPipeError:  # the agent died in between
+                    raise SandboxError(f"sandbox {name} did not start:\n{self._log_tail(record)}") from None
+            finally:
+                for fd in (ready_r, info_r, go_w):  # (closing "go" unsent: the agent exits)
+                    os.close(fd)
+            warning = publish()
+            record["warnings"] = [warning] if warning else []
+            child = info.get("child-pid")
+            record.update(
+                child_pid=child, child_start=_state.start_time(child) if child else None, state="running"
+            )
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                publish()  # (before the teardown unregisters it)
+            raise
         _state.write(record)
         return self._info(record)
 
@@ -366,6 +522,8 @@ class LocalBackend(Backend):
         rw: list[str],
         control_fd: str,
         ready_fd: str,
+        go_fd: str,
+        ca: bool,
     ) -> dict:
         env = {
             "PATH": f"{os.path.dirname(sys.executable)}:{SYSTEM_PATH}",
@@ -381,7 +539,7 @@ class LocalBackend(Backend):
         }
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             env[var] = env[var.lower()] = PROXY_URL
-        if _links.ca_bundle():
+        if ca:
             env.update(dict.fromkeys(CA_VARS, _bwrap.CA_PATH))
         env.update(spec.env)
         system_ro = [p for p in _bwrap.SYSTEM_DIRS if os.path.exists(p)]
@@ -389,6 +547,7 @@ class LocalBackend(Backend):
             "name": name,
             "control_fd": int(control_fd),
             "ready_fd": int(ready_fd),
+            "go_fd": int(go_fd),
             "proxy_sock": f"{_bwrap.CHAN_PATH}/proxy.sock",
             "listen": ["127.0.0.1", PROXY_PORT],
             "env": env,
@@ -401,23 +560,21 @@ class LocalBackend(Backend):
             },
         }
 
-    def _spawn(
-        self, cmd: Any, timeout: str, limits: Any, gate: int | None, directory: Path, uid: int
-    ) -> subprocess.Popen:
-        seconds = str(int(limits.timeout)) if limits.timeout else "0"
-        # With cgroups, the shim's stdin is a gate: it waits until the host has put it in its cgroups.
-        script = 'exec "$@"' if gate is None else 'read _ || exit 97; exec "$@" </dev/null'
-        argv = ["/bin/sh", "-c", script, "openshell-shim", timeout, "-s", "KILL", seconds, *cmd.args]
-        extra: dict[str, Any] = {}
-        if os.geteuid() == 0:
-            extra = {"user": uid, "group": uid, "extra_groups": []}
+    def _spawn(self, cmd: Any, timeout: str, limits: Any, directory: Path, uid: int) -> subprocess.Popen:
+        # `timeout` (0: none) is bwrap's parent, whose exit --die-with-parent watches: it must outlive
+        # the CLI process that created the sandbox.
+        lifetime = [timeout, "-s", "KILL", str(int(limits.timeout)) if limits.timeout else "0"]
+        argv = [*lifetime, *cmd.args]
+        if os.geteuid() == 0:  # setpriv drops to the sandbox uid (Popen's user= would rule out vfork)
+            ids = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+            argv = [_which("setpriv", "util-linux"), *ids, *argv]
         log_fd = os.open(
             directory / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
         )
         try:
             return subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL if gate is None else gate,
+                stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
                 pass_fds=cmd.fds,
@@ -425,7 +582,6 @@ class LocalBackend(Backend):
                 close_fds=True,
                 cwd="/",
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", SHIM_MARK: str(directory)},
-                **extra,
             )
         finally:
             os.close(log_fd)
@@ -474,21 +630,27 @@ class LocalBackend(Backend):
         if self._alive(record):
             with contextlib.suppress(OSError):
                 os.killpg(record["pid"], signal.SIGKILL)
-        shim = self._shims.pop(record["name"], None)
+        # The namespace's init exits only after every process of its namespace is gone: wait for that
+        # (pidfds, no polling), then let the cgroups catch anything else.
+        deadline = time.monotonic() + 5.0
+        for fd in pidfds:
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            os.close(fd)
+        shim = _take_shim(record.get("pid"))
         if shim is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 shim.wait(5)
         enforcement = _resources.Enforcement.from_dict(record.get("enforcement") or {})
         enforcement.kill()
-        deadline = time.monotonic() + 5.0
-        for fd in pidfds:
-            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            os.close(fd)
         enforcement.remove()
 
     def _teardown(self, name: str, record: dict, remove: bool) -> None:
-        self._kill(record)
-        _links.unregister(name)
+        # (the proxy's round trip, meanwhile; only this sandbox, not a newer one of the same name)
+        unregister = _in_background(_links.unregister, name, record.get("created"))
+        try:
+            self._kill(record)
+        finally:
+            unregister()
         directory = _state.directory(name)
         with contextlib.suppress(FileNotFoundError):
             (directory / "control.sock").unlink()
@@ -496,6 +658,7 @@ class LocalBackend(Backend):
             return
         exposed = record.get("exposed")
         if exposed and Path(exposed).parent == EXPOSED_ROOT:
+            _release_workspace(Path(exposed))
             _rmtree(Path(exposed))
         _rmtree(directory)  # a workspace given with --workspace is never inside it: kept
 
@@ -539,12 +702,14 @@ class LocalBackend(Backend):
                 enforcement.kill()
                 enforcement.remove()
                 if exposed.parent == EXPOSED_ROOT:
+                    _release_workspace(exposed)
                     _rmtree(exposed)
             _rmtree(Path(directory))
             cleaned.append(f"pid {pid}")
         return cleaned
 
     def _info(self, record: dict) -> SandboxInfo:
+        reap_shims()
         state = record.get("state", "exited")
         if state in ("running", "starting") and not self._alive(record):
             state = "exited"
@@ -562,7 +727,17 @@ class LocalBackend(Backend):
             gpu=record.get("gpu", False),
             pid=record.get("pid"),
             uid=record.get("uid"),
-            details={"warnings": record.get("warnings", []), "rlimits": enforcement.get("rlimits", {})},
+            details={
+                "warnings": record.get("warnings", []),
+                "rlimits": enforcement.get("rlimits", {}),
+                "tmp_size": record.get("tmp_size") or DEFAULT_TMP,
+                "resources": _resources.describe(
+                    enforcement.get("kind", ""),
+                    record.get("limits", {}),
+                    enforcement.get("rlimits", {}),
+                    record.get("tmp_size") or DEFAULT_TMP,
+                ),
+            },
         )
 
     # --- policy and logs ----------------------------------------------------------------------

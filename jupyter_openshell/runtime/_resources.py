@@ -1,7 +1,7 @@
 """Resource limits for one sandbox: cgroup v2 (delegated), cgroup v1 (as root), else rlimits.
 
 `plan(name, limits)` picks the strongest mechanism this host allows and returns an `Enforcement`:
-`add(pid)` puts the sandbox's first process in its cgroups, `kill()` ends everything in them
+`adopt(pid)` puts the sandbox's process tree in its cgroups, `kill()` ends everything in them
 (daemonised processes included), `remove()` deletes them. `Enforcement.rlimits` are always applied
 by the agent too (file descriptors, file size; memory and processes when no cgroup can). This module
 must never touch cgroups it did not create: everything lives below `<own cgroup>/openshell/<name>`.
@@ -46,20 +46,31 @@ class Enforcement:
     paths: list[str] = field(default_factory=list)
     rlimits: dict[str, int] = field(default_factory=dict)
 
-    def add(self, pid: int) -> None:
-        for path in self.paths:
-            Path(path, "cgroup.procs").write_text(f"{pid}\n")
+    def adopt(self, root: int) -> None:
+        """Move `root` and every descendant not yet there into the sandbox's cgroups, parents first
+        (a child forked after its parent moved is born inside). Processes that exit meanwhile are
+        skipped. Complete once the tree forks no more: call it again then."""
+        if not self.paths:
+            return
+        inside = _procs(self.paths[0])
+        for pid in _descendants(root):
+            if pid in inside:
+                continue
+            for path in self.paths:
+                try:
+                    Path(path, "cgroup.procs").write_text(f"{pid}\n")
+                except ProcessLookupError:
+                    break
 
     def pids(self) -> set[int]:
         """Live (not zombie) processes in the sandbox's cgroups."""
         found: set[int] = set()
         for path in self.paths:
-            with contextlib.suppress(OSError):
-                found.update(int(p) for p in Path(path, "cgroup.procs").read_text().split())
+            found |= _procs(path)
         return {pid for pid in found if _state_of(pid) not in ("Z", "X", None)}
 
     def kill(self, timeout: float = 5.0) -> None:
-        if not self.paths:
+        if not self.paths or not self.pids():  # (the usual case: the PID namespace took them all)
             return
         if self.kind == "cgroup v2":
             with contextlib.suppress(OSError):
@@ -95,6 +106,29 @@ class Enforcement:
     @classmethod
     def from_dict(cls, data: dict) -> Enforcement:
         return cls(data.get("kind", "rlimits"), list(data.get("paths", [])), dict(data.get("rlimits", {})))
+
+
+def _procs(cgroup: str) -> set[int]:
+    try:
+        return {int(p) for p in Path(cgroup, "cgroup.procs").read_text().split()}
+    except OSError:
+        return set()
+
+
+def _descendants(root: int) -> list[int]:
+    """`root` and its descendants, parents before children (from /proc/PID/task/TID/children)."""
+    out, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        out.append(pid)
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                queue.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+    return out
 
 
 def _state_of(pid: int) -> str | None:
@@ -199,6 +233,41 @@ def find(name: str, token: str) -> Enforcement:
         candidates.append(base / "openshell" / leaf)
     paths = [str(p) for p in candidates if p.is_dir()]
     return Enforcement("cgroup v2" if base is not None and paths else "cgroup v1", paths)
+
+
+CGROUP_FILES = {
+    "cgroup v2": {"cpu": "cpu.max", "memory": "memory.max", "pids": "pids.max"},
+    "cgroup v1": {"cpu": "cpu.cfs_quota_us", "memory": "memory.limit_in_bytes", "pids": "pids.max"},
+}
+RLIMIT_NOTES = {  # what rlimits can and cannot do, said in `openshell sandbox ls`
+    "cpu": ("none", "not enforced: no cgroup here, and RLIMIT_CPU caps CPU time, not the rate"),
+    "memory": ("RLIMIT_AS", "RLIMIT_AS caps each process's address space, not the sandbox's memory"),
+    "pids": ("RLIMIT_NPROC", "RLIMIT_NPROC counts every process of the sandbox's host uid"),
+}
+
+
+def describe(kind: str, limits: dict, rlimits: dict, tmp_size: int) -> dict[str, dict]:
+    """What enforces each resource of a sandbox: {resource: {"limit", "by", "note"}} (for `ls`)."""
+    out: dict[str, dict] = {}
+    for resource in ("cpu", "memory", "pids"):
+        if kind in CGROUP_FILES:
+            by, note = f"{kind} ({CGROUP_FILES[kind][resource]})", ""
+        else:
+            by, note = RLIMIT_NOTES[resource]
+        out[resource] = {"limit": limits.get(resource), "by": by, "note": note}
+    files = rlimits.get("FSIZE")
+    note = f"/tmp and /dev/shm are tmpfs of {tmp_size} bytes each (their pages count as memory)"
+    if files:
+        note += f"; no file may grow past {files} bytes (RLIMIT_FSIZE)"
+    note += "; the workspace has no quota (that would need project quotas on its filesystem)"
+    out["disk"] = {
+        "limit": limits.get("disk"),
+        "by": "tmpfs" + (" + RLIMIT_FSIZE" if files else ""),
+        "note": note,
+    }
+    timeout = limits.get("timeout")
+    out["timeout"] = {"limit": timeout, "by": "timeout -s KILL" if timeout else "none", "note": ""}
+    return out
 
 
 def plan(name: str, limits: Limits, token: str) -> Enforcement:

@@ -160,8 +160,18 @@ def _add_rules(lib: ctypes.CDLL, ctx: int) -> None:
         if family not in ALLOWED_FAMILIES:
             _rule(lib, ctx, refused, "socket", (0, _CMP_EQ, family, 0))
     _rule(lib, ctx, refused, "socket", (0, _CMP_GT, top, 0))
-    for kind in (SOCK_RAW, SOCK_PACKET):
-        _rule(lib, ctx, eperm, "socket", (1, _CMP_MASKED_EQ, SOCK_TYPE_MASK, kind))
+    # Raw and packet sockets of the allowed IP families: EPERM, as without CAP_NET_RAW. Only for those
+    # families, so that a refused family is EAFNOSUPPORT whatever its type (netlink is SOCK_RAW).
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for kind in (SOCK_RAW, SOCK_PACKET):
+            _rule(
+                lib,
+                ctx,
+                eperm,
+                "socket",
+                (0, _CMP_EQ, family, 0),
+                (1, _CMP_MASKED_EQ, SOCK_TYPE_MASK, kind),
+            )
 
 
 def compile_bpf() -> bytes:

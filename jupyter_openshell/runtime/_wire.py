@@ -15,10 +15,9 @@ It must never carry anything but these frames: no secrets of the host, no paths 
 
 from __future__ import annotations
 
-import array
+import _socket as socket  # (not socket, nor array: their imports cost the agent's start-up time)
 import marshal
 import os
-import socket
 import struct
 
 MAX_FRAME = 1 << 20
@@ -33,7 +32,7 @@ def _frame(message: dict) -> bytes:
 # --- host side ---------------------------------------------------------------------------------
 def send_request(sock: socket.socket, request: dict, fds: list[int]) -> None:
     frame = _frame(request)
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
     sent = sock.sendmsg([frame], anc)
     if sent < len(frame):
         sock.sendall(frame[sent:])
@@ -80,19 +79,19 @@ def _recv_exact(sock: socket.socket, size: int, head: bytes = b"") -> bytes:
 
 def recv_request(sock: socket.socket) -> tuple[dict, list[int]]:
     """The request frame and the fds that came with it (close-on-exec; the caller must close them)."""
-    fds = array.array("i")
-    data, anc, _flags, _addr = sock.recvmsg(
-        65536, socket.CMSG_SPACE(MAX_FDS * fds.itemsize), socket.MSG_CMSG_CLOEXEC
-    )
+    size = struct.calcsize("i")
+    fds: list[int] = []
+    data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(MAX_FDS * size), socket.MSG_CMSG_CLOEXEC)
     for level, kind, payload in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+            count = len(payload) // size
+            fds.extend(struct.unpack(f"{count}i", payload[: count * size]))
     try:
         data = _recv_exact(sock, 4, data) if len(data) < 4 else data
         (size,) = struct.unpack("!I", data[:4])
         if size > MAX_FRAME:
             raise ValueError("request frame too large")
-        return marshal.loads(_recv_exact(sock, size, data[4:])), list(fds)
+        return marshal.loads(_recv_exact(sock, size, data[4:])), fds
     except Exception:
         for fd in fds:
             os.close(fd)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -24,6 +23,7 @@ from .policies import handlers as policies_handlers
 from .policies.manager import PolicyManager
 from .sandboxes import handlers as sandboxes_handlers
 from .sandboxes.manager import SandboxManager
+from .sandboxes.owners import server_owner
 
 
 class OpenShellExtension(ExtensionApp):
@@ -54,7 +54,7 @@ class OpenShellExtension(ExtensionApp):
 
             stock = (IdentityProvider, PasswordIdentityProvider)
             mode = "server" if type(self.serverapp.identity_provider) in stock else "user"
-        return f"server:{getpass.getuser()}" if mode == "server" else user.username
+        return server_owner() if mode == "server" else user.username
 
     def initialize_settings(self) -> None:
         self.sandboxes = SandboxManager(parent=self)

@@ -1,7 +1,7 @@
 """Fixtures for the Jupyter tests: a real Jupyter server with the openshell extension and two users.
 
-Users are told apart by token (alice-token, bob-token) through a small IdentityProvider, so ownership can be
-tested; the default user of `jp_fetch` is alice.
+Users are told apart by token (alice-token, bob-token, carol-token) through a small IdentityProvider, so
+ownership can be tested; the default user of `jp_fetch` is alice; carol is an OpenShell admin.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_* fixtures; pytest_plugins is root-only)
 
-TOKENS = {"alice-token": "alice", "bob-token": "bob"}
+TOKENS = {"alice-token": "alice", "bob-token": "bob", "carol-token": "carol"}
 
 
 class TwoUsers(IdentityProvider):
@@ -41,6 +41,7 @@ def jp_server_config():
             "IdentityProvider": {"token": "alice-token"},
         },
         "OpenShellExtension": {"supervise_interval": 0.3},
+        "SandboxManager": {"admin_users": {"carol"}},
     }
 
 
@@ -56,6 +57,11 @@ def _stop_proxy_at_end():
 @pytest.fixture
 def bob():
     return {"Authorization": "token bob-token"}
+
+
+@pytest.fixture
+def carol():
+    return {"Authorization": "token carol-token"}
 
 
 class _Upstream:

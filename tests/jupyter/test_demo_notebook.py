@@ -7,12 +7,19 @@ LLM call through the inference route without a key in the sandbox, and the two w
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from jupyter_openshell.cli import demo_cmd
+from jupyter_openshell.proxy import ProxyClient
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -30,7 +37,7 @@ def _text(cell) -> str:
 
 
 def test_demo_notebook_runs_headless_on_the_openshell_kernel(tmp_path, monkeypatch, workspace):
-    demo = demo_cmd.prepare(prefix=str(tmp_path / "prefix"), pool_size=0)
+    demo = demo_cmd.prepare(prefix=str(tmp_path / "prefix"), pool_size=0, workspace=workspace)
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "prefix" / "share" / "jupyter"))
     try:
         path = workspace / demo_cmd.NOTEBOOK
@@ -63,3 +70,41 @@ def test_demo_notebook_runs_headless_on_the_openshell_kernel(tmp_path, monkeypat
     assert any(WIDGET in o.get("data", {}) for o in code[7].outputs)  # TrafficMonitor
     assert any(WIDGET in o.get("data", {}) for o in code[8].outputs)  # GpuStatus
     assert not any(o["output_type"] == "error" for c in code for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("who", ["root", "unprivileged"])
+def test_demo_check_mode_from_a_fresh_state_dir(who, scratch):
+    """`openshell demo --check` from an empty state directory prints PASS per step and exits 0, as root
+    and as uid 65534 (HOME and state directory its own, the venv not writable by it)."""
+    if os.geteuid() != 0:
+        pytest.skip("both paths are driven from root (setpriv for the unprivileged one)")
+    uid = 65534 if who == "unprivileged" else None
+    home = scratch("demo-", owner=uid)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "OPENSHELL_STATE_DIR": str(home / "state")}
+    argv = [str(Path(sys.executable).parent / "openshell"), "demo", "--check"]
+    if uid is not None:
+        argv = ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", *argv]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240, cwd=home)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "  PASS  1. An allowed GET" in out and "  PASS  5. TrafficMonitor widget" in out
+    assert "9/9 steps passed: PASS" in out and "FAIL" not in out
+    assert not ProxyClient(home / "state").is_running()  # the check stops the proxy it started
+
+
+def test_demo_explains_what_is_missing(monkeypatch):
+    real_which = shutil.which
+
+    def which(tool, **kw):
+        return None if tool == "bwrap" else real_which(tool, **kw)
+
+    monkeypatch.setattr(shutil, "which", which)
+    with pytest.raises(SystemExit) as err:
+        demo_cmd.run(argparse.Namespace(check=True))
+    assert "bubblewrap (bwrap) is not installed" in str(err.value)
+    assert "apt-get install bubblewrap" in str(err.value)
+    monkeypatch.setattr(shutil, "which", real_which)
+    monkeypatch.setitem(sys.modules, "nbclient", None)  # what a venv without the demo extras looks like
+    with pytest.raises(SystemExit) as err:
+        demo_cmd.run(argparse.Namespace(check=True))
+    assert "'nbclient' is missing" in str(err.value) and "jupyter-openshell[demo]" in str(err.value)

@@ -144,6 +144,33 @@ async def test_sandbox_that_cannot_start_fails_the_start_with_its_reason(kernels
     assert set(os.listdir(kernels_dir())) == before
 
 
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [
+        (None, "No such file"),  # the provisioner config names a policy file that is not there
+        ("filesystem:\n  read_only: [/nonexistent-openshell-data]\n", "does not exist on this host"),
+    ],
+    ids=["missing-file", "valid-but-unstartable"],
+)
+async def test_kernel_start_fails_fast_with_a_readable_reason(
+    tmp_path, monkeypatch, workspace, policy, reason
+):
+    """Not a start-up timeout: the start fails well within the 30 s the kernel would have to come up."""
+    prefix = tmp_path / "prefix"
+    path = tmp_path / "policy.yaml"
+    if policy is not None:
+        path.write_text(policy)
+    install(prefix=str(prefix), name="openshell-broken", policy_file=str(path), pool_size=0)
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    before_dirs, before_boxes = set(os.listdir(kernels_dir())), _sandbox_names()
+    km = AsyncKernelManager(kernel_name="openshell-broken")
+    with pytest.raises(RuntimeError) as err:
+        await asyncio.wait_for(km.start_kernel(cwd=str(workspace)), 15)
+    message = str(err.value)
+    assert message.startswith("OpenShell:") and reason in message and str(path) in message, message
+    assert set(os.listdir(kernels_dir())) == before_dirs and _sandbox_names() == before_boxes
+
+
 async def test_warm_pool_hands_over_a_started_kernel(kernelspecs):
     from jupyter_openshell.kernel.session import KernelConfig
 
@@ -193,41 +220,40 @@ def test_kernel_sandboxes_of_a_dead_host_are_cleaned_up(workspace):
 
 
 UNPRIVILEGED_SCRIPT = """
-import os, sys, tempfile
+import os, sys
 from jupyter_client.manager import start_new_kernel
 from jupyter_openshell.kernel.kernelspec import install
-prefix = tempfile.mkdtemp()
+from jupyter_openshell.proxy import ProxyClient
+prefix = os.path.join(os.environ["HOME"], "prefix")
 install(prefix=prefix, pool_size=0)
 os.environ["JUPYTER_PATH"] = prefix + "/share/jupyter"
-km, kc = start_new_kernel(kernel_name="openshell", cwd=sys.argv[1])
-out = []
-hook = lambda m: out.append(m["content"].get("text", ""))
-reply = kc.execute_interactive("import os; print(os.getuid(), os.getcwd())", timeout=60, output_hook=hook)
-kc.stop_channels()
-km.shutdown_kernel()
-from jupyter_openshell.proxy import ProxyClient
-ProxyClient().stop()
-print("RESULT", reply["content"]["status"], "".join(out).strip())
+try:
+    km, kc = start_new_kernel(kernel_name="openshell", cwd=sys.argv[1])
+    out = []
+    hook = lambda m: out.append(m["content"].get("text", ""))
+    reply = kc.execute_interactive("import os; print(os.getuid(), os.getcwd())", timeout=60, output_hook=hook)
+    kc.stop_channels()
+    km.shutdown_kernel()
+    print("RESULT", reply["content"]["status"], "".join(out).strip())
+finally:
+    ProxyClient().stop()
 """
 
 
-def test_kernel_works_for_an_unprivileged_user(tmp_path):
-    import shutil
+def test_kernel_works_for_an_unprivileged_user(scratch):
     import subprocess
     import sys
-    import tempfile
+
+    from jupyter_openshell.proxy import ProxyClient
 
     if os.geteuid() != 0:
         pytest.skip("already unprivileged: every other test covers this path")
-    home = tempfile.mkdtemp(prefix="openshell-unpriv-", dir="/tmp")
-    ws = tempfile.mkdtemp(prefix="openshell-unpriv-ws-", dir="/tmp")
+    home, ws = scratch("unpriv-", owner=65534), scratch("unpriv-ws-", owner=65534)
+    state = home / "state"
+    script = home / "run.py"
+    script.write_text(UNPRIVILEGED_SCRIPT)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "OPENSHELL_STATE_DIR": str(state)}
     try:
-        for path in (home, ws):
-            os.chown(path, 65534, 65534)
-        script = os.path.join(home, "run.py")
-        with open(script, "w") as fh:
-            fh.write(UNPRIVILEGED_SCRIPT)
-        env = {"PATH": "/usr/bin:/bin", "HOME": home, "OPENSHELL_STATE_DIR": os.path.join(home, "state")}
         proc = subprocess.run(
             ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, script, ws],
             env=env,
@@ -236,9 +262,9 @@ def test_kernel_works_for_an_unprivileged_user(tmp_path):
             timeout=180,
         )
         assert "RESULT ok 1000 /workspace" in proc.stdout, proc.stdout + proc.stderr
+        assert not ProxyClient(state).is_running()
     finally:
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(ws, ignore_errors=True)
+        ProxyClient(state).stop()  # also when the script was killed or failed before its own stop
 
 
 def test_kernelspec_resources_reach_the_sandbox(workspace):

@@ -263,3 +263,136 @@ async def test_kernel_whose_sandbox_cannot_start_fails_the_request_with_the_reas
     assert err.value.code == 500
     message = json.loads(err.value.response.body)["message"]
     assert "policy cannot be used" in message and "perhaps" in message
+
+
+async def test_ownership_is_persisted_and_survives_an_extension_restart(jp_fetch, jp_serverapp, bob, carol):
+    """Owners live in <state>/jupyter/owners.json: a re-initialised extension (what a restarted server
+    builds) hands each sandbox to its creator only; one without a record goes to admins alone."""
+    from jupyter_openshell.paths import state_dir
+    from jupyter_openshell.runtime import SandboxSpec, get_backend
+
+    api = _fetch_json(jp_fetch)
+    ext = jp_serverapp.extension_manager.extension_points["openshell"].app
+    backend = get_backend()
+
+    async def names(headers=None):
+        return [s["name"] for s in (await api("sandboxes", headers=headers))[1]["sandboxes"]]
+
+    async def code_of(*parts, headers=None):
+        try:
+            return (await api(*parts, headers=headers))[0]
+        except HTTPClientError as exc:
+            return exc.code
+
+    assert (await api("sandboxes", method="POST", body={"name": "own-alice"}))[0] == 201
+    assert (await api("sandboxes", method="POST", body={"name": "own-bob"}, headers=bob))[0] == 201
+    backend.create(SandboxSpec(name="own-nobody"))  # made outside the server: no recorded owner
+    try:
+        owners_file = state_dir() / "jupyter" / "owners.json"
+        assert oct(owners_file.stat().st_mode & 0o777) == "0o600"
+        recorded = json.loads(owners_file.read_text())
+        assert {n: r["owner"] for n, r in recorded.items()} == {"own-alice": "alice", "own-bob": "bob"}
+
+        ext.initialize_settings()  # a fresh SandboxManager: nothing in memory, only what was persisted
+        assert ext.sandboxes._records.keys() == {"own-alice", "own-bob"}
+        assert await names() == ["own-alice"]
+        assert await names(bob) == ["own-bob"]
+        assert await names(carol) == ["own-nobody"]  # the admin: unowned ones only, not alice's or bob's
+        assert await code_of("sandboxes", "own-alice", headers=bob) == 404
+        assert await code_of("sandboxes", "own-bob") == 404
+        assert await code_of("sandboxes", "own-nobody") == 404
+        assert await code_of("policies", "own-nobody", headers=bob) == 404
+        assert await code_of("sandboxes", "own-alice", headers=carol) == 404
+        assert await code_of("sandboxes", "own-nobody", headers=carol) == 200
+        got = (await api("sandboxes", "own-alice"))[1]
+        assert got["owner"] == "alice" and got["state"] == "running"
+
+        # a later sandbox that reuses a recorded name is not the recorded one: nobody inherits it
+        backend.destroy("own-bob")
+        backend.create(SandboxSpec(name="own-bob"))
+        assert await code_of("sandboxes", "own-bob", headers=bob) == 404
+        assert await names(bob) == []
+        assert "own-bob" not in json.loads(owners_file.read_text())
+    finally:
+        for name in ("own-nobody", "own-bob"):
+            backend.destroy(name)
+        assert (await api("sandboxes", "own-alice", method="DELETE"))[0] == 204
+    assert json.loads(owners_file.read_text()) == {}
+
+
+async def test_flow_paging_and_stream_resume_by_seq_with_many_equal_timestamps(jp_fetch, jp_ws_fetch):
+    """250 records with one `ts` (plus one logged late with an older ts, and another sandbox's records in
+    between): pages of 7 by `after=<seq>` return each exactly once, in log order; a stream resumes after
+    the seq it is given."""
+    import time
+    import uuid
+
+    from jupyter_openshell.paths import state_dir
+
+    api = _fetch_json(jp_fetch)
+    assert (await api("sandboxes", method="POST", body={"name": "seq-box"}))[0] == 201
+    tag = uuid.uuid4().hex[:8]
+    log = state_dir() / "flows" / "flows.jsonl"
+
+    def append(paths, ts, sandbox="seq-box"):
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+        try:
+            for path in paths:
+                record = {"id": f"{tag}-{sandbox}-{path}", "ts": ts, "sandbox": sandbox, "method": "GET",
+                          "host": "127.0.0.2", "path": path, "decision": "deny"}
+                os.write(fd, (json.dumps(record) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    async def page(after, limit=7, sandbox="seq-box"):
+        params = {"limit": str(limit), "after": str(after)}
+        if sandbox:
+            params["sandbox"] = sandbox
+        return json.loads((await jp_fetch("openshell", "api", "flows", params=params)).body)
+
+    try:
+        ts = time.time()
+        for start in range(0, 250, 50):
+            append([f"/{i}" for i in range(start, start + 50)], ts)
+            append([f"/other-{start}"], ts, sandbox="not-alice")
+        got, after = [], 0
+        while True:
+            answer = await page(after)
+            assert len(answer["flows"]) <= 7
+            got += answer["flows"]
+            if not answer["flows"]:
+                break
+            after = answer["next_after"]
+        assert [r["path"] for r in got] == [f"/{i}" for i in range(250)]
+        seqs = [r["seq"] for r in got]
+        assert seqs == sorted(set(seqs)) and {r["ts"] for r in got} == {ts}
+        append(["/late"], ts - 1)  # a worker's record that reaches the log after newer ones
+        late = await page(after)
+        assert [r["path"] for r in late["flows"]] == ["/late"]
+        after = late["next_after"]
+        assert (await page(after))["flows"] == []
+        everything = await page(0, limit=1000, sandbox=None)
+        assert not any(r["sandbox"] == "not-alice" for r in everything["flows"])
+
+        # the stream, resumed after /99's seq, sends /100 ... /249 and /late, each once
+        resume = got[99]["seq"]
+        ws = await jp_ws_fetch("openshell", "api", "flows", "stream",
+                               params={"sandbox": "seq-box", "after": str(resume)})
+        streamed = []
+        while len(streamed) < 151:
+            message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+            streamed += message["flows"]
+            cursor = message["next_after"]
+        ws.close()
+        assert [r["path"] for r in streamed] == [f"/{i}" for i in range(100, 250)] + ["/late"]
+        append(["/after-reconnect"], ts)
+        ws = await jp_ws_fetch("openshell", "api", "flows", "stream",
+                               params={"sandbox": "seq-box", "after": str(cursor)})
+        message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        ws.close()
+        assert [r["path"] for r in message["flows"]] == ["/after-reconnect"]
+        with pytest.raises(HTTPClientError) as err:
+            await jp_fetch("openshell", "api", "flows", params={"after": "-1"})
+        assert err.value.code == 400
+    finally:
+        assert (await api("sandboxes", "seq-box", method="DELETE"))[0] == 204

@@ -75,7 +75,8 @@ def test_seed_policy_https_httpx_and_curl(seed_proxy, upstream_tls):
         assert c.get(base + "/v1/users/7").status_code == 200
         r = c.delete(base + "/v1/users/7")
         assert r.status_code == 403 and r.json()["method"] == "DELETE"
-        assert c.get(f"https://other.example.com:{upstream_tls.port}/v1/users/7").status_code == 403
+        with pytest.raises(httpx.ProxyError, match="403"):  # refused at CONNECT: no rule names it
+            c.get(f"https://other.example.com:{upstream_tls.port}/v1/users/7")
     code, _ = curl(seed_proxy, base + "/v1/data", "-I")
     assert code == 200
     code, body = curl(seed_proxy, base + "/v1/users/1", "-X", "POST", "-d", "x")
@@ -149,7 +150,7 @@ def test_connect_sni_and_host_must_agree(seed_proxy, upstream_tls):
     code, body = _tunnel(seed_proxy, f"api.example.com:{p}", "other.example.com", f"api.example.com:{p}",
                          "/v1/users/1")
     assert code == 400 and b"SNI" in body
-    code, _ = _tunnel(seed_proxy, f"other.example.com:{p}", "api.example.com", f"api.example.com:{p}",
+    code, _ = _tunnel(seed_proxy, f"127.0.0.1:{p}", "api.example.com", f"api.example.com:{p}",
                       "/v1/users/1")
     assert code == 400
     code, _ = _tunnel(seed_proxy, f"api.example.com:{p}", "api.example.com", f"other.example.com:{p}",
@@ -225,3 +226,116 @@ def test_raw_tcp_through_connect_never_reaches_upstream(make_proxy):
     with pytest.raises(TimeoutError):
         listener.accept()  # nothing ever connected upstream
     listener.close()
+
+
+def _connect(proxy, authority: str) -> tuple[bytes, bytes]:
+    """Send a CONNECT and read what comes back before any TLS: (status line, JSON body)."""
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := raw.recv(65536)):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next((ln.split(b":")[1] for ln in head.split(b"\r\n")
+                       if ln.lower().startswith(b"content-length:")), b"0"))
+    while len(body) < length and (chunk := raw.recv(65536)):
+        body += chunk
+    raw.close()
+    return head.split(b"\r\n")[0], body
+
+
+def test_connect_to_never_allowed_host_is_refused_before_tls(make_proxy, upstream):
+    """No rule could allow denied.test: the CONNECT itself gets 403 + the JSON denial (no TLS handshake,
+    no DNS lookup, no upstream connection); hosts some rule may allow are still tunnelled and judged."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    proxy = make_proxy(SEED.format(port=upstream.port, tls_port=port),
+                       resolve={"denied.test": "127.0.0.1", "api.example.com": "127.0.0.1"})
+    try:
+        status, body = _connect(proxy, f"Denied.Test.:{port}")
+        assert status.startswith(b"HTTP/1.1 403")
+        info = json.loads(body)
+        assert (info["method"], info["host"], info["path"]) == ("CONNECT", "denied.test", "/")
+        assert info["rule"] == "no rule matched" and info["policy_version"] and "denied.test" in info["hint"]
+        assert info["error"].startswith("blocked by policy")
+        code, _ = curl(proxy, f"https://denied.test:{port}/v1/users/1", "-w", "\n%{http_connect}")
+        assert code == 403  # the answer curl got to its CONNECT
+        # the port is part of "could ever allow": api.example.com is allowed on other ports only
+        status, _ = _connect(proxy, f"api.example.com:{port + 1 if port < 65535 else port - 1}")
+        assert status.startswith(b"HTTP/1.1 403")
+        status, _ = _connect(proxy, f"api.example.com:{port}")  # some rule may allow it: tunnelled
+        assert status.startswith(b"HTTP/1.1 200")
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nothing ever connected upstream
+        assert proxy.client.status()["resolver_lookups"] == 0
+        assert "resolve denied.test" not in proxy.stderr()
+        flows = [f for f in proxy.client.flows() if f["host"] == "denied.test"]
+        assert flows and all((f["method"], f["decision"], f["status"]) == ("CONNECT", "deny", 403)
+                             for f in flows)
+    finally:
+        listener.close()
+
+
+def test_plain_http_to_never_allowed_host_never_connects(make_proxy):
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    proxy = make_proxy(SEED.format(port=1, tls_port=2), resolve={"denied.test": "127.0.0.1"})
+    try:
+        code, body = curl(proxy, f"http://denied.test:{port}/a/../b?q=1")
+        assert code == 403
+        info = json.loads(body)
+        assert (info["method"], info["host"], info["path"]) == ("GET", "denied.test", "/b")
+        with pytest.raises(TimeoutError):
+            listener.accept()
+        assert proxy.client.status()["resolver_lookups"] == 0
+    finally:
+        listener.close()
+
+
+def test_audit_mode_tunnels_a_never_allowed_host_and_logs_it(make_proxy, upstream_tls):
+    upstream_tls.clear()
+    proxy = make_proxy("mode: audit\n" + SEED.format(port=1, tls_port=2),
+                       resolve={"denied.test": "127.0.0.1"})
+    status, _ = _connect(proxy, f"denied.test:{upstream_tls.port}")
+    assert status.startswith(b"HTTP/1.1 200")
+    flows = [f for f in proxy.client.flows() if f["host"] == "denied.test"]
+    assert flows == []  # nothing judged yet: the tunnel is open, no request went through it
+    code, _ = curl(proxy, f"https://denied.test:{upstream_tls.port}/x")
+    assert code == 403  # audit lets it through: the loopback address check (not the policy) refuses
+    rec = [f for f in proxy.client.flows() if f["host"] == "denied.test"][-1]
+    assert rec["method"] == "GET" and rec["rule"] == "address check"
+
+
+EXPLICIT_IP = """\
+network:
+  egress:
+    - host: "127.0.0.1"
+      ports: [{port}]
+      action: allow
+    - host: "*.example.com"
+      ports: [{port}, {other}]
+      action: allow
+"""
+
+
+def test_explicit_ip_exception_honours_the_rule_ports(make_proxy, upstream):
+    """Naming 127.0.0.1:PORT lets that port through the loopback check, never another port of it: a
+    name the wildcard allows on OTHER that resolves to 127.0.0.1 is refused."""
+    upstream.clear()
+    listener = socket.create_server(("127.0.0.1", 0))  # stands for 127.0.0.1:22
+    listener.settimeout(0.5)
+    other = listener.getsockname()[1]
+    proxy = make_proxy(EXPLICIT_IP.format(port=upstream.port, other=other),
+                       resolve={"api.example.com": "127.0.0.1"})
+    try:
+        code, body = curl(proxy, f"http://api.example.com:{other}/x")
+        assert code == 403 and "loopback" in json.loads(body)["error"]
+        with pytest.raises(TimeoutError):
+            listener.accept()
+        code, _ = curl(proxy, f"http://api.example.com:{upstream.port}/ok")  # the named IP and port
+        assert code == 200
+        assert [q.path for q in upstream.requests] == ["/ok"]
+    finally:
+        listener.close()

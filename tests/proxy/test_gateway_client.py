@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import stat
 import threading
@@ -71,12 +73,33 @@ class AgentForwarder:
         self.sock.close()
 
 
-def _make_sandbox(state, name: str, address: str, policy: str) -> None:
+def _make_sandbox(state, name: str, address: str, policy: str, created: float | None = None) -> None:
     d = state / "sandboxes" / name
     d.mkdir(parents=True, exist_ok=True)
     (state / "policies").mkdir(exist_ok=True)
     (state / "policies" / f"{name}.yaml").write_text(policy)
-    (d / "sandbox.json").write_text(json.dumps({"name": name, "address": address}))
+    meta = {"name": name, "address": address} | ({"created": created} if created is not None else {})
+    (d / "sandbox.json").write_text(json.dumps(meta))
+
+
+def _get(agent: AgentForwarder, url: str) -> int:
+    with requests.Session() as session:  # a new connection each time
+        session.trust_env = False
+        return session.get(url, proxies={"http": f"http://127.0.0.1:{agent.port}"}).status_code
+
+
+def _replace_policy(state, name: str, text: str) -> None:
+    path = state / "policies" / f"{name}.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _wait_status(agent: AgentForwarder, url: str, want: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (code := _get(agent, url)) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return code
 
 
 def test_sandbox_identity_through_gateway(make_proxy, upstream, tmp_path):
@@ -200,11 +223,38 @@ def test_two_workers_share_registry_and_reload(make_proxy, upstream, tmp_path):
             assert fresh_get(base + "/sandbox/x").status_code == 200
         pids = {f["id"].split("-")[1] for f in proxy.client.flows(sandbox="sbw")}
         assert len(pids) == 2, "both workers served the sandbox with its policy"
+        status = proxy.client.status()
+        old = status["policies"]["sbw"]["version"]
+        assert [w["index"] for w in status["worker_policies"]] == [0, 1] and status["policies_agree"]
+        assert status["policies"]["sbw"]["worker_versions"] == [old, old]
         (state / "policies" / "sbw.yaml").write_text(SANDBOX_POLICY.format(port=upstream.port).replace(
             "/sandbox/**", "/sandbox/only"))
-        time.sleep(0.5)
-        for _ in range(8):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # each worker reports its own version in the status
+            versions = proxy.client.status()["policies"]["sbw"]["worker_versions"]
+            if old not in versions:
+                break
+            time.sleep(0.05)
+        status = proxy.client.status()
+        new = status["policies"]["sbw"]["version"]
+        assert new != old and status["policies"]["sbw"]["worker_versions"] == [new, new]
+        assert status["policies_agree"]
+        since = time.time()
+        for _ in range(12):
             assert fresh_get(base + "/sandbox/x").status_code == 403
+        denials = [f for f in proxy.client.flows(sandbox="sbw", since=since) if f["decision"] == "deny"]
+        assert len({f["id"].split("-")[1] for f in denials}) == 2, "both workers apply the new version"
+        assert {f["policy_version"] for f in denials} == {new}
+        worker = status["worker_policies"][1]["pid"]
+        os.kill(worker, signal.SIGSTOP)  # a worker that does not answer is visible in the status
+        try:
+            stuck = proxy.client.status()
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert not stuck["policies_agree"] and "did not answer" in stuck["worker_policies"][1]["error"]
+        assert stuck["policies"]["sbw"]["worker_versions"] == [new, None]
+        again = proxy.client.status()  # its late answer is skipped, not taken for this one
+        assert again["policies_agree"] and again["worker_policies"][1]["pid"] == worker
     finally:
         agent.close()
 
@@ -216,3 +266,68 @@ def test_second_proxy_on_same_state_refuses(make_proxy, upstream, tmp_path):
     with pytest.raises(RuntimeError, match="another proxy already serves"):
         make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
     assert first.client.status()["pid"] == first.proc.pid
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sandbox_recreated_under_its_name_without_unregister(make_proxy, upstream, tmp_path, workers):
+    """The proxy never heard the first sandbox go (its unregister was lost); a new sandbox of the same
+    name (new channel directory, new address) registers: it gets a fresh gateway relaying from its own
+    address, its policy changes apply, and the old address serves no one."""
+    state = tmp_path / "re-state"
+    state.mkdir(mode=0o700)
+    proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state, workers=workers)
+    allow = SANDBOX_POLICY.format(port=upstream.port)
+    tight = allow.replace("/sandbox/**", "/sandbox/only")
+    url = f"http://127.0.0.1:{upstream.port}/sandbox/x"
+    _make_sandbox(state, "sbr", "127.77.6.1", allow, created=1.5)
+    proxy.client.register_sandbox("sbr")
+    agent = AgentForwarder(str(state / "sandboxes" / "sbr" / "chan" / "proxy.sock"))
+    assert _get(agent, url) == 200
+    agent.close()
+    shutil.rmtree(state / "sandboxes" / "sbr")  # destroyed; the proxy was not told
+    _make_sandbox(state, "sbr", "127.77.6.2", allow, created=2.5)
+    info = proxy.client.register_sandbox("sbr")
+    assert info["address"] == "127.77.6.2"
+    agent = AgentForwarder(info["socket"])
+    try:
+        assert _get(agent, url) == 200
+        for text, want in ((tight, 403), (allow, 200), (tight, 403)):
+            _replace_policy(state, "sbr", text)
+            assert _wait_status(agent, url, want) == want
+        recs = proxy.client.flows(sandbox="sbr")
+        assert all(r["client"].startswith("127.77.6.") for r in recs)
+        assert recs[-1]["client"].startswith("127.77.6.2:")
+        # a late unregister of the first sandbox must not take the name from the second one
+        with pytest.raises(ProxyError, match="registered again"):
+            proxy.client.unregister_sandbox("sbr", created=1.5)
+        assert _get(agent, url) == 403 and "sbr" in proxy.client.status()["sandboxes"]
+        conn = socket.create_connection(("127.0.0.1", proxy.port), source_address=("127.77.6.1", 0))
+        conn.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{upstream.port}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        assert conn.recv(65536).startswith(b"HTTP/1.1 403")  # the old address is nobody's now
+        conn.close()
+        proxy.client.unregister_sandbox("sbr", created=2.5)
+        assert "sbr" not in proxy.client.status()["sandboxes"]
+    finally:
+        agent.close()
+
+
+def test_stale_registration_never_holds_an_address(make_proxy, upstream, tmp_path):
+    """A sandbox gone without an unregister keeps no address: a new sandbox given it registers."""
+    state = tmp_path / "stale-state"
+    state.mkdir(mode=0o700)
+    proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
+    allow = SANDBOX_POLICY.format(port=upstream.port)
+    _make_sandbox(state, "gone", "127.77.7.1", allow)
+    proxy.client.register_sandbox("gone")
+    shutil.rmtree(state / "sandboxes" / "gone")
+    _make_sandbox(state, "fresh", "127.77.7.1", allow)
+    info = proxy.client.register_sandbox("fresh")
+    assert info["address"] == "127.77.7.1"
+    assert set(proxy.client.status()["sandboxes"]) == {"fresh"}
+    agent = AgentForwarder(info["socket"])
+    try:
+        assert _get(agent, f"http://127.0.0.1:{upstream.port}/sandbox/x") == 200
+        assert proxy.client.flows(sandbox="fresh")[-1]["decision"] == "allow"
+    finally:
+        agent.close()

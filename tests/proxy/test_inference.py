@@ -22,6 +22,11 @@ network:
     - host: "127.0.0.1"
       ports: [{other_port}]
       action: allow
+    - host: "127.0.0.1"  # names the backend's (loopback) address and port; direct requests: none
+      ports: [{port}]
+      paths:
+        - path: "/nothing-direct"
+      action: allow
     - action: deny
 inference:
   routes:
@@ -145,8 +150,10 @@ def test_secret_from_proxy_environment(make_proxy, fake_openai):
 QUERY_POLICY = """\
 network:
   egress:
-    - host: "127.0.0.1"  # names the backend's (loopback) address explicitly
-      ports: [1]
+    - host: "127.0.0.1"  # names the backend's (loopback) address and port explicitly
+      ports: [{port}]
+      paths:
+        - path: "/nothing-direct"
       action: allow
 inference:
   routes:

@@ -3,6 +3,7 @@ create, ls (with the active resource enforcement), exec (streams, exit code), po
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -64,6 +65,18 @@ def test_cli_lifecycle(cli):
     row = next(line for line in listing.splitlines() if line.startswith("cli-box"))
     assert "running" in row and "127.77." in row
     assert ("cgroup v1" in row or "cgroup v2" in row) if cli.mode == "root" else "rlimits" in row
+    # each resource says what enforces it; what rlimits cannot do is said, not implied
+    assert "512M tmpfs" in row and "the workspace has no quota" in listing
+    if cli.mode == "root":
+        assert "1.0 cgroup" in row and "2G cgroup" in row and "256 cgroup" in row
+        assert "NOT-ENFORCED" not in listing
+    else:
+        assert "1.0 NOT-ENFORCED" in row and "2G RLIMIT_AS" in row and "256 RLIMIT_NPROC" in row
+        assert "RLIMIT_CPU caps CPU time, not the rate" in listing
+    as_json = json.loads(cli("ls", "--json").stdout)[0]["details"]["resources"]
+    expected = ("cgroup v1 (cpu.cfs_quota_us)", "cgroup v2 (cpu.max)") if cli.mode == "root" else ("none",)
+    assert as_json["cpu"]["by"] in expected
+    assert as_json["disk"]["by"] == "tmpfs" and as_json["disk"]["limit"] is None
 
     done = cli("exec", "cli-box", "--", "sh", "-c", "echo out; echo err >&2; exit 5")
     assert (done.returncode, done.stdout, done.stderr) == (5, "out\n", "err\n")

@@ -172,3 +172,41 @@ def test_two_sandboxes_with_different_policies(backend, policy_file, upstream, u
     assert all(f["sandbox"] == b for f in flows)
     backend.destroy(a)
     backend.destroy(b)
+
+
+
+def _wait_code(backend, name: str, url: str, want: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (code := curl(backend, name, url)) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return code
+
+
+@pytest.mark.parametrize("unregister_lost", [False, True])
+def test_recreated_sandbox_follows_policy_changes(backend, policy_file, upstream, upstream_tls, monkeypatch,
+                                                  unregister_lost):
+    """Destroy a sandbox and create one with the same name: its later policy changes apply. Also when
+    the proxy never heard of the destroy (its unregister was lost: proxy busy or restarting), so the
+    new sandbox registers over the old one's entry (new channel directory, maybe a new address)."""
+    from jupyter_openshell.runtime import _links
+
+    name = f"re-{uuid.uuid4().hex[:6]}"
+    seed = SEED.format(port=upstream.port, tls_port=upstream_tls.port)
+    data_only = DATA_ONLY.format(port=upstream.port, tls_port=upstream_tls.port)
+    users = f"http://api.example.com:{upstream.port}/v1/users/4"
+    backend.create(SandboxSpec(name=name, policy_file=policy_file(seed)))
+    assert curl(backend, name, users) == 200
+    backend.set_policy(name, data_only)
+    assert _wait_code(backend, name, users, 403) == 403
+    if unregister_lost:
+        monkeypatch.setattr(_links, "unregister", lambda _name: None)
+    backend.destroy(name)
+    monkeypatch.undo()
+    backend.create(SandboxSpec(name=name, policy_file=policy_file(seed)))
+    try:
+        assert curl(backend, name, users) == 200
+        for text, want in ((data_only, 403), (seed, 200), (data_only, 403)):
+            backend.set_policy(name, text)
+            assert _wait_code(backend, name, users, want) == want
+    finally:
+        backend.destroy(name)

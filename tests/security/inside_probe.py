@@ -141,6 +141,7 @@ def sockets() -> None:
     for label, family, kind, proto in (
         ("AF_PACKET", 17, socket.SOCK_DGRAM, 0),
         ("AF_NETLINK", 16, socket.SOCK_DGRAM, 0),
+        ("AF_NETLINK_ROUTE_RAW", 16, socket.SOCK_RAW, 0),  # what getifaddrs() opens
         ("AF_ALG", 38, socket.SOCK_SEQPACKET, 0),
         ("AF_VSOCK", 40, socket.SOCK_STREAM, 0),
         ("AF_INET_RAW", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),

@@ -173,7 +173,7 @@ def test_icmp_and_raw_sockets_refused(probe):
         assert probe["sockets"][label] == errno.EPERM, label
 
 
-@pytest.mark.parametrize("family", ["AF_PACKET", "AF_NETLINK", "AF_ALG", "AF_VSOCK"])
+@pytest.mark.parametrize("family", ["AF_PACKET", "AF_NETLINK", "AF_NETLINK_ROUTE_RAW", "AF_ALG", "AF_VSOCK"])
 def test_other_socket_families_refused(probe, family):
     assert probe["sockets"][family] == errno.EAFNOSUPPORT
 

@@ -71,7 +71,9 @@ class AddressGuard:
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         original = self._swapped.pop(data.server.id, None)
         if original is not None:
-            data.server.address = original
+            # mitmproxy forbids `server.address = ...` on an open connection; the socket is already
+            # connected to the checked IP, this only restores the name for reuse matching and logs.
+            object.__setattr__(data.server, "address", original)
 
     def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
         original = self._swapped.pop(data.server.id, None)

@@ -8,21 +8,25 @@ DNS lookup or upstream connection, under the policy snapshot of its caller.
 * The normalised path and host are what is forwarded (the bytes evaluated are the bytes sent).
 * A denial answers 403 JSON (error, method, host, path, policy_version, rule, hint); a request that
   cannot be evaluated safely answers 400. In audit mode a would-be denial is logged and let through.
+* A CONNECT to a host:port that no allow rule or inference route of the caller could ever let
+  through is answered 403 at once: no TLS handshake with the client, no DNS lookup, no upstream
+  connection. Audit mode lets it through; its requests are then judged and logged one by one.
 * Raw TCP/UDP/DNS flows (non-HTTP inside a tunnel) are killed: nothing leaves without a decision.
 It must never resolve a name or open a connection.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from mitmproxy import http, tcp, udp
 
 from jupyter_openshell.policy import (
+    OVERRIDE_HEADERS,
     BadRequest,
     HostInfo,
     RequestInfo,
-    _normalize,
     normalize_host,
     normalize_path,
     split_host_port,
@@ -42,8 +46,8 @@ from .._state import (
 )
 
 _DEFAULT_PORT = {"http": 80, "https": 443}
-# only these headers matter to the decision (method override); see policy._normalize.OVERRIDE_HEADERS
-OVERRIDE_HEADERS = frozenset(h.encode() for h in _normalize.OVERRIDE_HEADERS)
+# only these headers matter to the decision (method override)
+_OVERRIDE_HEADERS = frozenset(h.encode() for h in OVERRIDE_HEADERS)
 _HOSTS: dict[str, HostInfo] = {}
 
 
@@ -88,16 +92,38 @@ class EgressEnforcer:
         flow.metadata[META_ACTIVE] = active
         return active
 
-    # -- CONNECT: check the authority only; every request inside the tunnel is decided -----------
+    # -- CONNECT: refuse a host no rule could allow; every request inside the tunnel is decided -----
     def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Answer 403 to a CONNECT whose host:port no allow rule (or inference route) of the caller
+        could ever let through, before any TLS handshake, DNS lookup or upstream connection."""
         flow.metadata[META_START] = time.monotonic()
         active = self._snapshot(flow)
         if active is None:
             return
+        req = flow.request
         try:
-            normalize_host(flow.request.host)
+            host = normalize_host(req.host)
         except BadRequest as exc:
             self._bad(flow, str(exc), active.version)
+            return
+        compiled = active.compiled
+        if compiled.host_may_be_allowed(host.value, req.port) or self._routed(active, flow, host.value):
+            return  # audit mode lands here too: its requests are judged (and logged) one by one
+        decision = compiled.decide(RequestInfo("GET", "https", host.value, req.port, "/"))
+        flow.metadata[META_DECISION] = decision
+        flow.metadata[META_TARGET] = ("https", host.value, req.port, "/")
+        self._deny(flow, f"no rule allows any request to {host.value}:{req.port}", host=host.value, path="/",
+                   version=active.version, rule=decision.rule, hint=decision.hint)
+
+    @staticmethod
+    def _routed(active, flow: http.HTTPFlow, host: str) -> bool:
+        """Could an inference route of this caller take requests to `host` (any path)?"""
+        routes = active.policy.routes
+        if not routes:
+            return False
+        caller = flow.metadata[META_CALLER]
+        caller = "host" if caller == HOST_CALLER else caller
+        return any(host in r.hosts and re.fullmatch(r.caller_pattern, caller) for r in routes)
 
     # -- every request -----------------------------------------------------------------------
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -123,7 +149,7 @@ class EgressEnforcer:
             req.data.path = (path + ("?" + query.decode("latin-1") if query else "")).encode("latin-1")
             return  # the inference router rewrites the destination and credentials
         overrides = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.fields
-                     if k.lower() in OVERRIDE_HEADERS]
+                     if k.lower() in _OVERRIDE_HEADERS]
         decision = active.compiled.decide(RequestInfo(
             req.method, req.scheme, host.value, req.port, path, query.decode("latin-1"), overrides))
         flow.metadata[META_DECISION] = decision

@@ -1,6 +1,8 @@
 """REST handlers for flows: GET /openshell/api/flows (paged) and the websocket /openshell/api/flows/stream.
 
-Only records of sandboxes the user owns are ever sent.
+Both take `after=<seq>` (a record's `seq`, or the previous answer's `next_after`) and then send only later
+records, so a client pages, or resumes a dropped stream, without repeats or gaps. Only records of
+sandboxes the user owns are ever sent.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from tornado import web, websocket
 from ..base import API_PREFIX, AUTH_RESOURCE, ApiError, OpenShellAPIHandler, query_int
 
 
-def _since(handler: web.RequestHandler) -> float:
-    raw = handler.get_query_argument("since", "0")
+def _after(handler: web.RequestHandler) -> int | None:
+    raw = handler.get_query_argument("after", None)
+    if raw is None:
+        return None
     try:
-        return float(raw)
+        value = int(raw)
     except ValueError:
-        raise ApiError(400, f"query parameter 'since' must be a unix timestamp, got {raw!r}") from None
+        value = -1
+    if value < 0:
+        raise ApiError(400, f"query parameter 'after' must be a flow's seq (an integer >= 0), got {raw!r}")
+    return value
 
 
 def _selected(handler: JupyterHandler, owned: set[str]) -> set[str]:
@@ -40,14 +47,12 @@ class FlowsHandler(OpenShellAPIHandler):
         owned = self.openshell.sandboxes.owned_names(self.owner)
         names = _selected(self, owned)
         limit = query_int(self, "limit", 200, 1, 1000)
-        since = _since(self)
-        records = await asyncio.to_thread(self.openshell.flows.query, names, since, limit)
-        next_since = records[-1].get("ts") if records else since
-        self.reply({"flows": records, "next_since": next_since, "limit": limit})
+        records, next_after = await asyncio.to_thread(self.openshell.flows.query, names, _after(self), limit)
+        self.reply({"flows": records, "next_after": next_after, "limit": limit})
 
 
 class FlowStreamHandler(JupyterHandler, websocket.WebSocketHandler):
-    """Pushes JSON messages {"flows": [...]} as the proxy logs new decisions."""
+    """Pushes JSON messages {"flows": [...], "next_after": seq} as the proxy logs new decisions."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -61,6 +66,7 @@ class FlowStreamHandler(JupyterHandler, websocket.WebSocketHandler):
         if name is not None and name not in owned:
             raise web.HTTPError(404, f"no sandbox named {name!r}")
         self._name = name
+        self._after = _after(self)
         self._task: asyncio.Task | None = None
         res = super().get(*args, **kwargs)
         if res is not None:
@@ -75,10 +81,10 @@ class FlowStreamHandler(JupyterHandler, websocket.WebSocketHandler):
         return owned if self._name is None else owned & {self._name}
 
     async def _pump(self) -> None:
-        since = float(self.get_query_argument("since", "0") or 0)
         try:
-            async for batch in self.settings["openshell"].flows.follow(self._allowed, since):
-                await self.write_message(json.dumps({"flows": batch}, default=str))
+            async for batch in self.settings["openshell"].flows.follow(self._allowed, self._after):
+                message = {"flows": batch, "next_after": batch[-1]["seq"]}
+                await self.write_message(json.dumps(message, default=str))
         except websocket.WebSocketClosedError:
             pass
 

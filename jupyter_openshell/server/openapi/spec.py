@@ -124,10 +124,11 @@ def openapi_document(base: str = "/openshell/api") -> dict:
                     "parameters": [
                         {"name": "sandbox", "in": "query", "schema": {"type": "string"}},
                         {
-                            "name": "since",
+                            "name": "after",
                             "in": "query",
-                            "schema": {"type": "number"},
-                            "description": "unix time; pass the previous answer's next_since to page",
+                            "schema": {"type": "integer", "minimum": 0},
+                            "description": "only records with a larger seq; pass the previous answer's "
+                            "next_after to page (absent: the newest records)",
                         },
                         {
                             "name": "limit",
@@ -140,10 +141,16 @@ def openapi_document(base: str = "/openshell/api") -> dict:
             },
             "/flows/stream": {
                 "get": {
-                    "summary": 'WebSocket: {"flows": [...]} messages as new requests are decided',
+                    "summary": 'WebSocket: {"flows": [...], "next_after": seq} messages as new requests '
+                    "are decided",
                     "parameters": [
                         {"name": "sandbox", "in": "query", "schema": {"type": "string"}},
-                        {"name": "since", "in": "query", "schema": {"type": "number"}},
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                            "description": "resume after this seq (absent: the newest records first)",
+                        },
                     ],
                     "responses": {"101": {"description": "switching protocols"}, "404": _E404},
                 },
@@ -251,6 +258,7 @@ def openapi_document(base: str = "/openshell/api") -> dict:
                     "properties": {
                         k: {}
                         for k in (
+                            "seq",
                             "id",
                             "ts",
                             "sandbox",
@@ -276,7 +284,7 @@ def openapi_document(base: str = "/openshell/api") -> dict:
                     "type": "object",
                     "properties": {
                         "flows": {"type": "array", "items": {"$ref": "#/components/schemas/Flow"}},
-                        "next_since": {"type": "number"},
+                        "next_after": {"type": "integer"},
                         "limit": {"type": "integer"},
                     },
                 },

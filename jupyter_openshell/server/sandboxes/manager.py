@@ -1,7 +1,9 @@
 """Sandboxes created through the REST API: create, list, get, exec, delete, each owned by a Jupyter user.
 
-Ownership is held here (a sandbox is visible only to the user who created it); the sandboxes themselves
-are the runtime's. It must never reveal another user's sandbox, and it stops every sandbox it created
+Ownership is decided here and persisted by `OwnerStore` (a restarted server keeps it): a sandbox is
+visible to the user who created it; one without a matching record (made by the CLI, a kernel, a crashed
+server's lost record) only to the server's own owner and `admin_users`. The sandboxes themselves are the
+runtime's. It must never reveal another user's sandbox, and it stops every sandbox it owns records of
 when the server stops.
 """
 
@@ -16,12 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from traitlets import Int, Unicode
+from traitlets import Int, Set, Unicode
 from traitlets.config import LoggingConfigurable
 
 from jupyter_openshell.magics.ops import issue_dicts
 
 from ..base import ApiError
+from .owners import OwnerStore, server_owner
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_OUTPUT = 1 << 20
@@ -42,10 +45,18 @@ class SandboxManager(LoggingConfigurable):
         config=True
     )
     exec_timeout = Int(60, help="Default and maximum seconds an exec request may run.").tag(config=True)
+    admin_users = Set(
+        Unicode(),
+        help="Jupyter usernames that may also see and manage sandboxes without a recorded owner (created "
+        "by the CLI, by kernels, or before ownership was recorded); never other users' sandboxes.",
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._owners: dict[str, str] = {}
+        from jupyter_openshell.paths import sub
+
+        self.owners = OwnerStore(sub("jupyter"))
+        self._records = self.owners.load()  # name -> {"owner", "created"}: what a previous server recorded
         self._runtime: Any = None
         self._lock = asyncio.Lock()
 
@@ -56,27 +67,46 @@ class SandboxManager(LoggingConfigurable):
             self._runtime = get_backend(self.backend)
         return self._runtime
 
-    def _check_owner(self, owner: str, name: str) -> None:
-        if self._owners.get(name) != owner:
+    def is_admin(self, owner: str) -> bool:
+        return owner == server_owner() or owner in self.admin_users
+
+    def _owner(self, info: Any) -> str | None:
+        """The recorded owner of this very sandbox (same name and creation time), else None."""
+        record = self._records.get(info.name)
+        return record["owner"] if record and record.get("created") == info.created else None
+
+    def _may_see(self, owner: str, info: Any) -> bool:
+        recorded = self._owner(info)
+        return recorded == owner if recorded is not None else self.is_admin(owner)
+
+    def _visible(self, owner: str) -> dict[str, Any]:
+        infos = {i.name: i for i in self._backend().list()}
+        stale = [n for n in self._records if n not in infos or self._owner(infos[n]) is None]
+        if stale:  # destroyed or replaced behind our back: the record must not outlive its sandbox
+            for name in stale:
+                self._records.pop(name, None)
+            self.owners.remove(*stale)
+        return {n: i for n, i in infos.items() if self._may_see(owner, i)}
+
+    def _check_owner(self, owner: str, name: str) -> Any:
+        try:
+            info = self._backend().status(name)
+        except Exception:  # unknown or invalid name: the same answer as someone else's sandbox
+            raise ApiError(404, f"no sandbox named {name!r}") from None
+        if not self._may_see(owner, info):
             raise ApiError(404, f"no sandbox named {name!r}")
+        return info
 
-    def list(self, owner: str) -> list[dict]:
-        out = []
-        for name in sorted(n for n, o in self._owners.items() if o == owner):
-            try:
-                out.append(self._status(name))
-            except Exception as exc:  # gone behind our back: report, don't fail the listing
-                out.append({"name": name, "state": "missing", "error": str(exc)})
-        return out
-
-    def _status(self, name: str) -> dict:
-        data = info_dict(self._backend().status(name))
-        data["owner"] = self._owners.get(name)
+    def _dict(self, info: Any) -> dict:
+        data = info_dict(info)
+        data["owner"] = self._owner(info)
         return data
 
+    def list(self, owner: str) -> list[dict]:
+        return [self._dict(info) for _, info in sorted(self._visible(owner).items())]
+
     def get(self, owner: str, name: str) -> dict:
-        self._check_owner(owner, name)
-        return self._status(name)
+        return self._dict(self._check_owner(owner, name))
 
     async def create(self, owner: str, body: dict) -> dict:
         from jupyter_openshell.policy import PolicyError, parse_policy
@@ -96,7 +126,7 @@ class SandboxManager(LoggingConfigurable):
         if policy is not None and not isinstance(policy, str):
             raise ApiError(400, "invalid policy", [{"field": "policy", "message": "must be YAML text"}])
         async with self._lock:
-            if name in self._owners or name in {i.name for i in self._backend().list()}:
+            if name in {i.name for i in self._backend().list()}:
                 raise ApiError(409, f"a sandbox named {name!r} already exists; pick another name")
             policy_file = None
             if policy is not None:
@@ -113,15 +143,15 @@ class SandboxManager(LoggingConfigurable):
             finally:
                 if policy_file:
                     os.unlink(policy_file)
-            self._owners[name] = owner
-        data = info_dict(info)
-        data["owner"] = owner
-        return data
+            self._records[name] = {"owner": owner, "created": info.created}
+            self.owners.set(name, owner, info.created)
+        return self._dict(info)
 
     async def delete(self, owner: str, name: str) -> None:
         self._check_owner(owner, name)
         await asyncio.to_thread(self._backend().destroy, name)
-        self._owners.pop(name, None)
+        self._records.pop(name, None)
+        self.owners.remove(name)
 
     async def exec(self, owner: str, name: str, body: dict) -> dict:
         self._check_owner(owner, name)
@@ -175,18 +205,28 @@ class SandboxManager(LoggingConfigurable):
         }
 
     def owned_names(self, owner: str) -> set[str]:
-        return {n for n, o in self._owners.items() if o == owner}
+        """Names of the sandboxes `owner` may see (flows, policies)."""
+        return set(self._visible(owner))
 
     def owns(self, owner: str, name: str) -> bool:
-        return self._owners.get(name) == owner
+        try:
+            self._check_owner(owner, name)
+        except ApiError:
+            return False
+        return True
 
     def stop_all(self) -> None:
-        for name in list(self._owners):
+        """Destroy every sandbox this server holds a record of (created here or by a server before it)."""
+        names = list(self._records)
+        for name in names:
             try:
-                self._backend().destroy(name)
+                info = self._backend().status(name)
+                if self._owner(info) is not None:
+                    self._backend().destroy(name)
             except Exception as exc:
                 self.log.warning("openshell: could not destroy sandbox %s: %s", name, exc)
-            self._owners.pop(name, None)
+        self._records.clear()
+        self.owners.remove(*names)
 
 
 def _private_copy(text: str) -> str:

@@ -1,0 +1,185 @@
+"""The widgets in a real browser: JupyterLab 4 and Notebook 7 render TrafficMonitor and show its updates.
+
+A real Jupyter server (the `jupyterlab` app, which also serves Notebook 7's /notebooks) with the OpenShell
+kernel, headless Chromium driven by Selenium through chromedriver (Debian: `apt-get install chromium
+chromium-driver`; nothing is downloaded). The notebook displays a TrafficMonitor, then its next cell makes
+a request the policy denies: the row can only reach the page through a widget state update over the comm.
+Skipped, with the reason, where Chromium, chromedriver or selenium is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import pytest
+
+from jupyter_openshell.kernel.kernelspec import install
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+try:
+    import selenium  # noqa: F401
+except ImportError:
+    HAVE_SELENIUM = False
+else:
+    HAVE_SELENIUM = True
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER and HAVE_SELENIUM),
+    reason="needs a headless browser: apt-get install chromium chromium-driver; pip install selenium",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, workspace, state_dir):
+    """A JupyterLab server on 127.0.0.1 with the 'openshell' kernelspec; yields (base url, token)."""
+    prefix = tmp_path / "prefix"
+    install(prefix=str(prefix), pool_size=0)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "OPENSHELL_STATE_DIR": str(state_dir),
+    }
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={workspace}", "--ServerApp.open_browser=False"]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=workspace)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((tmp_path / "server.log").read_text()) from None
+                time.sleep(0.2)
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"):
+        options.add_argument(arg)
+    if os.geteuid() == 0:
+        options.add_argument("--no-sandbox")  # Chromium's own sandbox refuses root
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _notebook(path, upstream_url: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "openshell", "display_name": "OpenShell", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from jupyter_openshell.widgets import TrafficMonitor\n"
+            "monitor = TrafficMonitor(interval=0.3)\nmonitor"
+        ),
+        nbformat.v4.new_code_cell(
+            "import urllib.request\n"
+            f"try:\n    urllib.request.urlopen({upstream_url + '/browser-check'!r}, timeout=10)\n"
+            "except Exception as e:\n    print('refused:', e)"
+        ),
+    ]
+    nbformat.write(nb, path)
+
+
+IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
+EDITORS = ".jp-Notebook .jp-Cell .jp-InputArea-editor"
+MONITOR = "//div[contains(@class,'widget-vbox')][.//b[starts-with(., 'Traffic of sandbox')]]"
+
+
+def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
+    """Open `url`, run the first cell (the monitor), then the second (the denied request) with
+    Shift+Enter; return (monitor text when first rendered, after the update)."""
+    from selenium.common.exceptions import ElementNotInteractableException, TimeoutException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def shift_enter():
+        ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+
+    driver.get(url)
+    wait = WebDriverWait(driver, 90, poll_frequency=0.2)
+    step = "the notebook's cells"
+    try:
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, EDITORS)))
+        step = "the kernel to be idle"
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
+        step = "the rendered TrafficMonitor"
+        for attempt in range(5):  # a key pressed while the page still wires the kernel up can be lost
+            try:
+                wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
+                shift_enter()
+                first = WebDriverWait(driver, 15, 0.2).until(
+                    ec.presence_of_element_located((By.XPATH, MONITOR))
+                ).text
+                break
+            except (TimeoutException, ElementNotInteractableException):
+                if attempt == 4:
+                    raise TimeoutException() from None
+        step = "the monitor's update"
+        shift_enter()  # the focus moved on to the second cell: the denied request
+        wait.until(lambda d: "/browser-check" in d.find_element(By.XPATH, MONITOR).text)
+    except TimeoutException:
+        driver.save_screenshot(str(shot))
+        body = driver.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"waited in vain for {step} ({shot}); page text:\n{body[-3000:]}") from None
+    return first, driver.find_element(By.XPATH, MONITOR).text
+
+
+@pytest.mark.parametrize("frontend", ["lab/tree", "notebooks"], ids=["jupyterlab", "notebook7"])
+def test_traffic_monitor_renders_and_updates_in_the_browser(
+    server, browser, workspace, upstream, frontend, tmp_path
+):
+    base, token = server
+    name = f"monitor-{frontend.split('/')[0]}.ipynb"
+    _notebook(workspace / name, upstream.url)
+    url = f"{base}/{frontend}/{name}?token={token}"
+    first, later = _run_cells_and_read_monitor(browser, url, tmp_path / "page.png")
+    assert "Traffic of sandbox kernel-" in first
+    assert "/browser-check" in later and "deny" in later and "denied 1" in later, later
+    # the kernel really is the sandboxed one, and it is shut down with the server (see the fixture)
+    sessions = json.loads(urllib.request.urlopen(f"{base}/api/sessions?token={token}").read())
+    assert [s["kernel"]["name"] for s in sessions] == ["openshell"]
