@@ -199,7 +199,7 @@ def test_recreated_sandbox_follows_policy_changes(backend, policy_file, upstream
     backend.set_policy(name, data_only)
     assert _wait_code(backend, name, users, 403) == 403
     if unregister_lost:
-        monkeypatch.setattr(_links, "unregister", lambda _name: None)
+        monkeypatch.setattr(_links, "unregister", lambda _name, _created=None: None)
     backend.destroy(name)
     monkeypatch.undo()
     backend.create(SandboxSpec(name=name, policy_file=policy_file(seed)))
