@@ -1,7 +1,9 @@
 """The `openshell` command: a thin dispatcher over per-area subcommand modules.
 
-Each area (policy, proxy, sandbox, secret, demo) owns a module here with `register(subparsers)`;
-this file only wires them. It must never contain business logic.
+Each area (policy, proxy, sandbox, secret, demo) owns a module here with `register(subparsers)` and,
+optionally, `USER_ERRORS`: exception types that mean bad input or state, which `main` prints as
+`openshell AREA: message` (exit status 1) instead of a traceback. This file only wires them; it must
+never contain business logic.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         area = sub.add_parser(name, help=help_text, description=help_text)
+        area.set_defaults(user_errors=getattr(mod, "USER_ERRORS", ()))
         mod.register(area)
     return parser
 
@@ -40,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    rc = args.func(args)
+    try:
+        rc = args.func(args)
+    except args.user_errors as exc:
+        print(f"openshell {args.area}: {exc}", file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 

@@ -11,11 +11,12 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from ..runtime import SandboxError, SandboxSpec, get_backend
 
+# Errors of bad input or state: `openshell` prints them as one message, no traceback.
+USER_ERRORS = (SandboxError,)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -138,17 +139,6 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except SandboxError as exc:
-            print(f"openshell sandbox: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="local", help="sandbox backend (default: local)")
     sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
@@ -159,7 +149,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace", help="host directory mounted read-write at /workspace")
     p.add_argument("--gpu", action="store_true", help="make the NVIDIA GPUs available inside")
     p.add_argument("--json", action="store_true", help="print the sandbox's details as JSON")
-    p.set_defaults(func=_guard(_create))
+    p.set_defaults(func=_create)
 
     p = sub.add_parser(
         "exec",
@@ -170,29 +160,29 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--cwd", help="working directory inside (default /workspace)")
     p.add_argument("--env", action="append", metavar="VAR=VALUE", help="extra environment variable")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
-    p.set_defaults(func=_guard(_exec))
+    p.set_defaults(func=_exec)
 
     p = sub.add_parser("ls", help="list sandboxes, their state and which resource enforcement is active")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_guard(_ls))
+    p.set_defaults(func=_ls)
 
     p = sub.add_parser("logs", help="print a sandbox's log (agent, proxy channel, start-up errors)")
     p.add_argument("name")
-    p.set_defaults(func=_guard(_logs))
+    p.set_defaults(func=_logs)
 
     p = sub.add_parser("policy", help="show a sandbox's policy, or --set FILE to replace it (hot)")
     p.add_argument("name")
     p.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
-    p.set_defaults(func=_guard(_policy))
+    p.set_defaults(func=_policy)
 
     p = sub.add_parser("stop", help="end a sandbox's processes, keep its files")
     p.add_argument("name")
-    p.set_defaults(func=_guard(_stop))
+    p.set_defaults(func=_stop)
 
     p = sub.add_parser("rm", help="end every process of a sandbox and remove its state")
     p.add_argument("names", nargs="*")
     p.add_argument("--all", action="store_true", help="remove every sandbox")
-    p.set_defaults(func=_guard(_rm))
+    p.set_defaults(func=_rm)
 
     p = sub.add_parser("gc", help="clean what crashed or exited sandboxes left behind")
-    p.set_defaults(func=_guard(_gc))
+    p.set_defaults(func=_gc)

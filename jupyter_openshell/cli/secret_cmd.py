@@ -15,6 +15,8 @@ import sys
 from .. import paths
 from ..proxy import SecretError, check_secret_name, secret_env_name
 
+USER_ERRORS = (SecretError,)  # printed by `openshell` as one message, no traceback
+
 
 def _set(args: argparse.Namespace) -> int:
     name = check_secret_name(args.name)
@@ -51,24 +53,13 @@ def _rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(func):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except SecretError as exc:
-            print(f"openshell secret: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser("set", help="store a secret read from stdin (or a hidden prompt)")
     p.add_argument("name", help="secret name, as in a route's token_from_secret")
-    p.set_defaults(func=_run(_set))
+    p.set_defaults(func=_set)
     p = sub.add_parser("ls", help="list stored secret names (never values)")
-    p.set_defaults(func=_run(_ls))
+    p.set_defaults(func=_ls)
     p = sub.add_parser("rm", help="remove a stored secret")
     p.add_argument("name")
-    p.set_defaults(func=_run(_rm))
+    p.set_defaults(func=_rm)

@@ -13,8 +13,9 @@ import ipaddress
 import json
 import posixpath
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
@@ -39,6 +40,7 @@ from ._model import (
 )
 from ._normalize import normalize_host, normalize_path
 
+T = TypeVar("T")
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 MODES = ("enforce", "audit")
 ACTIONS = ("allow", "deny")
@@ -392,12 +394,14 @@ class _Validator:
             return ()
         if not self.seq(node, "network.egress", loc, "rules", ex):
             return ()
-        rules = []
-        for i, item in enumerate(node):
-            rule = self.rule(item, f"network.egress[{i}]", _val_loc(node, i, loc), i)
-            if rule is not None:
-                rules.append(rule)
-        return tuple(rules)
+        return self.each(node, "network.egress", loc, self.rule)
+
+    def each(
+        self, node: Any, field: str, loc: Loc, parse: Callable[[Any, str, Loc, int], T | None]
+    ) -> tuple[T, ...]:
+        """Parse every item of the list `node` with `parse(item, field[i], loc, i)`; the valid ones."""
+        parsed = (parse(item, f"{field}[{i}]", _val_loc(node, i, loc), i) for i, item in enumerate(node))
+        return tuple(p for p in parsed if p is not None)
 
     def rule(self, node: Any, field: str, loc: Loc, index: int) -> EgressRule | None:
         ex = 'host: "api.example.com"\naction: allow'
@@ -741,12 +745,7 @@ class _Validator:
         )
         if node is None or not self.seq(node, "inference.routes", loc, "routes", ex):
             return ()
-        out = []
-        for i, item in enumerate(node):
-            r = self.route(item, f"inference.routes[{i}]", _val_loc(node, i, loc), i)
-            if r is not None:
-                out.append(r)
-        return tuple(out)
+        return self.each(node, "inference.routes", loc, self.route)
 
     def route(self, node: Any, field: str, loc: Loc, index: int) -> InferenceRoute | None:
         ex = 'caller_pattern: ".*"\nbackend:\n  url: "https://api.openai.com/v1"'
