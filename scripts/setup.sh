@@ -4,8 +4,9 @@
 # Idempotent: a second run only checks. Never downloads anything but Debian and PyPI packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+# The demo extras (JupyterLab, nbclient, openai) serve the README's main command, `openshell demo`.
+extras="[demo]"
+[ "${1:-}" = "--test" ] && extras="[demo,test]"
 
 need_apt=()
 for pair in bwrap:bubblewrap curl:curl git:git ip:iproute2 setpriv:util-linux node:nodejs; do
@@ -13,7 +14,7 @@ for pair in bwrap:bubblewrap curl:curl git:git ip:iproute2 setpriv:util-linux no
 done
 # The tests also drive JupyterLab and Notebook 7 in a headless browser (skipped, with the reason, without one).
 test_apt=()
-if [ -n "$extras" ]; then
+if [ "$extras" = "[demo,test]" ]; then
   for pair in chromium:chromium chromedriver:chromium-driver; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || test_apt+=("${pair#*:}")
   done

@@ -48,7 +48,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_schema)
 
     p = sub.add_parser("suggest", help="print a minimal policy allowing the flows in a flow log (JSON lines)")
-    p.add_argument("flowlog", help="flows.jsonl ('-' for stdin)")
+    p.add_argument("flowlog", help="flows.jsonl ('-' for stdin); its rotated files (.N) are read too")
+    p.add_argument("--no-rotated", action="store_true", help="read only FLOWLOG, not its rotated files")
     p.set_defaults(func=_suggest)
 
 
@@ -127,14 +128,21 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _suggest(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.flowlog == "-" else Path(args.flowlog).read_text(encoding="utf-8")
+    from jupyter_openshell.proxy import flow_log_files
+
+    if args.flowlog == "-":
+        sources = [("-", sys.stdin.read())]
+    else:  # a rotated log: its older files (flows.jsonl.N .. .1) first
+        paths = [Path(args.flowlog)] if args.no_rotated else flow_log_files(Path(args.flowlog))
+        sources = [(str(p), p.read_text(encoding="utf-8")) for p in paths]
     records = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            print(f"{args.flowlog}:{n}: skipped, not JSON: {exc.msg}", file=sys.stderr)
+    for name, text in sources:
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                print(f"{name}:{n}: skipped, not JSON: {exc.msg}", file=sys.stderr)
     sys.stdout.write(suggest(records))
     return 0

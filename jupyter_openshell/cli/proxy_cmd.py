@@ -29,6 +29,16 @@ def _pin(text: str) -> tuple[str, str]:
     return name, ip
 
 
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = units.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in units else t
+    if not number.isdigit() or int(number) * scale < 1:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 65536, 64M), got {text!r}")
+    return int(number) * scale
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=["run", "status", "stop"], default="run",
                         help="run (default) the proxy in the foreground; status or stop the running one")
@@ -48,7 +58,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="answer lookups of NAME with IP instead of DNS (still address-checked)")
     parser.add_argument("--reload-interval", type=float, default=0.05, metavar="S",
                         help="seconds between checks of the policy files")
+    parser.add_argument("--flow-log-max-bytes", type=_size, default=None, metavar="SIZE",
+                        help="rotate flows/flows.jsonl when it would pass SIZE (bytes, or with k/M/G; "
+                        "default 64M)")
+    parser.add_argument("--flow-log-keep", type=int, default=None, metavar="N",
+                        help="rotated flow logs kept (flows.jsonl.1 .. .N, default 4; at least 1)")
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--flow-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -97,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("openshell proxy: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.flow_log_keep is not None and args.flow_log_keep < 1:
+        print("openshell proxy: --flow-log-keep must be at least 1", file=sys.stderr)
+        return 2
     if not args.policy.exists():
         print(f"openshell proxy: policy file {args.policy} not found", file=sys.stderr)
         return 2
@@ -105,5 +124,9 @@ def run(args: argparse.Namespace) -> int:
                       listen_host=host, listen_port=port, workers=args.workers,
                       worker_index=args.worker_index,
                       upstream_ca=args.upstream_ca, resolve=dict(args.resolve),
-                      reload_interval=args.reload_interval)
+                      reload_interval=args.reload_interval, flow_fd=args.flow_fd)
+    if args.flow_log_max_bytes is not None:
+        cfg.flow_max_bytes = args.flow_log_max_bytes
+    if args.flow_log_keep is not None:
+        cfg.flow_keep = args.flow_log_keep
     return serve(cfg)

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-READ_OPS = frozenset({"show", "explain", "history", "flows", "rule_for"})
+READ_OPS = frozenset({"show", "explain", "history", "flows", "flow_page", "rule_for"})
 WRITE_OPS = frozenset({"put", "allow", "deny", "mode", "rollback"})
 MAX_REQUEST = 1 << 20
 

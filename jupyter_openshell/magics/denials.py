@@ -6,6 +6,7 @@ hook that asks the kernel broker). It must never hide a denial because a library
 
 from __future__ import annotations
 
+import contextlib
 import html
 from typing import Any
 
@@ -41,26 +42,32 @@ def notice(record: dict, name: str | None) -> dict[str, str]:
 
 
 class DenialWatcher:
-    """Shows each new denial of one sandbox once; `ops.flows(since, limit)` (PolicyOps or RemoteOps)."""
+    """Shows each new denial of one sandbox (its current instance) once, paging the flow log by `seq`;
+    `ops.flow_page(after, limit)` (PolicyOps or RemoteOps)."""
 
     def __init__(self, ops: Any, name: str | None):
         self.ops, self.name = ops, name
-        self.since = 0.0
-        self.seen: set[str] = set()
+        self.since = 0.0  # the first cell's start: used only while no cursor could be taken
+        self.after: int | None = None
 
     def mark(self, ts: float) -> None:
+        """A cell starts: the first time, take the log's cursor (denials before it are not shown)."""
         if not self.since:
             self.since = ts
+        if self.after is None:
+            with contextlib.suppress(Exception):  # the proxy may be down: check() uses the start time
+                self.after = self.ops.flow_page(limit=0)["next_after"]
 
     def check(self) -> list[dict]:
         try:
-            records = self.ops.flows(since=self.since or 1e-9, limit=500)
+            page = self.ops.flow_page(after=self.after, limit=500)
         except Exception:  # the proxy may be down; the cell's own error says enough then
             return []
-        fresh = [r for r in records if r.get("decision") == "deny" and str(r.get("id")) not in self.seen]
-        if records:
-            self.since = max(self.since, *(float(r.get("ts") or 0) for r in records))
-            self.seen = {str(r.get("id")) for r in records if float(r.get("ts") or 0) == self.since}
+        records = page["flows"]
+        if self.after is None:
+            records = [r for r in records if float(r.get("ts") or 0) >= self.since]
+        self.after = page["next_after"]
+        fresh = [r for r in records if r.get("decision") == "deny"]
         for record in fresh:
             display(notice(record, self.name), raw=True)
         return fresh

@@ -179,9 +179,17 @@ class PolicyOps:
         }
 
     def flows(self, since: float = 0, limit: int = 200) -> list[dict]:
+        """Records of the sandbox now called `name` (not of an earlier one of that name), oldest first."""
         from jupyter_openshell.proxy import ProxyClient
 
         return ProxyClient().flows(sandbox=self.name, since=since, limit=limit)
+
+    def flow_page(self, after: int | None = None, limit: int = 200) -> dict:
+        """{"flows", "next_after"}: the current instance's records after the cursor `after` (a seq; None:
+        the newest `limit`); pass `next_after` back to get only later ones."""
+        from jupyter_openshell.proxy import ProxyClient
+
+        return ProxyClient().flow_page(sandbox=self.name, after=after, limit=limit)
 
 
 def _iso(ts_ms: int) -> str:
@@ -218,6 +226,7 @@ _PARAMS = {
     "mode": ("mode",),
     "rollback": ("version",),
     "flows": ("since", "limit"),
+    "flow_page": ("after", "limit"),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from mitmproxy.proxy import mode_servers
 from ._addresses import Resolver
 from ._ca import BUNDLE, ensure_ca, upstream_trust
 from ._control import ControlServer
-from ._flowlog import FlowLog, FlowRing
+from ._flowlog import ROTATE_BYTES, ROTATE_KEEP, FlowLog, FlowRing, PipeFlowLog
 from ._gateway import Gateway
 from ._pipeline import Pipeline, lean_master
 from ._policies import PolicySet
@@ -58,6 +59,9 @@ class ProxyConfig:
     upstream_ca: Path | None = None
     resolve: dict[str, str] = field(default_factory=dict)
     reload_interval: float = 0.05
+    flow_fd: int | None = None  # a worker: the pipe its flow records go to (the primary writes the log)
+    flow_max_bytes: int = ROTATE_BYTES  # rotate flows.jsonl when it would pass this size
+    flow_keep: int = ROTATE_KEEP  # rotated files kept (flows.jsonl.1 ..)
 
 
 def default_addons(state: ProxyState, reload_interval: float = 0.05) -> list[Any]:
@@ -104,16 +108,24 @@ def setup_logging(secrets: SecretStore) -> None:
 class ProxyProcess:
     """One proxy process (primary or worker)."""
 
-    def __init__(self, cfg: ProxyConfig):
+    def __init__(self, cfg: ProxyConfig, ring: FlowRing | None = None):
         self.cfg = cfg
         sd = cfg.state_dir
         for sub in ("ca", "secrets", "policies", "sandboxes", "flows", "run"):
             (sd / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.secrets = SecretStore(sd / "secrets")
         setup_logging(self.secrets)
+        log_path = sd / "flows" / "flows.jsonl"
+        flowlog: FlowLog | PipeFlowLog
+        if cfg.worker_index:
+            if cfg.flow_fd is None:
+                raise SystemExit("openshell proxy: a worker needs --flow-fd (the primary starts workers)")
+            flowlog = PipeFlowLog(cfg.flow_fd, log_path)
+        else:
+            flowlog = FlowLog(log_path, cfg.flow_max_bytes, cfg.flow_keep, ring.add if ring else None)
         self.state = ProxyState(
             state_dir=sd, registry=Registry(), policies=PolicySet(), secrets=self.secrets,
-            flowlog=FlowLog(sd / "flows" / "flows.jsonl"), resolver=Resolver(cfg.resolve))
+            flowlog=flowlog, resolver=Resolver(cfg.resolve))
         self.state.policies.set_source(HOST_CALLER, cfg.policy_file)
         self.master: Master | None = None
         self.port = cfg.listen_port
@@ -189,14 +201,15 @@ class Primary:
 
     def __init__(self, cfg: ProxyConfig):
         self.cfg = cfg
-        self.proc = ProxyProcess(cfg)
+        self.ring = FlowRing(cfg.state_dir / "flows" / "flows.jsonl")
+        self.proc = ProxyProcess(cfg, self.ring)
         self.gateway: Gateway | None = None
         self.control: ControlServer | None = None
         self.workers: list[asyncio.subprocess.Process] = []
+        self._flow_pipes: dict[int, bytearray] = {}  # read end of a worker's flow pipe -> partial line
         self._worker_lock = asyncio.Lock()
         self._registry_lock = asyncio.Lock()  # one registry change at a time, workers told in order
         self._seq = 0
-        self.ring = FlowRing(cfg.state_dir / "flows" / "flows.jsonl")
         self.info: dict[str, Any] = {}
 
     async def run(self) -> int:
@@ -256,6 +269,8 @@ class Primary:
         for w in self.workers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(w.wait(), 5)
+        for fd in list(self._flow_pipes):  # the workers' last records
+            self._drain_flows(fd)
         with contextlib.suppress(OSError, ValueError):
             if json.loads(run_json.read_text()).get("pid") == os.getpid():
                 run_json.unlink()
@@ -270,13 +285,45 @@ class Primary:
             argv += ["--upstream-ca", str(cfg.upstream_ca)]
         for k, v in cfg.resolve.items():
             argv += ["--resolve", f"{k}={v}"]
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE)
+        read_end, write_end = os.pipe()
+        with contextlib.suppress(OSError):  # room for bursts while this loop is busy (1 MiB: the default cap)
+            fcntl.fcntl(write_end, 1031, 1 << 20)  # F_SETPIPE_SZ
+        argv += ["--flow-fd", str(write_end)]
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                        stdout=asyncio.subprocess.PIPE, pass_fds=(write_end,))
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        os.set_blocking(read_end, False)
+        self._flow_pipes[read_end] = bytearray()
+        asyncio.get_running_loop().add_reader(read_end, self._drain_flows, read_end)
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         if not line:
             raise RuntimeError(f"proxy worker {index} failed to start (see stderr)")
         return proc
+
+    def _drain_flows(self, fd: int) -> None:
+        """Number and append the complete records a worker sent; at EOF stop reading its pipe."""
+        buf = self._flow_pipes[fd]
+        while True:
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                break
+            if not data:
+                asyncio.get_running_loop().remove_reader(fd)
+                del self._flow_pipes[fd]
+                os.close(fd)
+                break
+            buf += data
+            cut = buf.rfind(b"\n")
+            if cut >= 0:
+                self.proc.state.flowlog.write_lines(bytes(buf[:cut]).split(b"\n"))  # type: ignore[union-attr]
+                del buf[:cut + 1]
 
     async def _tell_workers(self, cmd: dict[str, Any], timeout: float = 10) -> list[dict[str, Any]]:
         """Send `cmd` to every worker and collect their answers (in worker order). Each command carries
@@ -330,12 +377,7 @@ class Primary:
             async with self._registry_lock:  # read-modify-write of the registry, one at a time
                 return await self._register(method, parts[1], query.get("created"))
         if parts == ["flows"] and method == "GET":
-            try:
-                since = float(query.get("since", 0) or 0)
-                limit = int(query.get("limit", 200) or 200)
-            except ValueError:
-                return 400, {"error": "since must be a number and limit an integer"}
-            return 200, {"flows": self.ring.query(query.get("sandbox"), since, limit)}
+            return self._flows(query)
         if parts == ["reload"] and method == "POST":
             changed = self.proc.state.policies.refresh(force=True)
             await self._tell_workers({"op": "reload"})
@@ -345,6 +387,36 @@ class Primary:
             asyncio.get_running_loop().call_later(0.05, self.proc.master.shutdown)
             return 200, {"stopping": True}
         return 404, {"error": f"no route {method} {path}"}
+
+    def _flows(self, query: dict[str, str]) -> tuple[int, Any]:
+        sandbox = query.get("sandbox")
+        try:
+            since = float(query.get("since", 0) or 0)
+            limit = int(query.get("limit", 200) or 200)
+            after = int(query["after"]) if query.get("after") not in (None, "") else None
+        except ValueError:
+            return 400, {"error": "since must be a number, limit and after integers"}
+        raw = query.get("created") or "any"
+        created: float | bool | None = True
+        if raw == "current" and sandbox is not None:
+            created = self._current_created(sandbox)
+        elif raw not in ("any", "current"):
+            try:
+                created = None if raw == "none" else float(raw)
+            except ValueError:
+                return 400, {"error": "created must be 'current', 'any', 'none' or a sandbox.json created"}
+        return 200, self.ring.query(sandbox, since, limit, after=after, created=created)
+
+    def _current_created(self, name: str) -> float | bool | None:
+        """The `created` of the sandbox now called `name` (registered, else its sandbox.json); True (any
+        instance) when there is no such sandbox now."""
+        entry = self.proc.state.registry.get(name)
+        if entry is None:
+            try:
+                entry = read_sandbox(self.cfg.state_dir, name)
+            except RegistryError:
+                return True
+        return entry.created
 
     async def _register(self, method: str, name: str, created: str | None) -> tuple[int, Any]:
         names = self.proc.state.registry.names()

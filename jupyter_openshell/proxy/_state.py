@@ -10,7 +10,7 @@ from pathlib import Path
 from mitmproxy import http
 
 from ._addresses import Explicit, Resolver, explicit_networks
-from ._flowlog import FlowLog
+from ._flowlog import FlowLog, PipeFlowLog
 from ._policies import Active, PolicySet
 from ._registry import HOST_CALLER, Registry
 from ._secrets import SecretStore
@@ -30,7 +30,7 @@ class ProxyState:
     registry: Registry
     policies: PolicySet
     secrets: SecretStore
-    flowlog: FlowLog
+    flowlog: FlowLog | PipeFlowLog
     resolver: Resolver
     _explicit: dict[str, Explicit] = field(default_factory=dict)
 

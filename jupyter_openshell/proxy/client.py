@@ -94,12 +94,28 @@ class ProxyClient:
         query = f"?created={created!r}" if created is not None else ""
         return self._call("DELETE", f"/sandboxes/{quote(name, safe='')}{query}")
 
-    def flows(self, sandbox: str | None = None, since: float = 0, limit: int = 200) -> list[dict[str, Any]]:
-        """Flow records, oldest first: with `since` the first `limit` at or after it, else the newest."""
+    def flows(self, sandbox: str | None = None, since: float = 0, limit: int = 200, *,
+              after: int | None = None,
+              created: float | str | None = "current") -> list[dict[str, Any]]:
+        """Flow records, oldest first (see `flow_page`)."""
+        return self.flow_page(sandbox, since, limit, after=after, created=created)["flows"]
+
+    def flow_page(self, sandbox: str | None = None, since: float = 0, limit: int = 200, *,
+                  after: int | None = None, created: float | str | None = "current") -> dict[str, Any]:
+        """{"flows", "next_after"}: records oldest first. `after` (a record's `seq`, or the last answer's
+        `next_after`): the first `limit` later records, so paging never repeats or skips one, across
+        proxy restarts and rotated log files; else with `since` the first `limit` at or after that ts;
+        else the newest `limit`. With `sandbox`, `created` picks the instance: "current" (the sandbox now
+        called so; every record of the name if there is none), "any", None (records of no known
+        instance) or a sandbox.json `created`."""
         params: dict[str, Any] = {"since": since, "limit": limit}
+        if after is not None:
+            params["after"] = int(after)
         if sandbox is not None:
             params["sandbox"] = sandbox
-        return self._call("GET", "/flows?" + urlencode(params))["flows"]
+            params["created"] = "none" if created is None else created if isinstance(created, str) else \
+                repr(float(created))
+        return self._call("GET", "/flows?" + urlencode(params))
 
     def reload(self) -> dict[str, Any]:
         return self._call("POST", "/reload")

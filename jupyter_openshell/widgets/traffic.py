@@ -1,8 +1,9 @@
 """`TrafficMonitor`: a live, filterable table of the proxied requests of one sandbox, with counts.
 
-Columns: time, method, host, path, decision, rule, status, bytes, latency. Reads flows through
-`jupyter_openshell.magics.ops` (the host state, or the kernel broker inside an OpenShell kernel). It must
-never show records of another sandbox.
+Columns: time, method, host, path, decision, rule, status, bytes, latency. Only the sandbox now called
+`sandbox` counts: records of an earlier sandbox of that name are never shown. Reads flows, paged by
+`seq`, through `jupyter_openshell.magics.ops` (the host state, or the kernel broker inside an OpenShell
+kernel). It must never show records of another sandbox.
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ class TrafficMonitor(widgets.VBox):
         self.ops = ops_for(sandbox)
         self.records: deque[dict] = deque(maxlen=2000)
         self.rows = rows
-        self._since = 0.0
-        self._seen: set[str] = set()
+        self._after: int | None = None  # the flow log cursor (a record's seq)
         self.counts = widgets.HTML()
         self.filter = widgets.Text(placeholder="filter host, path, method, rule", description="Filter")
         self.decision = widgets.Dropdown(
@@ -65,15 +65,14 @@ class TrafficMonitor(widgets.VBox):
         self._poller.start()
 
     def refresh(self) -> None:
-        batch = (
-            self.ops.flows(since=self._since or 1e-9, limit=1000)
-            if self._since
-            else self.ops.flows(limit=500)
-        )
-        fresh = [r for r in batch if str(r.get("id")) not in self._seen]
-        if batch:
-            self._since = max(float(r.get("ts") or 0) for r in batch)
-            self._seen = {str(r.get("id")) for r in batch if float(r.get("ts") or 0) == self._since}
+        page = self.ops.flow_page(after=self._after, limit=500 if self._after is None else 1000)
+        fresh = page["flows"]
+        self._after = page["next_after"]
+        if fresh:
+            newest = fresh[-1].get("sandbox_created")
+            if self.records and self.records[-1].get("sandbox_created") != newest:
+                self.records.clear()  # the sandbox was created again under its name: only the new one
+            fresh = [r for r in fresh if r.get("sandbox_created") == newest]
         if fresh or not self.table.value:
             self.records.extend(fresh)
             self.render()

@@ -320,77 +320,76 @@ async def test_ownership_is_persisted_and_survives_an_extension_restart(jp_fetch
     assert json.loads(owners_file.read_text()) == {}
 
 
-async def test_flow_paging_and_stream_resume_by_seq_with_many_equal_timestamps(jp_fetch, jp_ws_fetch):
-    """250 records with one `ts` (plus one logged late with an older ts, and another sandbox's records in
-    between): pages of 7 by `after=<seq>` return each exactly once, in log order; a stream resumes after
-    the seq it is given."""
-    import time
-    import uuid
-
-    from jupyter_openshell.paths import state_dir
-
+async def test_flow_paging_by_proxy_seq_survives_restart_and_skips_a_predecessor(
+    jp_fetch, jp_ws_fetch, jp_serverapp, upstream
+):
+    """60 requests of a real sandbox: pages of 7 by `after=<seq>` return each exactly once, in log order;
+    a cursor stays valid for a re-initialised extension (what a restarted server builds); a stream resumes
+    after the seq it is given. Destroyed and created again under its name, the sandbox starts with no
+    records: its predecessor's never show, in pages or in the stream."""
     api = _fetch_json(jp_fetch)
+    ext = jp_serverapp.extension_manager.extension_points["openshell"].app
     assert (await api("sandboxes", method="POST", body={"name": "seq-box"}))[0] == 201
-    tag = uuid.uuid4().hex[:8]
-    log = state_dir() / "flows" / "flows.jsonl"
+    loop = "\n".join([
+        "import sys, urllib.request as u",
+        "for p in sys.argv[1:]:",
+        f"    try: u.urlopen({upstream.url!r} + p)",
+        "    except Exception as e: print(e)",
+    ])
 
-    def append(paths, ts, sandbox="seq-box"):
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
-        try:
-            for path in paths:
-                record = {"id": f"{tag}-{sandbox}-{path}", "ts": ts, "sandbox": sandbox, "method": "GET",
-                          "host": "127.0.0.2", "path": path, "decision": "deny"}
-                os.write(fd, (json.dumps(record) + "\n").encode())
-        finally:
-            os.close(fd)
+    async def run(*paths):
+        body = {"argv": ["python3", "-c", loop, *paths]}
+        _, out = await api("sandboxes", "seq-box", "exec", method="POST", body=body)
+        assert out["returncode"] == 0 and out["stdout"].count("403") == len(paths), out
 
-    async def page(after, limit=7, sandbox="seq-box"):
-        params = {"limit": str(limit), "after": str(after)}
-        if sandbox:
-            params["sandbox"] = sandbox
+    async def page(after, limit=7):
+        params = {"limit": str(limit), "sandbox": "seq-box"}
+        if after is not None:
+            params["after"] = str(after)
         return json.loads((await jp_fetch("openshell", "api", "flows", params=params)).body)
 
-    try:
-        ts = time.time()
-        for start in range(0, 250, 50):
-            append([f"/{i}" for i in range(start, start + 50)], ts)
-            append([f"/other-{start}"], ts, sandbox="not-alice")
-        got, after = [], 0
+    async def page_all(after=0):
+        got = []
         while True:
             answer = await page(after)
             assert len(answer["flows"]) <= 7
             got += answer["flows"]
             if not answer["flows"]:
-                break
+                return got, after
             after = answer["next_after"]
-        assert [r["path"] for r in got] == [f"/{i}" for i in range(250)]
-        seqs = [r["seq"] for r in got]
-        assert seqs == sorted(set(seqs)) and {r["ts"] for r in got} == {ts}
-        append(["/late"], ts - 1)  # a worker's record that reaches the log after newer ones
-        late = await page(after)
-        assert [r["path"] for r in late["flows"]] == ["/late"]
-        after = late["next_after"]
-        assert (await page(after))["flows"] == []
-        everything = await page(0, limit=1000, sandbox=None)
-        assert not any(r["sandbox"] == "not-alice" for r in everything["flows"])
 
-        # the stream, resumed after /99's seq, sends /100 ... /249 and /late, each once
-        resume = got[99]["seq"]
+    try:
+        await run(*[f"/{i}" for i in range(60)])
+        got, cursor = await page_all()
+        assert [r["path"] for r in got] == [f"/{i}" for i in range(60)]
+        seqs = [r["seq"] for r in got]
+        assert seqs == sorted(set(seqs))
+        ext.initialize_settings()  # a restarted server: the proxy's seq is still the cursor
+        assert [r["path"] for r in (await page(got[29]["seq"], limit=100))["flows"]] == [
+            f"/{i}" for i in range(30, 60)]
+
         ws = await jp_ws_fetch("openshell", "api", "flows", "stream",
-                               params={"sandbox": "seq-box", "after": str(resume)})
+                               params={"sandbox": "seq-box", "after": str(got[49]["seq"])})
         streamed = []
-        while len(streamed) < 151:
-            message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
-            streamed += message["flows"]
-            cursor = message["next_after"]
+        while len(streamed) < 10:
+            streamed += json.loads(await asyncio.wait_for(ws.read_message(), 10))["flows"]
         ws.close()
-        assert [r["path"] for r in streamed] == [f"/{i}" for i in range(100, 250)] + ["/late"]
-        append(["/after-reconnect"], ts)
-        ws = await jp_ws_fetch("openshell", "api", "flows", "stream",
-                               params={"sandbox": "seq-box", "after": str(cursor)})
+        assert [r["path"] for r in streamed] == [f"/{i}" for i in range(50, 60)]
+
+        # the same name again: a new sandbox with none of the old one's records
+        assert (await api("sandboxes", "seq-box", method="DELETE"))[0] == 204
+        assert (await api("sandboxes", method="POST", body={"name": "seq-box"}))[0] == 201
+        assert (await page(None, limit=100))["flows"] == []
+        assert (await page(0, limit=100))["flows"] == []
+        ws = await jp_ws_fetch("openshell", "api", "flows", "stream", params={"sandbox": "seq-box"})
+        await run("/new")
         message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
         ws.close()
-        assert [r["path"] for r in message["flows"]] == ["/after-reconnect"]
+        assert [r["path"] for r in message["flows"]] == ["/new"]
+        assert [r["path"] for r in (await page(None, limit=100))["flows"]] == ["/new"]
+        assert [r["path"] for r in (await page_all(cursor))[0]] == ["/new"]
+        everything = json.loads((await jp_fetch("openshell", "api", "flows", params={"limit": "1000"})).body)
+        assert [r["path"] for r in everything["flows"] if r["sandbox"] == "seq-box"] == ["/new"]
         with pytest.raises(HTTPClientError) as err:
             await jp_fetch("openshell", "api", "flows", params={"after": "-1"})
         assert err.value.code == 400

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,39 @@ def test_gpu_status_shows_a_clear_state():
             assert "No GPU" in widget.view.value and widget.snapshot["reason"] in widget.view.value
     finally:
         widget.close()
+
+
+def test_recreated_sandbox_shows_none_of_its_predecessors_flows(sandbox, upstream, tmp_path):
+    """Destroyed and created again under its name: a new TrafficMonitor, the PolicyPanel's denial buttons
+    and the denial notices show only the new sandbox's requests; a monitor left open switches over."""
+    from jupyter_openshell.magics.denials import DenialWatcher
+
+    assert "403" in fetch(sandbox, upstream.url + "/old-secret")
+    old_monitor = TrafficMonitor(sandbox.name, interval=0.2)
+    try:
+        assert wait_for(lambda: any(r["path"] == "/old-secret" for r in old_monitor.records))
+        policy = sandbox.backend.status(sandbox.name).policy_file
+        text = Path(policy).read_text()
+        sandbox.backend.destroy(sandbox.name)
+        fresh_policy = tmp_path / "again.yaml"
+        fresh_policy.write_text(text)
+        sandbox.backend.create(SandboxSpec(name=sandbox.name, policy_file=str(fresh_policy)))
+        monitor = TrafficMonitor(sandbox.name, interval=0.2)
+        try:
+            assert not monitor.records
+            assert "no requests yet" in monitor.table.value
+            panel = PolicyPanel(sandbox.name)
+            assert not [b for b in panel.denials.children if "old-secret" in getattr(b, "description", "")]
+            watcher = DenialWatcher(PolicyOps(sandbox.name), sandbox.name)
+            watcher.mark(time.time() - 3600)
+            assert "403" in fetch(sandbox, upstream.url + "/new-secret")
+            assert wait_for(lambda: len(monitor.records) >= 1)
+            assert [r["path"] for r in monitor.records] == ["/new-secret"]
+            assert [r["path"] for r in watcher.check()] == ["/new-secret"]
+            assert watcher.check() == []  # each denial once
+            assert wait_for(lambda: [r["path"] for r in old_monitor.records] == ["/new-secret"])
+            assert "old-secret" not in old_monitor.table.value
+        finally:
+            monitor.close()
+    finally:
+        old_monitor.close()

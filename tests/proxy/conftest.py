@@ -49,13 +49,13 @@ def make_proxy(tmp_path, test_ca):
     runs: list[ProxyRun] = []
 
     def make(policy: str, *, resolve: dict[str, str] | None = None, env: dict[str, str] | None = None,
-             workers: int = 1, state: Path | None = None) -> ProxyRun:
+             workers: int = 1, state: Path | None = None, extra: list[str] | None = None) -> ProxyRun:
         state_dir = state or tmp_path / f"state{len(runs)}"
         state_dir.mkdir(mode=0o700, exist_ok=True)
         policy_file = state_dir / "policy.yaml"
         policy_file.write_text(policy)
         run = start_proxy(state_dir, policy_file, upstream_ca=test_ca.ca_path, resolve=resolve, env=env,
-                          workers=workers)
+                          workers=workers, extra=extra)
         runs.append(run)
         return run
 

@@ -6,6 +6,10 @@ DNS lookup or upstream connection, under the policy snapshot of its caller.
 * The destination name must agree everywhere: the request target, the Host / :authority header, the
   CONNECT authority and the TLS SNI; otherwise 400.
 * The normalised path and host are what is forwarded (the bytes evaluated are the bytes sent).
+* Nothing that could re-frame the request at an HTTP/1 upstream is forwarded: a method that is not a
+  token, CR/LF/NUL in a header value (an HTTP/2 client can send them, an HTTP/1 client a bare CR;
+  mitmproxy copies values byte for byte) or a control character or space in the query answers 400,
+  inference routes included.
 * A denial answers 403 JSON (error, method, host, path, policy_version, rule, hint); a request that
   cannot be evaluated safely answers 400. In audit mode a would-be denial is logged and let through.
 * A CONNECT to a host:port that no allow rule or inference route of the caller could ever let
@@ -28,6 +32,7 @@ from jupyter_openshell.policy import (
     HostInfo,
     RequestInfo,
     normalize_host,
+    normalize_method,
     normalize_path,
     split_host_port,
 )
@@ -49,6 +54,9 @@ _DEFAULT_PORT = {"http": 80, "https": 443}
 # only these headers matter to the decision (method override)
 _OVERRIDE_HEADERS = frozenset(h.encode() for h in OVERRIDE_HEADERS)
 _HOSTS: dict[str, HostInfo] = {}
+# bytes an HTTP/1 upstream may read as the end of a header line or of the request line
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_BAD_QUERY = re.compile(rb"[\x00-\x20\x7f]")
 
 
 def _host(name: str) -> HostInfo:
@@ -60,6 +68,17 @@ def _host(name: str) -> HostInfo:
             _HOSTS.clear()
         _HOSTS[name] = info
     return info
+
+
+def _check_framing(req: http.Request, query: bytes) -> None:
+    """Raise `BadRequest` for what an HTTP/1 upstream could parse as more header lines or requests."""
+    normalize_method(req.data.method)
+    if _BAD_QUERY.search(query):
+        raise BadRequest("control character or space in the query", "query")
+    for name, value in req.headers.fields:
+        if _BAD_VALUE.search(value):
+            header = name[:64].decode("latin-1")
+            raise BadRequest(f"CR, LF or NUL in the value of header {header!r}", "header")
 
 
 class EgressEnforcer:
@@ -136,6 +155,7 @@ class EgressEnforcer:
         req = flow.request
         raw_path, _, query = req.data.path.partition(b"?")
         try:
+            _check_framing(req, query)
             host = self._agreed_host(flow)
             path = normalize_path(raw_path.decode("ascii") if raw_path.isascii() else raw_path)
         except BadRequest as exc:

@@ -1,5 +1,8 @@
 """Flow log addon: one record per decision (see `_flowlog.FIELDS`), written when the answer is done.
 
+`sandbox_created` (the `created` of the caller's sandbox.json, as registered) tells two sandboxes of one
+name apart; `seq` is given by the writer (`_flowlog.FlowLog`).
+
 `bytes_out` counts request body bytes sent towards the destination, `bytes_in` response body bytes
 received for the caller (streamed bodies are counted as they pass). Records carry the normalised
 path without query, never header values or bodies.
@@ -94,12 +97,15 @@ class FlowRecorder:
             bytes_in = 0
         bytes_out = req_counter.n if req_counter is not None else len(req.raw_content or b"")
         caller = meta.get(META_CALLER)
+        sandbox = None if caller in (HOST_CALLER, None) else caller
+        entry = self.state.registry.get(sandbox) if sandbox is not None else None
         start = meta.get(META_START)
         peer = flow.client_conn.peername
         self.state.flowlog.write({
             "id": self.state.flowlog.new_id(),
             "ts": round(time.time(), 6),
-            "sandbox": None if caller in (HOST_CALLER, None) else caller,
+            "sandbox": sandbox,
+            "sandbox_created": entry.created if entry is not None else None,
             "client": f"{peer[0]}:{peer[1]}" if peer else None,
             "method": req.method,
             "scheme": scheme,

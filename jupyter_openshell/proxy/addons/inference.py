@@ -5,7 +5,8 @@ caller's credentials removed and exactly one backend credential injected from th
 * Only headers on `FORWARD_HEADERS` survive; every other header (Authorization, Proxy-Authorization,
   x-api-key, api-key, x-goog-api-key, Cookie, ...) is dropped, and credential query parameters too.
 * The credential is scrubbed from every response header and body (streamed bodies included), so a
-  backend that echoes it, or a redirect that carries it, never hands it to the caller. Redirects are
+  backend that echoes it, or a redirect that carries it, never hands it to the caller; so are the
+  percent-encoded spellings the proxy itself sends in a query (a backend echoing its URL). Redirects are
   returned to the caller, not followed; a follow-up request to another origin is a new request that
   gets no credential.
 It must never log, store or return the credential.
@@ -14,6 +15,7 @@ It must never log, store or return the credential.
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import quote
 
 from mitmproxy import http
@@ -42,19 +44,35 @@ CREDENTIAL_PARAMS = frozenset({
 })
 
 
-class Scrubber:
-    """Streaming replacement of a secret in response chunks (keeps a tail across chunk borders)."""
+def spellings(secret: str) -> tuple[bytes, ...]:
+    """The secret as it may come back: raw, and percent-encoded as a query value (either hex case)."""
+    quoted = quote(secret, safe="")
+    lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted)
+    return tuple(dict.fromkeys(s.encode() for s in (secret, quoted, lower)))
 
-    def __init__(self, secret: bytes):
-        self.secret = secret
+
+def _scrub(data: bytes, needles: tuple[bytes, ...]) -> bytes:
+    for needle in needles:
+        if needle in data:
+            data = data.replace(needle, REDACTED)
+    return data
+
+
+class Scrubber:
+    """Streaming replacement of a secret's spellings in response chunks (keeps a tail across chunk
+    borders)."""
+
+    def __init__(self, needles: tuple[bytes, ...]):
+        self.needles = needles
+        self._keep = max(len(n) for n in needles) - 1
         self._tail = b""
 
     def __call__(self, chunk: bytes) -> bytes:
         if not chunk:  # end of message
             out, self._tail = self._tail, b""
             return out
-        data = (self._tail + chunk).replace(self.secret, REDACTED)
-        keep = len(self.secret) - 1
+        data = _scrub(self._tail + chunk, self.needles)
+        keep = self._keep
         if len(data) <= keep:
             self._tail = data
             return b""
@@ -63,7 +81,9 @@ class Scrubber:
 
 
 def _scrub_text(text: str, secret: str) -> str:
-    return text.replace(secret, REDACTED.decode()) if secret in text else text
+    for needle in spellings(secret):
+        text = text.replace(needle.decode(), REDACTED.decode())
+    return text
 
 
 class InferenceRouter:
@@ -116,11 +136,11 @@ class InferenceRouter:
         if not secret or flow.response is None:
             return
         resp = flow.response
-        fields = [(k, v.replace(secret.encode(), REDACTED)) for k, v in resp.headers.fields]
-        resp.headers = http.Headers(fields)
+        needles = spellings(secret)
+        resp.headers = http.Headers([(k, _scrub(v, needles)) for k, v in resp.headers.fields])
         if resp.stream:
             # scrubbing may change the length: frame the body by chunks instead
-            resp.stream = Scrubber(secret.encode())
+            resp.stream = Scrubber(needles)
             if resp.http_version == "HTTP/1.1":
                 resp.headers.pop("content-length", None)
                 resp.headers["transfer-encoding"] = "chunked"
@@ -130,15 +150,15 @@ class InferenceRouter:
         resp = flow.response
         if not secret or resp is None or resp.stream:
             return
-        key = secret.encode()
+        needles = spellings(secret)
         if resp.headers.get("content-encoding"):
             decoded = resp.get_content(strict=False)
-            if decoded and key in decoded:
-                resp.content = decoded.replace(key, REDACTED)  # re-encodes, fixes Content-Length
+            if decoded and (scrubbed := _scrub(decoded, needles)) != decoded:
+                resp.content = scrubbed  # re-encodes, fixes Content-Length
         raw = resp.raw_content
-        if raw and key in raw:
+        if raw and (scrubbed := _scrub(raw, needles)) != raw:
             resp.headers.pop("content-encoding", None)
-            resp.content = raw.replace(key, REDACTED)
+            resp.content = scrubbed
 
     def error(self, flow: http.HTTPFlow) -> None:
         secret = flow.metadata.get(META_SECRET)

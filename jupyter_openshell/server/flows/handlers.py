@@ -31,20 +31,20 @@ def _after(handler: web.RequestHandler) -> int | None:
     return value
 
 
-def _selected(handler: JupyterHandler, owned: set[str]) -> set[str]:
+def _selected(handler: JupyterHandler, owned: dict[str, float | None]) -> dict[str, float | None]:
     name = handler.get_query_argument("sandbox", None)
     if name is None:
         return owned
     if name not in owned:
         raise ApiError(404, f"no sandbox named {name!r}")
-    return {name}
+    return {name: owned[name]}
 
 
 class FlowsHandler(OpenShellAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        owned = self.openshell.sandboxes.owned_names(self.owner)
+        owned = await asyncio.to_thread(self.openshell.sandboxes.owned_instances, self.owner)
         names = _selected(self, owned)
         limit = query_int(self, "limit", 200, 1, 1000)
         records, next_after = await asyncio.to_thread(self.openshell.flows.query, names, _after(self), limit)
@@ -61,7 +61,8 @@ class FlowStreamHandler(JupyterHandler, websocket.WebSocketHandler):
         user = self.current_user
         if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
             raise web.HTTPError(403)
-        owned = self.settings["openshell"].sandboxes.owned_names(self.settings["openshell"].owner_of(user))
+        openshell = self.settings["openshell"]
+        owned = openshell.sandboxes.owned_names(openshell.owner_of(user))
         name = self.get_query_argument("sandbox", None)
         if name is not None and name not in owned:
             raise web.HTTPError(404, f"no sandbox named {name!r}")
@@ -75,10 +76,10 @@ class FlowStreamHandler(JupyterHandler, websocket.WebSocketHandler):
     def open(self, *args, **kwargs) -> None:  # type: ignore[override]
         self._task = asyncio.ensure_future(self._pump())
 
-    def _allowed(self) -> set[str]:
+    def _allowed(self) -> dict[str, float | None]:
         openshell = self.settings["openshell"]
-        owned = openshell.sandboxes.owned_names(openshell.owner_of(self.current_user))
-        return owned if self._name is None else owned & {self._name}
+        owned = openshell.sandboxes.owned_instances(openshell.owner_of(self.current_user))
+        return owned if self._name is None else {n: c for n, c in owned.items() if n == self._name}
 
     async def _pump(self) -> None:
         try:

@@ -120,15 +120,17 @@ def openapi_document(base: str = "/openshell/api") -> dict:
             },
             "/flows": {
                 "get": {
-                    "summary": "Proxied requests of your sandboxes, oldest first",
+                    "summary": "Proxied requests of your sandboxes (of each, its current instance), "
+                    "oldest first",
                     "parameters": [
                         {"name": "sandbox", "in": "query", "schema": {"type": "string"}},
                         {
                             "name": "after",
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 0},
-                            "description": "only records with a larger seq; pass the previous answer's "
-                            "next_after to page (absent: the newest records)",
+                            "description": "only records with a larger seq (numbered by the proxy, valid "
+                            "across restarts); pass the previous answer's next_after to page (absent: the "
+                            "newest records)",
                         },
                         {
                             "name": "limit",
@@ -262,6 +264,7 @@ def openapi_document(base: str = "/openshell/api") -> dict:
                             "id",
                             "ts",
                             "sandbox",
+                            "sandbox_created",
                             "client",
                             "method",
                             "scheme",

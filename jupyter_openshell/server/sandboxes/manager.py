@@ -208,6 +208,10 @@ class SandboxManager(LoggingConfigurable):
         """Names of the sandboxes `owner` may see (flows, policies)."""
         return set(self._visible(owner))
 
+    def owned_instances(self, owner: str) -> dict[str, float | None]:
+        """{name: created} of the sandboxes `owner` may see: their flows are those of that instance only."""
+        return {n: i.created for n, i in self._visible(owner).items()}
+
     def owns(self, owner: str, name: str) -> bool:
         try:
             self._check_owner(owner, name)
