@@ -4,7 +4,8 @@ Routes (all answer JSON; errors are {"error": "..."} with 4xx/5xx):
   GET    /status                         process, listener, policies (version, last error), sandboxes
   POST   /sandboxes/<name>               register <name> from its sandbox.json (opens its gateway socket)
   DELETE /sandboxes/<name>               unregister it
-  GET    /flows?since=&limit=&sandbox=   recent flow records, oldest first
+  GET    /flows?after=&since=&limit=&sandbox=&created=
+                                         flow records, oldest first, and the next cursor (`seq`)
   POST   /reload                         re-read every policy file now
   POST   /shutdown                       stop the proxy
 The socket is created 0600 inside the 0700 state directory. This module only parses and dispatches:

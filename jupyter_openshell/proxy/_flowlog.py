@@ -257,7 +257,10 @@ class FlowRing:
         newest = self._ring[-1][0] if self._ring else 0
         if after is not None:
             if self._ring and after + 1 >= self._ring[0][0]:
-                rows = ((s, r) for s, r in self._rows(max(0, after + 1 - self._ring[0][0])) if s > after)
+                first = self._ring[0][0]
+                contiguous = newest - first + 1 == len(self._ring)  # else (a torn line) scan it all
+                rows = ((s, r) for s, r in self._rows(max(0, after + 1 - first) if contiguous else 0)
+                        if s > after)
                 page = [r for _, r in itertools.islice(((s, r) for s, r in rows if wanted(r)), limit)]
                 scanned = newest
             else:

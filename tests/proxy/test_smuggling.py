@@ -1,0 +1,130 @@
+"""Request smuggling through the proxy: what the policy evaluates must be what the upstream parses.
+
+mitmproxy re-frames HTTP/1 requests, but it forwards header values, methods and queries byte for
+byte; an HTTP/2 client can put CR/LF in them, and an HTTP/1 client a bare CR, which an HTTP/1
+upstream (here Python's http.server, which splits header lines on a bare CR too) reads as new
+header lines or a whole second request that no rule ever judged. Real proxy, real h2 client, real
+upstream servers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from .test_enforcement import PINS, SEED
+from .test_inference import POLICY as ROUTE_POLICY
+from .test_inference import REAL_KEY, _write_secret
+
+
+@pytest.fixture
+def seed_proxy(make_proxy, upstream, upstream_tls):
+    upstream.clear()
+    upstream_tls.clear()
+    return make_proxy(SEED.format(port=upstream.port, tls_port=upstream_tls.port), resolve=PINS)
+
+
+def _h1(proxy, request: bytes) -> int:
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    raw.sendall(request)
+    data = b""
+    while b"\r\n" not in data and (chunk := raw.recv(65536)):
+        data += chunk
+    raw.close()
+    return int(data.split(b" ", 2)[1])
+
+
+_END = h2.events.StreamEnded | h2.events.StreamReset | h2.events.ConnectionTerminated
+
+
+def _h2(proxy, authority: str, sni: str, headers: list[tuple[str, str]]) -> tuple[int, bytes]:
+    """One HTTP/2 request inside a CONNECT tunnel; header values are sent exactly as given."""
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+    assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=str(proxy.ca_bundle))
+    ctx.set_alpn_protocols(["h2"])
+    tls = ctx.wrap_socket(raw, server_hostname=sni)
+    assert tls.selected_alpn_protocol() == "h2"
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False))
+    conn.initiate_connection()
+    conn.send_headers(1, headers, end_stream=True)
+    tls.sendall(conn.data_to_send())
+    status, body, done = 0, b"", False
+    while not done and (data := tls.recv(65536)):
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = int(dict(ev.headers)[b":status"])
+            elif isinstance(ev, h2.events.DataReceived):
+                body += ev.data
+                conn.acknowledge_received_data(len(ev.data), ev.stream_id)
+            elif isinstance(ev, _END):
+                done = True
+        tls.sendall(conn.data_to_send())
+    tls.close()
+    return status, body
+
+
+def test_bare_cr_in_header_value_is_refused(seed_proxy, upstream):
+    """`X-Foo: a<CR>X-HTTP-Method-Override: DELETE`: the policy sees one harmless header, the upstream
+    a method override the policy refuses (test_method_override_is_refused)."""
+    a = f"api.example.com:{upstream.port}"
+    code = _h1(seed_proxy, f"GET http://{a}/v1/users/1 HTTP/1.1\r\nHost: {a}\r\n"
+                           "X-Foo: a\rX-HTTP-Method-Override: DELETE\r\nConnection: close\r\n\r\n".encode())
+    assert code == 400
+    assert upstream.requests == []
+
+
+H2_ATTACKS = {
+    # a whole second request, never decided, in a header value
+    "header-crlf": ("/v1/users/1", [("x-foo", "a\r\n\r\nDELETE /v1/users/1 HTTP/1.1\r\nX-Pad: b")]),
+    "header-nul": ("/v1/users/1", [("x-foo", "a\x00b")]),
+    # the request line continues into injected header lines
+    "query-crlf": ("/v1/users/1?a=b HTTP/1.1\r\nX-HTTP-Method-Override: DELETE\r\nX-Pad: c", []),
+    "query-space": ("/v1/users/1?a=b /admin", []),
+}
+
+
+@pytest.mark.parametrize("attack", list(H2_ATTACKS))
+def test_h2_to_h1_injection_is_refused(seed_proxy, upstream_tls, attack):
+    path, extra = H2_ATTACKS[attack]
+    a = f"api.example.com:{upstream_tls.port}"
+    ok, _ = _h2(seed_proxy, a, "api.example.com",
+                [(":method", "GET"), (":scheme", "https"), (":authority", a), (":path", "/v1/users/1")])
+    assert ok == 200 and [(q.method, q.path) for q in upstream_tls.requests] == [("GET", "/v1/users/1")]
+    upstream_tls.clear()
+    code, _ = _h2(seed_proxy, a, "api.example.com",
+                  [(":method", "GET"), (":scheme", "https"), (":authority", a), (":path", path), *extra])
+    assert code == 400
+    assert upstream_tls.requests == []
+
+
+@pytest.fixture
+def routed(make_proxy, tmp_path, fake_openai, other_upstream):
+    fake_openai.clear()
+    state = tmp_path / "inference-state"
+    state.mkdir(mode=0o700)
+    _write_secret(state, REAL_KEY)
+    return make_proxy(ROUTE_POLICY.format(port=fake_openai.port, other_port=other_upstream.port),
+                      resolve={"llm.test": "127.0.0.1"}, state=state)
+
+
+@pytest.mark.parametrize("where", ["header", "method"])
+def test_h2_smuggling_on_an_inference_route_is_refused(routed, fake_openai, where):
+    """On a route only a few caller headers survive and the method is not judged by a rule; a CR/LF
+    there would make the backend run a request of the caller's choosing with the injected key."""
+    smuggled = "GET /v1/echo-auth HTTP/1.1\r\nX-Pad: p"
+    method = f"{smuggled}\r\nX-Pad2:" if where == "method" else "GET"
+    headers = [(":method", method), (":scheme", "https"), (":authority", "inference.local"),
+               (":path", "/v1/models")]
+    if where == "header":
+        headers.append(("user-agent", f"x\r\n\r\n{smuggled}"))
+    code, body = _h2(routed, "inference.local:443", "inference.local", headers)
+    assert code == 400, body
+    assert fake_openai.requests == []
+    assert REAL_KEY.encode() not in body
