@@ -58,7 +58,13 @@ elif [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $py"
   "$py" -m venv .venv
 fi
+# Debian's venv brings pip 23, whose resolver backtracks for many minutes over this dependency set.
+.venv/bin/pip install -q --disable-pip-version-check -U "pip>=24.2"
 echo "==> pip install $editable .$extras"
-.venv/bin/pip install -q --disable-pip-version-check $editable ".$extras" 2>&1 | grep -v '^WARNING: Location' || true
+log=$(mktemp)
+if ! .venv/bin/pip install -q --disable-pip-version-check $editable ".$extras" >"$log" 2>&1; then
+  cat "$log" >&2; rm -f "$log"; echo "pip install failed (output above)" >&2; exit 1
+fi
+rm -f "$log"
 .venv/bin/python -c 'import jupyter_openshell, mitmproxy' || { echo "install failed" >&2; exit 1; }
 echo "==> jupyter-openshell ready: $(.venv/bin/openshell --help >/dev/null && echo ok)"

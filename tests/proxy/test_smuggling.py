@@ -128,3 +128,13 @@ def test_h2_smuggling_on_an_inference_route_is_refused(routed, fake_openai, wher
     assert code == 400, body
     assert fake_openai.requests == []
     assert REAL_KEY.encode() not in body
+
+
+def test_upstream_gets_the_host_header_that_was_judged(seed_proxy, upstream):
+    """The Host header is forwarded in the canonical spelling the policy judged, not the client's
+    (upper case, a trailing dot, a zero-padded port)."""
+    code = _h1(seed_proxy, f"GET http://api.example.com:{upstream.port}/v1/users/1 HTTP/1.1\r\n"
+                           f"Host: API.Example.COM.:0{upstream.port}\r\nConnection: close\r\n\r\n".encode())
+    assert code == 200
+    hosts = [v for k, v in upstream.requests[0].headers if k.lower() == "host"]
+    assert hosts == [f"api.example.com:{upstream.port}"]

@@ -81,6 +81,12 @@ def _check_framing(req: http.Request, query: bytes) -> None:
             raise BadRequest(f"CR, LF or NUL in the value of header {header!r}", "header")
 
 
+
+def _authority(scheme: str, host: str, port: int) -> str:
+    """`host[:port]` as a Host header writes it (IPv6 in brackets, the scheme's default port left out)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == _DEFAULT_PORT.get(scheme) else f"{name}:{port}"
+
 class EgressEnforcer:
     def __init__(self, state: ProxyState):
         self.state = state
@@ -184,6 +190,10 @@ class EgressEnforcer:
                 req.data.path = new_path
             if decision.host != req.data.host:
                 req.data.host = decision.host
+            if req.host_header:  # forward the Host / :authority that was judged, not the client's spelling
+                canonical = _authority(req.scheme, decision.host, req.port)
+                if req.host_header != canonical:
+                    req.host_header = canonical
 
     def _agreed_host(self, flow: http.HTTPFlow):
         """The normalised destination host, after checking target, Host header, CONNECT and SNI agree."""
