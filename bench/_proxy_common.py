@@ -254,15 +254,20 @@ def load(target_port: int, up_port: int, *, proxy: bool, tls: bool, conns: int, 
         elapsed = time.perf_counter() - start
         if errors:
             raise RuntimeError(f"{len(errors)} non-200 answers, e.g. {errors[0]}")
-        lat.sort()
-        q = statistics.quantiles(lat, n=100)
-        return {"rps": len(lat) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(lat)}
+        return summary(lat, elapsed)
 
     return asyncio.run(main())
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["upstream"]:
     _run_upstream(int(sys.argv[2]), *(sys.argv[3:5] if len(sys.argv) > 3 else (None, None)))
+
+
+def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    """req/s, p50 and p99 (ms) and the count of a load run."""
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
 
 
 def load_plain(port: int, up_port: int, *, conns: int, seconds: float,
@@ -318,6 +323,4 @@ def load_plain(port: int, up_port: int, *, conns: int, seconds: float,
     elapsed = time.perf_counter() - start
     if errors:
         raise RuntimeError(f"{errors} non-200 answers")
-    lat.sort()
-    q = statistics.quantiles(lat, n=100)
-    return {"rps": len(lat) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(lat)}
+    return summary(lat, elapsed)

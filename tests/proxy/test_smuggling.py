@@ -17,8 +17,8 @@ import h2.events
 import pytest
 
 from .test_enforcement import PINS, SEED
-from .test_inference import POLICY as ROUTE_POLICY
-from .test_inference import REAL_KEY, _write_secret
+from .test_inference import REAL_KEY
+from .test_inference import routed as routed  # the inference route fixture, shared
 
 
 @pytest.fixture
@@ -102,16 +102,6 @@ def test_h2_to_h1_injection_is_refused(seed_proxy, upstream_tls, attack):
                   [(":method", "GET"), (":scheme", "https"), (":authority", a), (":path", path), *extra])
     assert code == 400
     assert upstream_tls.requests == []
-
-
-@pytest.fixture
-def routed(make_proxy, tmp_path, fake_openai, other_upstream):
-    fake_openai.clear()
-    state = tmp_path / "inference-state"
-    state.mkdir(mode=0o700)
-    _write_secret(state, REAL_KEY)
-    return make_proxy(ROUTE_POLICY.format(port=fake_openai.port, other_port=other_upstream.port),
-                      resolve={"llm.test": "127.0.0.1"}, state=state)
 
 
 @pytest.mark.parametrize("where", ["header", "method"])
