@@ -58,13 +58,17 @@ elif [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $py"
   "$py" -m venv .venv
 fi
+# pip's output is shown only when it fails.
+quiet_pip() {
+  local log; log=$(mktemp)
+  if ! .venv/bin/pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; echo "pip install $* failed (output above)" >&2; exit 1
+  fi
+  rm -f "$log"
+}
 # Debian's venv brings pip 23, whose resolver backtracks for many minutes over this dependency set.
-.venv/bin/pip install -q --disable-pip-version-check -U "pip>=24.2"
+quiet_pip -U "pip>=24.2"
 echo "==> pip install $editable .$extras"
-log=$(mktemp)
-if ! .venv/bin/pip install -q --disable-pip-version-check $editable ".$extras" >"$log" 2>&1; then
-  cat "$log" >&2; rm -f "$log"; echo "pip install failed (output above)" >&2; exit 1
-fi
-rm -f "$log"
+quiet_pip $editable ".$extras"
 .venv/bin/python -c 'import jupyter_openshell, mitmproxy' || { echo "install failed" >&2; exit 1; }
 echo "==> jupyter-openshell ready: $(.venv/bin/openshell --help >/dev/null && echo ok)"

@@ -11,8 +11,10 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from ..policy import PolicyStore
 from ..runtime import SandboxError, SandboxSpec, get_backend
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
@@ -105,18 +107,52 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _versions(name: str, lookup: Callable[[], str]) -> str:
+    """`lookup()` over the sandbox's policy history; an unknown version or name is a user error."""
+    try:
+        return lookup()
+    except (LookupError, ValueError) as exc:
+        hint = f"`openshell sandbox policy {name} --history` lists the versions"
+        raise SandboxError(f"{exc.args[0]}; {hint}") from None
+
+
+def _print_history(store: PolicyStore, name: str) -> None:
+    current = store.get(name)
+    entries = store.history(name)
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts_ms / 1000))
+        mark = "  (current)" if current is not None and e.version == current.version else ""
+        print(f"{when}  {e.version}{mark}")
+    if not entries:
+        print(f"sandbox {name}: no policy history")
+
+
 def _policy(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend)
-    if args.set:
-        policy = backend.set_policy(args.name, Path(args.set).read_text())
-        print(
-            f"sandbox {args.name}: policy version {getattr(policy, 'version', '?')} applied "
-            "(network rules: next request; filesystem/process/resources/gpu: next create)"
-        )
-        for warning in getattr(policy, "warnings", ()):
-            print(f"warning: {warning}", file=sys.stderr)
+    store = PolicyStore()
+    if args.history:
+        _print_history(store, args.name)
+        return 0
+    if args.diff:
+        print(_versions(args.name, lambda: store.diff(args.name, args.diff)) or "(no difference)", end="")
+        return 0
+    if args.rollback:
+        text = _versions(args.name, lambda: store.entry(args.name, args.rollback).text())
+    elif args.set:
+        try:
+            text = Path(args.set).read_text()
+        except OSError as exc:
+            raise SandboxError(f"cannot read policy file {args.set}: {exc.strerror}") from None
     else:
         sys.stdout.write(backend.get_policy(args.name))
+        return 0
+    policy = backend.set_policy(args.name, text)
+    print(
+        f"sandbox {args.name}: policy version {getattr(policy, 'version', '?')} applied "
+        "(network rules: next request; filesystem/process/resources/gpu: next create)"
+    )
+    for warning in getattr(policy, "warnings", ()):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -172,7 +208,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("policy", help="show a sandbox's policy, or --set FILE to replace it (hot)")
     p.add_argument("name")
-    p.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
+    what.add_argument("--history", action="store_true", help="list the versions applied, oldest first")
+    what.add_argument("--diff", metavar="VERSION", help="diff from an earlier version to the current policy")
+    what.add_argument("--rollback", metavar="VERSION", help="apply an earlier version again (hot)")
     p.set_defaults(func=_policy)
 
     p = sub.add_parser("stop", help="end a sandbox's processes, keep its files")

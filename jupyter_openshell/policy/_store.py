@@ -104,7 +104,8 @@ class PolicyStore:
                 out.append(HistoryEntry(int(m.group(1)), m.group(2), p))
         return sorted(out, key=lambda e: (e.ts_ms, e.path.name))
 
-    def _entry(self, name: str, version: str) -> HistoryEntry:
+    def entry(self, name: str, version: str) -> HistoryEntry:
+        """The newest applied version of `name` whose hash starts with `version` (>= 4 hex digits)."""
         matches = (
             [e for e in self.history(name) if e.version.startswith(version)] if len(version) >= 4 else []
         )
@@ -115,15 +116,15 @@ class PolicyStore:
 
     def rollback(self, name: str, version: str) -> Policy:
         """Make an earlier version (full hash or a prefix of at least 4 hex digits) current again."""
-        return self.put(name, self._entry(name, version).text())
+        return self.put(name, self.entry(name, version).text())
 
     def diff(self, name: str, old: str, new: str | None = None) -> str:
         """Unified diff between version `old` and version `new` (default: the current file)."""
-        a = self._entry(name, old)
+        a = self.entry(name, old)
         if new is None:
             b_text, b_label = self.text(name) or "", f"{name} (current)"
         else:
-            b = self._entry(name, new)
+            b = self.entry(name, new)
             b_text, b_label = b.text(), f"{name}@{b.version}"
         return "".join(
             difflib.unified_diff(

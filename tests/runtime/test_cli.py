@@ -98,6 +98,16 @@ def test_cli_lifecycle(cli):
     assert refused.returncode == 1 and "egress" in refused.stderr
     assert "api.example.com" in cli("policy", "cli-box").stdout  # the old policy stays in force
 
+    history = cli("policy", "cli-box", "--history").stdout.splitlines()
+    assert len(history) == 2 and history[-1].endswith("(current)"), history
+    first = history[0].split()[2]
+    assert "+    - host: api.example.com" in cli("policy", "cli-box", "--diff", first).stdout
+    back = cli("policy", "cli-box", "--rollback", first)
+    assert back.returncode == 0 and f"policy version {first} applied" in back.stdout, back.stderr
+    assert "api.example.com" not in cli("policy", "cli-box").stdout
+    unknown = cli("policy", "cli-box", "--rollback", "ffff")
+    assert unknown.returncode == 1 and "--history` lists the versions" in unknown.stderr
+
     assert "ready" in cli("logs", "cli-box").stdout
     assert cli("rm", "cli-box").returncode == 0
     assert "cli-box" not in cli("ls").stdout
