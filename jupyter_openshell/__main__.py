@@ -1,4 +1,6 @@
-"""`python -m jupyter_openshell` runs the `openshell` CLI. Nothing else lives here."""
+"""`python -m jupyter_openshell` runs the `openshell` CLI. Nothing else lives here.
+It must never hold logic of its own.
+"""
 
 import sys
 

@@ -2,6 +2,7 @@
 stop the one serving this state directory.
 
 Only argument parsing and printing live here; the proxy itself is `jupyter_openshell.proxy._server`.
+It must never print a secret value.
 """
 
 from __future__ import annotations

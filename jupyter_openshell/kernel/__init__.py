@@ -3,4 +3,5 @@
 `provisioner.OpenShellProvisioner` is the jupyter_client provisioner; `session.KernelSandbox` is one
 sandbox running one kernel (also used by `%%sandbox`); `pool` keeps warm ones; `kernelspec` installs the
 kernelspec. Nothing is imported here so that the entry point stays cheap.
+Nothing here may ever run kernel code outside a sandbox.
 """

@@ -3,6 +3,7 @@
 Loaded with `%load_ext jupyter_openshell` (and automatically in the OpenShell kernel, where `%policy` acts
 on the kernel's own sandbox through its broker). Errors are shown as short readable messages pointing at
 the cell's line, not as tracebacks of this module.
+They must never run a sandboxed cell's code in the calling kernel's own process.
 """
 
 from __future__ import annotations

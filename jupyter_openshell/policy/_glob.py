@@ -2,6 +2,7 @@
 
 A whole-segment `*` matches one non-empty segment; `*` inside a segment (`v*.json`) matches any run
 of non-`/` characters. Globs compile to anchored regular expressions. Pure functions; no I/O.
+It must never let `*` cross a `/`, and never do I/O.
 """
 
 from __future__ import annotations

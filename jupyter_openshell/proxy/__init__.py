@@ -3,6 +3,7 @@
 Public API: `ProxyClient`, `ProxyError`, and for managing secrets `SecretError`, `check_secret_name`,
 `secret_env_name`, and for reading the flow log files `flow_log_files`, `read_flow_records` (see
 docs/ARCHITECTURE.md). Everything else is private.
+Other areas must never import its private modules.
 """
 
 from __future__ import annotations

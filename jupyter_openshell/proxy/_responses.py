@@ -1,5 +1,6 @@
 """The proxy's own answers: JSON 403 for a denial, 400 for a request that cannot be evaluated,
 502 for a route that cannot be served. Bodies carry no header values, queries or secrets.
+They must never contain a secret, a caller's header value or a request body.
 """
 
 from __future__ import annotations

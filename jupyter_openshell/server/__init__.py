@@ -3,4 +3,5 @@
 `app.OpenShellExtension` is the ExtensionApp; each service lives in `<service>/{handlers,manager}.py`.
 This package must stay importable without jupyter_server loaded (the GPU reader is shared with widgets),
 so nothing is imported here.
+It must never serve a handler without authentication.
 """

@@ -1,5 +1,6 @@
 """Start the real policy proxy (`python -m jupyter_openshell proxy`) as a subprocess on a free
 loopback port for tests and benchmarks, and wait until its control API answers.
+Test helpers: production code must never import them.
 """
 
 from __future__ import annotations

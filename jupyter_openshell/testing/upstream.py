@@ -6,6 +6,7 @@
 `FakeOpenAI` adds OpenAI-compatible `GET /v1/models` and `POST /v1/chat/completions`, and
 `/v1/echo-auth`, a deliberately leaky endpoint that reflects the Authorization header in a response
 header and body (to prove that the proxy scrubs it).
+They must never listen on anything but loopback.
 """
 
 from __future__ import annotations

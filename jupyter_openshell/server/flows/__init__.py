@@ -1,1 +1,3 @@
-"""The flows service of the openshell server extension."""
+"""The flows service of the openshell server extension.
+Its handlers must never skip authentication or the ownership check.
+"""

@@ -3,6 +3,7 @@
 Both take `after=<seq>` (a record's `seq`, or the previous answer's `next_after`) and then send only later
 records, so a client pages, or resumes a dropped stream, without repeats or gaps. Only records of
 sandboxes the user owns are ever sent.
+They must never return another user's flows.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""The gpu service of the openshell server extension."""
+"""The gpu service of the openshell server extension. Its handlers must never skip authentication."""

@@ -1,4 +1,6 @@
-"""REST handler for GET /openshell/api/gpu: NVML status, or a clear "no GPU" answer."""
+"""REST handler for GET /openshell/api/gpu: NVML status, or a clear "no GPU" answer.
+It must never fail the server where NVML or a GPU is absent.
+"""
 
 from __future__ import annotations
 

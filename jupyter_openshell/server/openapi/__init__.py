@@ -1,1 +1,3 @@
-"""The openapi service of the openshell server extension."""
+"""The openapi service of the openshell server extension.
+Its handler must never be served without authentication.
+"""

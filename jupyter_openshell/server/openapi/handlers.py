@@ -1,4 +1,6 @@
-"""REST handler serving the OpenAPI document at /openshell/api/openapi.json."""
+"""REST handler serving the OpenAPI document at /openshell/api/openapi.json.
+It must never be served without authentication.
+"""
 
 from __future__ import annotations
 

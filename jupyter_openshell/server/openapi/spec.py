@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document of the openshell REST API (served at /openshell/api/openapi.json).
 
 It must list every route the extension registers; a test checks the two agree.
+It must never drift from the handlers.
 """
 
 from __future__ import annotations

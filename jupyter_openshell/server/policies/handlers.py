@@ -1,4 +1,6 @@
-"""REST handlers for /openshell/api/policies/<sandbox>: GET, PUT (400 with field paths), GET history."""
+"""REST handlers for /openshell/api/policies/<sandbox>: GET, PUT (400 with field paths), GET history.
+They must never reveal or change another user's sandbox policy (404).
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,3 @@
-"""The sandboxes service of the openshell server extension."""
+"""The sandboxes service of the openshell server extension.
+Its handlers must never skip authentication or the ownership check.
+"""

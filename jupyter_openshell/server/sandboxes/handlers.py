@@ -1,4 +1,6 @@
-"""REST handlers for /openshell/api/sandboxes: list, create, get, delete, exec (owner only, else 404)."""
+"""REST handlers for /openshell/api/sandboxes: list, create, get, delete, exec (owner only, else 404).
+They must never reveal another user's sandbox (404, not 403).
+"""
 
 from __future__ import annotations
 
