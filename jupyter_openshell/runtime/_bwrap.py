@@ -214,7 +214,9 @@ def build(
             cmd.add("--perms", "0000", "--tmpfs", path, "--remount-ro", path)
         else:
             cmd.data(b"", path, "0000")
-    cmd.add("--remount-ro", "/", "--chdir", WORKSPACE)
+    # /dev is a tmpfs without a size: writable, it would hold files past `resources.disk` (and, with
+    # rlimits, past any memory limit). Only its device nodes, /dev/shm and /dev/pts stay writable.
+    cmd.add("--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE)
 
 
 def _inside(child: str, parent: str) -> bool:

@@ -243,6 +243,17 @@ def filesystem() -> None:
     finally:
         if os.path.lexists("/workspace/.probe-sl"):
             os.unlink("/workspace/.probe-sl")
+    # /dev is an unsized tmpfs: a file there would escape `resources.disk` (and rlimits' memory cap).
+    R["dev_write"] = {}
+    for label, path in (("dev", "/dev/.probe"), ("dev_shm", "/dev/shm/.probe"), ("dev_null", "/dev/null")):
+        try:
+            with open(path, "wb") as fh:
+                fh.write(b"x")
+            if label != "dev_null":
+                os.unlink(path)
+            R["dev_write"][label] = 0
+        except OSError as exc:
+            R["dev_write"][label] = exc.errno
     try:
         os.kill(FACTS["proxy_pid"], signal.SIGKILL)
         R["kill_proxy"] = 0

@@ -224,6 +224,11 @@ def test_landlock_second_layer_refuses_proc_writes(probe):
     assert probe["proc_write"] == errno.EACCES
 
 
+def test_dev_is_read_only_but_its_devices_and_shm_are_writable(probe):
+    # an unsized tmpfs: files written there would escape resources.disk (and RLIMIT_AS)
+    assert probe["dev_write"] == {"dev": errno.EROFS, "dev_shm": 0, "dev_null": 0}
+
+
 def test_links_do_not_escape_the_workspace(probe):
     assert probe["hardlink_system"] in (errno.EXDEV, errno.EPERM)
     assert probe["hardlink_python"] in (errno.EXDEV, errno.EPERM)
