@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _wire
-from ._types import SandboxError
+from ._types import KILL_GRACE_S, SandboxError
 
 
 def _stdio(value: Any, index: int, to_close: list[int]) -> tuple[int, Any]:
@@ -175,6 +175,13 @@ class RemoteProcess:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
+    def abandon(self) -> None:
+        """Stop waiting for a command whose agent does not answer (code inside can SIGSTOP its own
+        agent): the connection is closed, returncode becomes -SIGKILL, and the command is left to the
+        sandbox's teardown. Pipes still being read by another thread are left to close with it."""
+        if self.returncode is None:
+            self._finish(-signal.SIGKILL)
+
     def __enter__(self) -> RemoteProcess:
         return self
 
@@ -184,4 +191,7 @@ class RemoteProcess:
                 pipe.close()
         if self.returncode is None:
             self.kill()
-            self.wait()
+            try:
+                self.wait(KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.abandon()

@@ -90,6 +90,13 @@ class ExecProcess(Protocol):
     def send_signal(self, sig: int) -> None: ...
     def terminate(self) -> None: ...
     def kill(self) -> None: ...
+    def abandon(self) -> None:
+        """Give up on a command whose sandbox no longer answers (returncode becomes -SIGKILL)."""
+
+
+# How long a caller should wait for a sandbox to confirm `kill()` before it `abandon()`s the command
+# (code inside a sandbox can stop its own agent; no host thread may wait on it forever).
+KILL_GRACE_S = 5.0
 
 
 class Backend(abc.ABC):

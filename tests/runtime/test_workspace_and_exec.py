@@ -235,3 +235,27 @@ def test_every_process_of_the_sandbox_is_in_its_cgroups(backend):
         assert set(_resources._descendants(info.pid)) <= _resources._procs(paths[0])
     finally:
         backend.destroy(name)
+
+
+def test_a_command_that_stops_its_agent_cannot_hold_the_caller(backend):
+    """Code inside can SIGSTOP its own agent (same uid); the host caller's kill then gets no answer.
+    It gives up after KILL_GRACE_S (`abandon`) instead of hanging, and the sandbox can still be removed."""
+    from jupyter_openshell.runtime import KILL_GRACE_S
+
+    name = f"stop-{uuid.uuid4().hex[:8]}"
+    backend.create(SandboxSpec(name=name))
+    try:
+        proc = backend.exec(name, ["sh", "-c", "kill -STOP $PPID; sleep 300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.communicate(timeout=1)
+        started = time.monotonic()
+        proc.kill()
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(KILL_GRACE_S)  # the stopped agent never confirms
+        proc.abandon()
+        assert proc.returncode is not None and proc.poll() == proc.returncode
+        assert time.monotonic() - started < KILL_GRACE_S + 2
+    finally:
+        backend.destroy(name)
+    assert name not in [i.name for i in backend.list()]

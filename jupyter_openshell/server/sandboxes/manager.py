@@ -22,12 +22,17 @@ from traitlets import Int, Set, Unicode
 from traitlets.config import LoggingConfigurable
 
 from jupyter_openshell.magics.ops import issue_dicts
+from jupyter_openshell.runtime import KILL_GRACE_S
 
 from ..base import ApiError
 from .owners import OwnerStore, server_owner
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_OUTPUT = 1 << 20
+AGENT_GONE = (
+    "openshell: sandbox {name} did not end the command after the timeout (its agent does not answer; "
+    "code inside may have stopped it); remove the sandbox\n"
+)
 
 
 def info_dict(info: Any) -> dict:
@@ -196,7 +201,11 @@ class SandboxManager(LoggingConfigurable):
         except subprocess.TimeoutExpired:
             timed_out = True
             proc.kill()
-            out, err = proc.communicate()
+            try:
+                out, err = proc.communicate(timeout=KILL_GRACE_S)
+            except subprocess.TimeoutExpired:  # the agent ignores the kill: never hold a server thread
+                proc.abandon()
+                out, err = b"", AGENT_GONE.format(name=name).encode()
         return {
             "returncode": proc.returncode,
             "stdout": out[:MAX_OUTPUT].decode(errors="replace"),
