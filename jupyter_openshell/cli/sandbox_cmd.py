@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..policy import PolicyStore
-from ..runtime import SandboxError, SandboxSpec, get_backend
+from ..runtime import KILL_GRACE_S, ExecProcess, SandboxError, SandboxSpec, get_backend
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
 USER_ERRORS = (SandboxError,)
+ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -51,13 +53,41 @@ def _exec(args: argparse.Namespace) -> int:
     proc = get_backend(args.backend).exec(
         args.name, argv, cwd=args.cwd, env=dict(e.split("=", 1) for e in args.env or [])
     )
-    previous = {sig: signal.signal(sig, lambda s, _f: proc.send_signal(s)) for sig in FORWARDED}
+    asked_to_end: list[float] = []
+
+    def forward(sig: int, _frame: object) -> None:
+        proc.send_signal(sig)
+        if sig in ENDING and not asked_to_end:
+            asked_to_end.append(time.monotonic())
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        code = proc.wait()
+        code = _wait_or_give_up(proc, asked_to_end, args.name)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 128 - code if code < 0 else code
+
+
+def _wait_or_give_up(proc: ExecProcess, asked_to_end: list[float], name: str) -> int:
+    """Wait for the command. Once asked to end (SIGINT/SIGTERM/SIGHUP, forwarded), it gets KILL_GRACE_S,
+    then SIGKILL and KILL_GRACE_S more; a sandbox that still does not answer (code inside can stop its
+    own agent) is given up on, so this CLI never hangs."""
+    killed_at = None
+    while True:
+        try:
+            return proc.wait(0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if killed_at is None and asked_to_end and now - asked_to_end[0] > KILL_GRACE_S:
+            proc.kill()
+            killed_at = now
+        elif killed_at is not None and now - killed_at > KILL_GRACE_S:
+            proc.abandon()
+            print(f"openshell sandbox: {name} does not end the command (its agent does not answer); "
+                  f"`openshell sandbox rm {name}` ends everything in it", file=sys.stderr)
+            return -signal.SIGKILL
 
 
 def _cell(value: str, entry: dict) -> str:

@@ -259,3 +259,29 @@ def test_a_command_that_stops_its_agent_cannot_hold_the_caller(backend):
     finally:
         backend.destroy(name)
     assert name not in [i.name for i in backend.list()]
+
+
+def test_cli_exec_gives_up_on_a_stopped_agent_instead_of_hanging(backend):
+    """`openshell sandbox exec` asked to end (SIGTERM, as `timeout` sends) by a command that stopped its
+    agent: SIGKILL after the grace, then it gives up with a message instead of hanging forever."""
+    import signal
+    import sys
+
+    from jupyter_openshell.runtime import KILL_GRACE_S
+
+    name = f"stopcli-{uuid.uuid4().hex[:8]}"
+    backend.create(SandboxSpec(name=name))
+    try:
+        # (a file, not a pipe: the command, never killed by its stopped agent, keeps a pipe open)
+        with tempfile.TemporaryFile() as err:
+            cli = subprocess.Popen([sys.executable, "-m", "jupyter_openshell", "sandbox", "exec", name, "--",
+                                    "sh", "-c", "kill -STOP $PPID; sleep 300"],
+                                   stdout=subprocess.DEVNULL, stderr=err)
+            time.sleep(2)
+            assert cli.poll() is None
+            cli.send_signal(signal.SIGTERM)
+            assert cli.wait(timeout=2 * KILL_GRACE_S + 5) == 137
+            err.seek(0)
+            assert b"does not end the command" in err.read()
+    finally:
+        backend.destroy(name)
