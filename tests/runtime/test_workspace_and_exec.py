@@ -277,11 +277,34 @@ def test_cli_exec_gives_up_on_a_stopped_agent_instead_of_hanging(backend):
             cli = subprocess.Popen([sys.executable, "-m", "jupyter_openshell", "sandbox", "exec", name, "--",
                                     "sh", "-c", "kill -STOP $PPID; sleep 300"],
                                    stdout=subprocess.DEVNULL, stderr=err)
-            time.sleep(2)
-            assert cli.poll() is None
+            until = time.monotonic() + 30  # the CLI forwards signals, and the agent is stopped
+            while not (_catches(cli.pid, signal.SIGTERM) and _stopped_agent()) and time.monotonic() < until:
+                time.sleep(0.1)
+            assert cli.poll() is None and _stopped_agent()
             cli.send_signal(signal.SIGTERM)
             assert cli.wait(timeout=2 * KILL_GRACE_S + 5) == 137
             err.seek(0)
             assert b"does not end the command" in err.read()
     finally:
         backend.destroy(name)
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Has process `pid` installed a handler for `sig`?"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
+def _stopped_agent() -> bool:
+    """Is some sandbox agent in the stopped state (T)?"""
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            stopped = stat[stat.rindex(")") + 2] == "T"
+            if stopped and b"_agent" in (proc / "cmdline").read_bytes():
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
