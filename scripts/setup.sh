@@ -71,4 +71,7 @@ quiet_pip -U "pip>=24.2"
 echo "==> pip install $editable .$extras"
 quiet_pip $editable ".$extras"
 .venv/bin/python -c 'import jupyter_openshell, mitmproxy' || { echo "install failed" >&2; exit 1; }
+# An editable install does not place the package's data files: enable the server extension and install
+# the kernelspec into the venv explicitly (idempotent; a regular install has them already).
+.venv/bin/jupyter-openshell install --sys-prefix >/dev/null
 echo "==> jupyter-openshell ready: $(.venv/bin/openshell --help >/dev/null && echo ok)"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..hostproc import python_argv, safe_env
 from .demo_upstream import HOST, PORT, DemoUpstream
 
 KERNEL_NAME = "openshell-demo"
@@ -247,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     preflight("jupyterlab")
     demo = prepare()
     print(f"openshell demo: upstream on {demo.upstream.url}, kernel '{KERNEL_NAME}' in {demo.kernelspec_dir}")
-    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={examples_dir()}", NOTEBOOK]
+    argv = python_argv("jupyterlab", f"--ServerApp.root_dir={examples_dir()}", NOTEBOOK)
     if args.no_browser:
         argv.append("--no-browser")
     if os.geteuid() == 0:
@@ -255,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     if args.port:
         argv.append(f"--ServerApp.port={args.port}")
     try:
-        return subprocess.call(argv, cwd=examples_dir())
+        return subprocess.call(argv, cwd=examples_dir(), env=safe_env())
     except KeyboardInterrupt:
         return 0
     finally:

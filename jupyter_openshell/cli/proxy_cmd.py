@@ -66,6 +66,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="rotated flow logs kept (flows.jsonl.1 .. .N, default 4; at least 1)")
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--flow-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--channel-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                       listen_host=host, listen_port=port, workers=args.workers,
                       worker_index=args.worker_index,
                       upstream_ca=args.upstream_ca, resolve=dict(args.resolve),
-                      reload_interval=args.reload_interval, flow_fd=args.flow_fd)
+                      reload_interval=args.reload_interval, flow_fd=args.flow_fd,
+                      channel_fd=args.channel_fd)
     if args.flow_log_max_bytes is not None:
         cfg.flow_max_bytes = args.flow_log_max_bytes
     if args.flow_log_keep is not None:

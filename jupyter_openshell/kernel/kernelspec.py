@@ -7,12 +7,13 @@ name, and the installed spec always points at this interpreter.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager
+
+from jupyter_openshell.hostproc import python_argv
 
 KERNEL_NAME = "openshell"
 DISPLAY_NAME = "Python 3 (OpenShell sandbox)"
@@ -29,7 +30,8 @@ def kernel_json(**provisioner_config: Any) -> dict:
     }
     config.update(provisioner_config)
     return {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # Only ever run if a Jupyter bypasses the provisioner: then it refuses instead of running unsandboxed.
+        "argv": [*python_argv("jupyter_openshell.kernel.unsandboxed"), "-f", "{connection_file}"],
         "display_name": DISPLAY_NAME,
         "language": "python",
         "interrupt_mode": "message",

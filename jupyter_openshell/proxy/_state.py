@@ -1,5 +1,6 @@
-"""The state one proxy process shares between its addons: who is calling, which policy is in force,
-secrets, the resolver and the flow log. Plain data and lookups; it must never do network I/O.
+"""The state one proxy process shares between its addons: who is calling (the sandbox channel each
+connection came through), which policy is in force, secrets, the resolver and the flow log. Plain data
+and lookups; it must never do network I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from mitmproxy import http
 from ._addresses import Explicit, Resolver, explicit_networks
 from ._flowlog import FlowLog, PipeFlowLog
 from ._policies import Active, PolicySet
-from ._registry import HOST_CALLER, Registry
+from ._registry import HOST_CALLER, Registry, SandboxEntry
 from ._secrets import SecretStore
 
 META_CALLER = "openshell.caller"
@@ -32,12 +33,21 @@ class ProxyState:
     secrets: SecretStore
     flowlog: FlowLog | PipeFlowLog
     resolver: Resolver
+    # mitmproxy client connection id -> the sandbox whose channel it came through (bound on arrival)
+    channels: dict[str, SandboxEntry] = field(default_factory=dict)
     _explicit: dict[str, Explicit] = field(default_factory=dict)
 
+    def channel(self, flow: http.HTTPFlow) -> SandboxEntry | None:
+        """The sandbox whose channel the flow's connection came through; None: not through a channel."""
+        return self.channels.get(flow.client_conn.id)
+
     def caller(self, flow: http.HTTPFlow) -> str | None:
-        """Policy name of the flow's peer: a sandbox, HOST_CALLER, or None (unregistered sandbox address)."""
-        peer = flow.client_conn.peername
-        return self.registry.caller(peer[0]) if peer else HOST_CALLER
+        """Policy name of the flow's connection: its sandbox, HOST_CALLER for a connection that did not come
+        through a sandbox channel (whatever its address), or None for a sandbox no longer registered."""
+        entry = self.channels.get(flow.client_conn.id)
+        if entry is None:
+            return HOST_CALLER
+        return entry.name if self.registry.current(entry) else None
 
     def explicit(self, active: Active) -> Explicit:
         nets = self._explicit.get(active.version)

@@ -2,7 +2,7 @@
 
 * `load(path)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
   (`<state>/policies/<name>.yaml`, which the proxy watches: a new version applies to the next request).
-* `register(name)` / `unregister(name)`: ask the proxy to open/close the sandbox's gateway socket.
+* `register(name, created)` / `unregister(name)`: ask the proxy to open/close the sandbox's channel.
 It must never read the proxy's private files (CA key, secrets) and never swallow a policy error.
 """
 
@@ -82,13 +82,15 @@ def ensure_proxy() -> str | None:
     return None
 
 
-def register(name: str) -> str | None:
-    """Make sure the proxy runs and serves sandbox `name`; returns a warning instead of failing (the
-    sandbox then has no way out at all, and says so to each request)."""
+def register(name: str, created: float) -> str | None:
+    """Make sure the proxy runs and serves sandbox `name` (the instance `created`) on its channel,
+    `<state>/sandboxes/<name>/chan/proxy.sock`; returns a warning instead of failing (the sandbox then has
+    no way out at all, and says so to each request)."""
     try:
         client = _client()
         client.ensure_running()
-        client.register_sandbox(name)
+        client.register_sandbox(name, created=created, policy_file=policy_path(name),
+                                socket_path=paths.state_dir() / "sandboxes" / name / "chan" / "proxy.sock")
     except Exception as exc:  # the proxy is another area: any failure there must not leave a half sandbox
         message = f"policy proxy unavailable ({type(exc).__name__}: {exc}); sandbox {name} has no network"
         log.warning(message)

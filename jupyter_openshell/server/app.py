@@ -57,6 +57,9 @@ class OpenShellExtension(ExtensionApp):
         return server_owner() if mode == "server" else user.username
 
     def initialize_settings(self) -> None:
+        from jupyter_openshell.kernel.local_provisioner import make_default
+
+        make_default()  # kernels of other kernelspecs keep the notebook directory off sys.path
         self.sandboxes = SandboxManager(parent=self)
         self.policies = PolicyManager(parent=self)
         self.flows = FlowManager(parent=self)

@@ -1,8 +1,9 @@
 """Egress enforcement: every request is decided on its normalised name, method and path before any
 DNS lookup or upstream connection, under the policy snapshot of its caller.
 
-* The caller is the peer address (sandbox gateway address or host); an unregistered 127.77.0.0/16
-  peer and a caller without a valid policy are denied everything.
+* The caller is the sandbox whose channel the connection came through, else the host caller (whatever
+  its address); a connection of a sandbox no longer registered and a caller without a valid policy are
+  denied everything.
 * The destination name must agree everywhere: the request target, the Host / :authority header, the
   CONNECT authority and the TLS SNI; otherwise 400.
 * The normalised path and host are what is forwarded (the bytes evaluated are the bytes sent).
@@ -108,7 +109,7 @@ class EgressEnforcer:
         caller = self.state.caller(flow)
         flow.metadata[META_CALLER] = caller
         if caller is None:
-            self._deny(flow, "connection from an unregistered sandbox address")
+            self._deny(flow, "connection of a sandbox that is no longer registered")
             return None
         active = self.state.policies.get(caller)
         if active is None:
