@@ -92,7 +92,7 @@ def _refuse(flow: http.HTTPFlow, message: str) -> None:
     resp.headers = answer.headers
     resp.headers["content-length"] = str(len(body))
     resp.trailers = None
-    resp.stream = lambda chunk: b"" if chunk else body
+    resp.stream = lambda chunk: [] if chunk else [body]
 
 
 class _ScrubbedBody:
@@ -105,9 +105,11 @@ class _ScrubbedBody:
         self.decode = decode
         self.failed = False
 
-    def __call__(self, chunk: bytes) -> bytes:
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        """mitmproxy's stream protocol: b"" ends the body; an empty list sends nothing (an empty chunk
+        would end a chunked body early)."""
         if self.failed:
-            return b""
+            return []
         final = not chunk
         try:
             data = self.decode(chunk, final) if self.decode is not None else chunk
@@ -115,9 +117,11 @@ class _ScrubbedBody:
             self.failed = True
             self.flow.error = mflow.Error(f"inference route: response body cut short: {exc}")
             log.warning("inference route %s: response body cut short: %s", self.flow.request.host, exc)
-            return self.scrubber.flush()
+            return [out] if (out := self.scrubber.flush()) else []
         out = self.scrubber.feed(data)
-        return out + self.scrubber.flush() if final else out
+        if final:
+            out += self.scrubber.flush()
+        return [out] if out else []
 
 
 class InferenceRouter:
