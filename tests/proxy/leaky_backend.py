@@ -60,9 +60,10 @@ def forms(key: str) -> dict[str, str]:
 
 def encode(body: bytes, coding: str) -> bytes:
     for c in [c.strip() for c in coding.split(",") if c.strip()]:
-        body = {"identity": lambda b: b, "gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress,
-                "rawdeflate": lambda b: zlib.compress(b)[2:-4], "br": brotli.compress,
-                "zstd": zstandard.ZstdCompressor().compress, "x-unknown": lambda b: b[::-1]}[c](body)
+        body = {"identity": lambda b: b, "gzip": gzip.compress, "x-gzip": gzip.compress,
+                "deflate": zlib.compress, "rawdeflate": lambda b: zlib.compress(b)[2:-4],
+                "br": brotli.compress, "zstd": zstandard.ZstdCompressor().compress,
+                "x-unknown": lambda b: b[::-1]}[c](body)
     return body
 
 
@@ -140,8 +141,8 @@ class LeakyBackend:
         payload = '{"error": {"message": "Incorrect API key provided: %s", "code": 401}}' % (
             form if where == "body" else "")
         if where == "upgrade":
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-                         + form.encode())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n" + form.encode())
             time.sleep(0.5)
             return False
         if where == "header":
@@ -185,13 +186,15 @@ class LeakyBackend:
 
     def _chat(self, conn, req: dict) -> bool:
         if not req.get("stream"):
+            message = {"role": "assistant", "content": "Hello world, 50% & \\u00e9 a/b"}
+            choice = {"index": 0, "finish_reason": "stop", "message": message}
             data = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-                               "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                   "role": "assistant", "content": "Hello world, 50% & \\u00e9 a/b"}}]}).encode()
+                               "choices": [choice]}).encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                          % (len(data), data))
             return True
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
         for event in [*CHAT_EVENTS, "[DONE]"]:
             text = event if isinstance(event, str) else json.dumps(event)
             conn.sendall(_chunk(f"data: {text}\n\n".encode()))

@@ -32,11 +32,13 @@ CALLER_HEADERS = [
     ("Authorization", "Bearer caller-authz"), ("authorization", "Basic Y2FsbGVyOnB3"),
     ("x_api_key", "caller-1"), ("X_API_KEY", "caller-2"), ("api_key", "caller-3"), ("Api-Key", "caller-4"),
     ("x-api-key", "caller-5"), ("X-Api-Key", "caller-5b"), ("apikey", "caller-6"),
-    ("Ocp-Apim-Subscription-Key", "caller-7"), ("x-goog-api-key", "caller-8"), ("X_Goog_Api_Key", "caller-8b"),
+    ("Ocp-Apim-Subscription-Key", "caller-7"), ("x-goog-api-key", "caller-8"),
+    ("X_Goog_Api_Key", "caller-8b"),
     ("Proxy-Authorization", "Basic caller-9"), ("Cookie", "session=caller-10"), ("Cookie2", "caller-11"),
     ("X-Auth-Token", "caller-12"), ("X-Amz-Security-Token", "caller-13"), ("x-access-token", "caller-14"),
     ("X-Custom-Secret", "caller-15"), ("Authentication", "caller-16"), ("X-ApiKey", "caller-17"),
-    ("X-Functions-Key", "caller-18"), ("Private-Token", "caller-19"), ("x-ms-token-aad-id-token", "caller-20"),
+    ("X-Functions-Key", "caller-18"), ("Private-Token", "caller-19"),
+    ("x-ms-token-aad-id-token", "caller-20"),
     ("X-Upstream-Credential", "caller-21"), ("Forwarded", "for=caller-22"), ("X-Forwarded-For", "caller-23"),
     ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "caller-24"),
     ("Range", "bytes=10-20"),
@@ -123,9 +125,9 @@ def test_control_the_same_request_without_a_route_carries_everything(proxy, leak
     assert [v for _, v in CALLER_HEADERS + CALLER_PARAMS if v.startswith("caller") and v not in values] == []
 
 
-@pytest.mark.parametrize("name", ["key", "KEY", "x_api_key", "X-API-KEY", "apiKey", "api_key2", "access.token",
-                                  "refresh_token", "ClientSecret", "passwd", "sig", "X-Amz-Signature",
-                                  "sessionid", "Auth", "jwt", "code"])
+@pytest.mark.parametrize("name", ["key", "KEY", "x_api_key", "X-API-KEY", "apiKey", "api_key2",
+                                  "access.token", "refresh_token", "ClientSecret", "passwd", "sig",
+                                  "X-Amz-Signature", "sessionid", "Auth", "jwt", "code"])
 def test_credential_param_names(name):
     assert credential_param(name)
 

@@ -132,7 +132,7 @@ def test_response_headers_are_scrubbed(session, leaky, where):
 
 def test_unknown_coding_is_refused_not_passed(session, leaky):
     for frame in ("cl", "chunked", "big"):
-        status, headers, body = fetch(session, leaky, True, form="raw", frame=frame, coding="x-unknown")
+        status, _, body = fetch(session, leaky, True, form="raw", frame=frame, coding="x-unknown")
         assert status == 502, (frame, status)
         assert "cannot be checked for the key" in json.loads(body)["error"]
         assert KEY.encode()[::-1] not in body and KEY.encode() not in body
@@ -145,7 +145,8 @@ def _raw_get(proxy, leaky, target: str, routed: bool) -> bytes:
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         auth = "" if routed else f"Authorization: Bearer {KEY}\r\n"
         host = "inference.local" if routed else f"127.0.0.1:{leaky.port}"
-        s.sendall(f"GET http://{host}{target} HTTP/1.1\r\nHost: {host}\r\nTE: trailers\r\n{auth}\r\n".encode())
+        head = f"GET http://{host}{target} HTTP/1.1\r\nHost: {host}\r\nTE: trailers\r\n{auth}\r\n"
+        s.sendall(head.encode())
         out = b""
         s.settimeout(2)
         try:
