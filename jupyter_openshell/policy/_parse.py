@@ -799,7 +799,7 @@ class _Validator:
                     self.warn(
                         _val_loc(node, "strip_caller_auth", loc),
                         f"{field}.strip_caller_auth",
-                        "caller credentials will be forwarded to the backend",
+                        "the caller's own Authorization reaches the backend when the route has no auth",
                         "true",
                         "strip_caller_auth: true",
                     )
