@@ -19,7 +19,8 @@ from .bundle import OutputOptions, error_fields, filter_bundle
 from .widgets import WidgetFilter
 
 HEADER_KEYS = ("msg_id", "msg_type", "username", "session", "date", "version", "subshell_id")
-METADATA_KEYS = ("started", "dependencies_met", "engine", "status")
+# Message metadata: execution bookkeeping, and `version`, the widget protocol version of comm messages.
+METADATA_KEYS = ("started", "dependencies_met", "engine", "status", "version")
 STATES = frozenset({"busy", "idle", "starting", "restarting", "dead"})
 REPLY_STATUS = frozenset({"ok", "error", "aborted"})
 _HTTP = re.compile(r"https?://[^\s\x00-\x1f\x7f\\\"'<>]+")

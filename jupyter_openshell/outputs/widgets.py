@@ -164,17 +164,8 @@ class WidgetFilter:
         state = self._state(model, state, full=True)
         self.models[comm_id] = model
         state, paths, bufs = remove_buffers(state)
-        metadata = content.get("metadata")
-        version = metadata.get("version") if isinstance(metadata, dict) else None
-        out = {
-            "comm_id": comm_id,
-            "target_name": WIDGET_TARGET,
-            "data": {"state": state, "buffer_paths": paths},
-            "metadata": {"version": version}
-            if isinstance(version, str) and _VERSION.fullmatch(version)
-            else {},
-        }
-        return out, bufs
+        data = {"state": state, "buffer_paths": paths}
+        return {"comm_id": comm_id, "target_name": WIDGET_TARGET, "data": data}, bufs
 
     def comm_msg(self, content: dict, buffers: list[bytes]) -> tuple[dict, list[bytes]] | None:
         comm_id, data = content.get("comm_id"), content.get("data")

@@ -30,7 +30,6 @@ def _open(f: MessageFilter, comm_id: str, state: dict, paths=(), buffers=()) -> 
         "comm_id": comm_id,
         "target_name": "jupyter.widget",
         "data": {"state": state, "buffer_paths": list(paths)},
-        "metadata": {"version": "2.1.0"},
     }
     return f.from_kernel("comm_open", content, list(buffers))
 
