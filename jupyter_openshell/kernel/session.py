@@ -2,9 +2,10 @@
 
 The sandbox's network namespace has only lo, so TCP from the host cannot reach the kernel: the kernel binds
 ipc sockets in a channel directory (see `kernels_dir`), seen in the sandbox at /tmp/.openshell-kernel.
-Each kernel gets a fresh HMAC key; the connection file inside holds only that key. It must never pass the
-host's environment (Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave
-nothing behind.
+Each kernel gets a fresh HMAC key; the connection file inside holds only that key. Clients never connect
+to those sockets: `connection_info()` is the kernel's `relay.Relay` (a host-only directory, another key),
+which filters what the kernel sends. It must never pass the host's environment (Jupyter token, other
+kernels' secrets) into the sandbox, and `destroy()` must leave nothing behind.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class KernelSandbox:
         self.key = secrets.token_hex(32).encode()
         self.process: Any = None
         self.broker: Any = None
+        self.relay: Any = None
         self.uid: int | None = None
         self._created = False
         self._log: Any = None
@@ -125,6 +127,7 @@ class KernelSandbox:
         from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec
 
         from .broker import Broker
+        from .relay import Relay
 
         self.home.mkdir(mode=0o711)
         policy_file = self.config.policy_file or None
@@ -138,7 +141,11 @@ class KernelSandbox:
         self.chan.mkdir(mode=0o700)
         self.broker = Broker(self.name, self.chan / "broker.sock", policy_edits=self.config.policy_edits)
         self.broker.start()
+        self.relay = Relay(str(self.chan / "k"), self.home / "host", self.key)
+        self.relay.start()
         (self.home / "sandbox").write_text(self.name)  # lets cleanup_stale() find the sandbox of a dead host
+        if self.config.policy_edits:  # read by the REST API (kernel_policy_edits); never seen in the sandbox
+            (self.home / "policy-edits").touch(mode=0o600)
         spec = SandboxSpec(
             name=self.name,
             policy_file=policy_file,
@@ -181,12 +188,14 @@ class KernelSandbox:
         return str(path)
 
     def connection_info(self, inside: bool = False) -> dict:
-        base = INSIDE_DIR if inside else str(self.chan)
+        """What clients connect to (the relay's); `inside`: the kernel's own sockets, in the sandbox."""
+        if not inside:
+            return self.relay.connection_info()
         return {
             **PORTS,
-            "ip": f"{base}/k",
+            "ip": f"{INSIDE_DIR}/k",
             "transport": "ipc",
-            "key": self.key.decode() if inside else self.key,
+            "key": self.key.decode(),
             "signature_scheme": "hmac-sha256",
             "kernel_name": "openshell",
         }
@@ -303,10 +312,31 @@ class KernelSandbox:
         if self.broker:
             self.broker.stop()
             self.broker = None
+        if self.relay:
+            self.relay.close()
+            self.relay = None
         if self._log:
             self._log.close()
             self._log = None
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def kernel_policy_edits(name: str) -> bool | None:
+    """None if sandbox `name` runs no kernel of this host; else whether its kernelspec enabled policy edits.
+
+    Read from the kernel's home directory (host side, never bound into the sandbox: its channel is).
+    """
+    try:
+        homes = list(kernels_dir().iterdir())
+    except OSError:
+        return None
+    for home in homes:
+        try:
+            if (home / "sandbox").read_text().strip() == name:
+                return (home / "policy-edits").exists()
+        except OSError:
+            continue
+    return None
 
 
 def cleanup_stale(backend: str = "local") -> list[str]:
