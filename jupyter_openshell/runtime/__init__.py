@@ -1,28 +1,65 @@
 """Sandbox runtime: run commands in isolated sandboxes whose only way out is the policy proxy.
 
-Public API (see docs/ARCHITECTURE.md): `get_backend(name="local")`, `Backend`, `SandboxSpec`, `Bind`,
-`SandboxInfo`, `ExecProcess`, `SandboxError`, `KILL_GRACE_S`. Backends live in private modules and are
-chosen by name, so callers never import one directly. This module must never import a backend eagerly.
+Public API (see docs/ARCHITECTURE.md): `get_backend(name=None)`, `backend_of(sandbox)`,
+`available_backends()`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`, `ExecProcess`, `SandboxError`,
+`KILL_GRACE_S`. Backends are plugins: classes named by the entry point group `jupyter_openshell.backends`
+(the built-in ones are also known without scanning entry points, which keeps the CLI fast); every backend
+records its sandboxes under `<state>/sandboxes/<name>/sandbox.json` with its name in "backend", so any
+process finds the backend of a sandbox. This module must never import a backend eagerly.
 """
 
 from __future__ import annotations
 
+import os
+from importlib import import_module
+
 from ._types import KILL_GRACE_S, Backend, Bind, ExecProcess, SandboxError, SandboxInfo, SandboxSpec
 
-BACKENDS = ("local",)
+ENTRY_POINT_GROUP = "jupyter_openshell.backends"
+BACKEND_ENV = "OPENSHELL_BACKEND"
+_BUILTIN = {"local": "jupyter_openshell.runtime._local:LocalBackend"}
 
 
-def get_backend(name: str = "local") -> Backend:
-    """The backend called `name` ("local": bubblewrap on this machine)."""
-    if name == "local":
-        from ._local import LocalBackend
+def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points
 
-        return LocalBackend()
-    raise SandboxError(f"unknown sandbox backend {name!r}; available: {', '.join(BACKENDS)}")
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_backends() -> list[str]:
+    """Names of every installed backend ("local" first)."""
+    return sorted({**_plugins(), **_BUILTIN}, key=lambda n: (n != "local", n))
+
+
+def default_backend() -> str:
+    """$OPENSHELL_BACKEND, else "local"."""
+    return os.environ.get(BACKEND_ENV) or "local"
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The backend called `name` (None: `default_backend()`); "local" is bubblewrap on this machine."""
+    name = name or default_backend()
+    target = _BUILTIN.get(name) or _plugins().get(name)
+    if target is None:
+        raise SandboxError(f"unknown sandbox backend {name!r}; installed: {', '.join(available_backends())}")
+    module, _, attr = target.partition(":")
+    return getattr(import_module(module), attr)()
+
+
+def backend_of(sandbox: str) -> Backend:
+    """The backend that made sandbox `sandbox` (from its record); SandboxError if there is none."""
+    from . import _state
+    from ._types import check_name
+
+    record = _state.read(check_name(sandbox))
+    if record is None:
+        raise SandboxError(f"no sandbox named {sandbox}; `openshell sandbox ls` lists them")
+    return get_backend(record.get("backend") or "local")
 
 
 __all__ = [
-    "BACKENDS",
+    "BACKEND_ENV",
+    "ENTRY_POINT_GROUP",
     "KILL_GRACE_S",
     "Backend",
     "Bind",
@@ -30,5 +67,8 @@ __all__ = [
     "SandboxError",
     "SandboxInfo",
     "SandboxSpec",
+    "available_backends",
+    "backend_of",
+    "default_backend",
     "get_backend",
 ]
