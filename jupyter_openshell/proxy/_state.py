@@ -4,14 +4,14 @@ secrets, the resolver and the flow log. Plain data and lookups; it must never do
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mitmproxy import http
 
-from ._addresses import Explicit, Resolver, explicit_networks
+from ._addresses import Resolver
 from ._flowlog import FlowLog, PipeFlowLog
-from ._policies import Active, PolicySet
+from ._policies import PolicySet
 from ._registry import HOST_CALLER, Registry
 from ._secrets import SecretStore
 
@@ -32,17 +32,8 @@ class ProxyState:
     secrets: SecretStore
     flowlog: FlowLog | PipeFlowLog
     resolver: Resolver
-    _explicit: dict[str, Explicit] = field(default_factory=dict)
 
     def caller(self, flow: http.HTTPFlow) -> str | None:
         """Policy name of the flow's peer: a sandbox, HOST_CALLER, or None (unregistered sandbox address)."""
         peer = flow.client_conn.peername
         return self.registry.caller(peer[0]) if peer else HOST_CALLER
-
-    def explicit(self, active: Active) -> Explicit:
-        nets = self._explicit.get(active.version)
-        if nets is None:
-            if len(self._explicit) > 256:
-                self._explicit.clear()
-            nets = self._explicit[active.version] = explicit_networks(active.policy)
-        return nets

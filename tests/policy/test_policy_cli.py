@@ -60,7 +60,7 @@ def test_explain(tmp_path, capsys):
         == 0
     )
     assert "method override to DELETE" in capsys.readouterr().out
-    assert main(["policy", "explain", str(f), "GET", "https://api.example.com/a%2fb"]) == 0
+    assert main(["policy", "explain", str(f), "GET", "https://api.example.com/a%5cb"]) == 0
     assert "decision: deny (400)" in capsys.readouterr().out
     assert main(["policy", "explain", "--json", str(f), "GET", "http://inference.local/v1/models"]) == 0
     out = json.loads(capsys.readouterr().out)

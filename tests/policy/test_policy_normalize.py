@@ -168,8 +168,10 @@ def test_paths_are_canonicalised(raw, expected):
 @pytest.mark.parametrize(
     "raw, why",
     [
-        ("/v1/users%2f..%2fadmin", "encoded /"),
-        ("/v1/users%2F1", "encoded /"),
+        ("/v1/users%2f..%2fadmin", "encoded / making a dot segment"),
+        ("/v1/users%2F%2F1", "encoded / making an empty segment"),
+        ("/v1/%2F1", "encoded / making an empty segment"),
+        ("/v1/users%2F.", "encoded / making a dot segment"),
         ("/v1%5cadmin", "encoded backslash"),
         ("/v1\\admin", "raw backslash"),
         ("/v1/%00", "encoded NUL"),

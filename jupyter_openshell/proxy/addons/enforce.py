@@ -12,6 +12,10 @@ DNS lookup or upstream connection, under the policy snapshot of its caller.
   inference routes included.
 * A denial answers 403 JSON (error, method, host, path, policy_version, rule, hint); a request that
   cannot be evaluated safely answers 400. In audit mode a would-be denial is logged and let through.
+* A method override in the body (`_method` in a form or JSON body): where the rule allows the request
+  but not every method on its path (`any_method_allowed`), a body a server could read a form or JSON
+  from is buffered (at most FORM_BODY_LIMIT, else 413; unknown length: 411) and the request is
+  decided again with it in the `request` hook, before anything is sent upstream.
 * A CONNECT to a host:port that no allow rule or inference route of the caller could ever let
   through is answered 403 at once: no TLS handshake with the client, no DNS lookup, no upstream
   connection. Audit mode lets it through; its requests are then judged and logged one by one.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 
 from mitmproxy import http, tcp, udp
 
@@ -31,6 +36,7 @@ from jupyter_openshell.policy import (
     BadRequest,
     HostInfo,
     RequestInfo,
+    may_carry_override,
     normalize_host,
     normalize_method,
     normalize_path,
@@ -38,7 +44,7 @@ from jupyter_openshell.policy import (
 )
 
 from .._registry import HOST_CALLER
-from .._responses import bad_request, denied
+from .._responses import bad_request, denied, json_response
 from .._state import (
     META_ACTIVE,
     META_CALLER,
@@ -51,8 +57,14 @@ from .._state import (
 )
 
 _DEFAULT_PORT = {"http": 80, "https": 443}
-# only these headers matter to the decision (method override)
+# only these headers matter to the decision (method override; the body's type and coding)
 _OVERRIDE_HEADERS = frozenset(h.encode() for h in OVERRIDE_HEADERS)
+_BODY_HEADERS = _OVERRIDE_HEADERS | {b"content-type", b"content-encoding"}
+# A body checked for a method override is buffered up to this; it must not exceed the proxy's
+# `stream_large_bodies` (mitmproxy streams a bigger body upstream before the `request` hook).
+FORM_BODY_LIMIT = 256 * 1024
+META_BODY_CHECK = "openshell.body_check"
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
 _HOSTS: dict[str, HostInfo] = {}
 # bytes an HTTP/1 upstream may read as the end of a header line or of the request line
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
@@ -134,10 +146,10 @@ class EgressEnforcer:
         compiled = active.compiled
         if compiled.host_may_be_allowed(host.value, req.port) or self._routed(active, flow, host.value):
             return  # audit mode lands here too: its requests are judged (and logged) one by one
-        decision = compiled.decide(RequestInfo("GET", "https", host.value, req.port, "/"))
+        decision = compiled.decide_connect(host.value, req.port)
         flow.metadata[META_DECISION] = decision
         flow.metadata[META_TARGET] = ("https", host.value, req.port, "/")
-        self._deny(flow, f"no rule allows any request to {host.value}:{req.port}", host=host.value, path="/",
+        self._deny(flow, decision.reason, host=host.value, path="/",
                    version=active.version, rule=decision.rule, hint=decision.hint)
 
     @staticmethod
@@ -194,6 +206,59 @@ class EgressEnforcer:
                 canonical = _authority(req.scheme, decision.host, req.port)
                 if req.host_header != canonical:
                     req.host_header = canonical
+            if not decision.audit:
+                self._hold_body(flow, active, decision, RequestInfo(
+                    req.method, req.scheme, decision.host, req.port, decision.path, query.decode("latin-1"),
+                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.fields
+                     if k.lower() in _BODY_HEADERS]))
+
+    # -- method overrides in the body -----------------------------------------------------------
+    def _hold_body(self, flow: http.HTTPFlow, active, decision, info: RequestInfo) -> None:
+        """Buffer a body that could override the method where the rule does not allow every method,
+        so `request` decides with it; refuse one that cannot be buffered (411, 413)."""
+        req = flow.request
+        length = req.headers.get("content-length")
+        if length is not None:
+            has_body = length.strip() not in ("", "0")
+        else:
+            has_body = "transfer-encoding" in req.headers or (
+                req.http_version.startswith(("HTTP/2", "HTTP/3")) and req.method not in _BODYLESS)
+        if not has_body or not may_carry_override(info.headers) or active.compiled.any_method_allowed(info):
+            return
+        if length is None or not length.strip().isdigit():
+            self._refuse_body(flow, decision, 411, "a request body that could carry a method override "
+                              "(_method) needs a Content-Length here: this rule does not allow every method")
+        elif int(length) > FORM_BODY_LIMIT:
+            self._refuse_body(flow, decision, 413, f"a form or JSON body that could carry a method override "
+                              f"(_method) is checked up to {FORM_BODY_LIMIT} bytes where the rule does not "
+                              f"allow every method; this one has {int(length)}")
+        else:
+            req.stream = False
+            flow.metadata[META_BODY_CHECK] = info
+
+    def _refuse_body(self, flow: http.HTTPFlow, decision, status: int, reason: str) -> None:
+        flow.request.stream = False
+        flow.metadata[META_DENIED] = reason
+        flow.metadata[META_DECISION] = replace(decision, action="deny", allowed=False, status=status,
+                                               reason=reason)
+        flow.response = json_response(status, {
+            "error": f"blocked by policy: {reason}", "method": decision.method, "host": decision.host,
+            "path": decision.path, "policy_version": decision.policy_version, "rule": decision.rule,
+            "hint": None})
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """Decide again, with the buffered body, a request `_hold_body` kept back."""
+        info = flow.metadata.pop(META_BODY_CHECK, None)
+        if info is None or flow.response is not None:
+            return
+        active = flow.metadata[META_ACTIVE]
+        decision = active.compiled.decide(replace(info, body=flow.request.raw_content or b""))
+        flow.metadata[META_DECISION] = decision
+        if decision.status == 400:
+            self._bad(flow, decision.reason.removeprefix("bad request: "), active.version)
+        elif not decision.allowed:
+            self._deny(flow, decision.reason, host=decision.host, path=decision.path, version=active.version,
+                       rule=decision.rule, hint=decision.hint)
 
     def _agreed_host(self, flow: http.HTTPFlow):
         """The normalised destination host, after checking target, Host header, CONNECT and SNI agree."""
