@@ -39,7 +39,7 @@ from ._normalize import (
 )
 from ._parse import load_policy_file, parse_policy
 from ._presets import Preset, expand_preset, presets
-from ._rules import RuleVariant, rule_for, rule_variants, rule_yaml
+from ._rules import RuleVariant, effective_yaml, rule_for, rule_variants, rule_yaml
 from ._schema import json_schema
 from ._store import HistoryEntry, PolicyStore
 from ._suggest import suggest
@@ -70,6 +70,7 @@ __all__ = [
     "RuleVariant",
     "add_rule",
     "body_override_methods",
+    "effective_yaml",
     "expand_preset",
     "is_override_param",
     "json_schema",

@@ -265,7 +265,11 @@ def _normalize_bytes(raw: bytes) -> str:
             out.append(chr(v))
         else:
             out.append(f"%{v:02X}")
-    path = _remove_dot_segments("".join(out))
+    joined = "".join(out)
+    if "%2F" in joined and any(seg.split(";", 1)[0] in (".", "..") for seg in joined.split("/")):
+        # `a%2Fb/../c` is /c to us but /a/c to a server that reads %2F as / first
+        raise BadRequest("encoded '/' together with dot segments in path", "path")
+    path = _remove_dot_segments(joined)
     if "%2F" in path:
         segs = path.replace("%2F", "/").split("/")[1:]
         if any(seg.split(";", 1)[0] in ("", ".", "..") for seg in segs[:-1]) or segs[-1].split(";", 1)[0] in (

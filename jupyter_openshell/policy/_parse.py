@@ -414,7 +414,9 @@ class _Validator:
         ploc = _val_loc(node, "preset", loc)
         name = node["preset"]
         if not isinstance(name, str) or name not in names:
-            hint = did_you_mean(name, names) if isinstance(name, str) else ""
+            text = name.lower() if isinstance(name, str) else ""
+            close = difflib.get_close_matches(text, names, n=1, cutoff=0.5) if text else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.error(
                 ploc,
                 f"{field}.preset",

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import BadRequest
-from ._model import DEFAULT_PORTS
+from ._model import DEFAULT_PORTS, Policy
 from ._normalize import normalize_host, normalize_method, normalize_path, split_host_port
 
 READ_METHODS = ("GET", "HEAD")
@@ -141,6 +141,17 @@ def rule_for(method: str, url: str) -> dict[str, Any]:
         return make_rule(None, host, port, path)
     methods = list(READ_METHODS) if not method else [normalize_method(method)]
     return make_rule(methods, host, port, path)
+
+
+def effective_yaml(policy: Policy) -> str:
+    """The effective `network.egress` rules of `policy` as a YAML list (presets expanded, each
+    expansion under a comment naming its entry): what `%policy show` shows beside the file."""
+    lines = []
+    for rule in policy.egress:
+        if rule.preset is not None:
+            lines.append(f"# network.egress[{rule.entry}]: preset {rule.preset}")
+        lines.append(rule_yaml(rule.to_yaml_dict()))
+    return "\n".join(lines)
 
 
 def _scalar(v: Any) -> str:

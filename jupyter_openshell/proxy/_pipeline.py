@@ -25,6 +25,7 @@ from mitmproxy.addons import (
     proxyserver,
     tlsconfig,
 )
+from mitmproxy.proxy.layers.http import HttpStream
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,24 @@ def _no_field_typecheck(self: Any) -> None:
     (mitmproxy's parser and `Response.make` build these)."""
 
 
+_check_body_size = HttpStream.check_body_size
+
+
+def _drop_refused_bodies(self: HttpStream, request: bool) -> Any:
+    """Replaces `HttpStream.check_body_size`: the body of a request already answered (refused at
+    `requestheaders`) is read and dropped rather than buffered, so it never grows past
+    `stream_large_bodies`, where mitmproxy would switch to streaming it and crash ("Can't set a
+    response and enable streaming at the same time"), leaving the client without an answer."""
+    if request and self.flow is not None and self.flow.response is not None and self.request_body_buf:
+        self.request_body_buf.clear()
+        return False
+    return (yield from _check_body_size(self, request))
+
+
 def lean_master(opts: options.Options, pipeline: Pipeline) -> master.Master:
     """A mitmproxy master with only the addons a forward policy proxy needs, plus `pipeline`."""
     mitm_http.MessageData.__post_init__ = _no_field_typecheck  # type: ignore[method-assign]
+    HttpStream.check_body_size = _drop_refused_bodies  # type: ignore[method-assign]
     m = master.Master(opts)
     m.addons = _HookIndex(m)
     m.addons.add(
