@@ -81,7 +81,8 @@ class Decision:
     or None (let through). `method`, `host`, `port`, `path` are the normalised request: forward exactly
     these. `rule` names the deciding rule (`network.egress[3] (deny, line 12): ...`) or says
     "no rule matched (default deny)". `admitted`: the addresses the allowing rule admits (its IP/CIDR
-    host, its `addresses`), see `admits()`. `variants` (and `hint`, the narrowest one's YAML) are the
+    host, its `addresses`; in audit mode, for a would-be denial, those of the allow rules for the
+    host and port), see `admits()`. `variants` (and `hint`, the narrowest one's YAML) are the
     rules that would allow a refused or audit-allowed request, built on first access. A CONNECT refused
     before any request was seen has method "CONNECT" and an empty path (host-level variants)."""
 
@@ -115,7 +116,7 @@ class Decision:
     def admits(self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """True if the rule that allowed this request names `address` (as its IP/CIDR host or in its
         `addresses`): only then may the request reach a loopback, link-local or own address."""
-        if not self.admitted or self.action != "allow":
+        if not self.admitted or not self.allowed:
             return False
         try:
             ip = ipaddress.ip_address(address) if isinstance(address, str) else address
@@ -445,8 +446,20 @@ class CompiledPolicy:
             host_kind=hi.kind,
             port=port,
             path=path,
-            admitted=self._rules[idx].admitted if allowed and idx is not None else (),
+            admitted=self._admitted(idx, allowed, audit, hi, port),
         )
+
+    def _admitted(self, idx: int | None, allowed: bool, audit: bool, hi: HostInfo, port: int) -> tuple:
+        """The allowing rule's address exceptions; for an audit-allowed request, those of the allow
+        rules for its host and port (the rules one would widen to allow it)."""
+        if allowed and idx is not None:
+            return self._rules[idx].admitted
+        if not audit:
+            return ()
+        generic, by_seg = self._plan(hi)
+        cands = sorted(set(generic).union(*by_seg.values())) if by_seg else generic
+        nets = [n for i in cands if port in self._rules[i].ports for n in self._rules[i].admitted]
+        return tuple(dict.fromkeys(nets))
 
     def _bad(self, req: RequestInfo, exc: BadRequest) -> Decision:
         return Decision(

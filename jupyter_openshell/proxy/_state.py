@@ -22,6 +22,9 @@ META_ROUTE = "openshell.route"
 META_DENIED = "openshell.denied"
 META_START = "openshell.start"
 META_TARGET = "openshell.target"
+# set at requestheaders: buffer this request's body (at most this many bytes), never stream it
+META_BODY_LIMIT = "openshell.body_limit"
+META_BODY_OVERFLOW = "openshell.body_overflow"  # set once a held body passed its limit (it is dropped)
 
 
 @dataclass

@@ -367,6 +367,14 @@ network:
     assert not meta.allowed and not meta.admits("169.254.169.254")  # named, but only by a deny rule
     audit = parse_policy("mode: audit\n" + text).compile()
     assert audit.host_may_be_allowed("other.example.com", 443)
+    audit = parse_policy(
+        'mode: audit\nnetwork:\n  egress:\n    - host: "127.0.0.1"\n      port: 9000\n      paths: ["/ok"]\n'
+        "      action: allow\n"
+    ).compile()
+    would = audit.decide(RequestInfo("POST", "http", "127.0.0.1", 9000, "/x"))  # audit-allowed
+    assert would.action == "audit-allow" and would.admits("127.0.0.1")  # the rule one would widen
+    assert not audit.decide(RequestInfo("GET", "http", "127.0.0.1", 9001, "/")).admits("127.0.0.1")
+    assert not audit.decide(RequestInfo("GET", "https", "x.example.com", 443, "/")).admits("127.0.0.1")
 
 
 _DENY_ADMIN = parse_policy(

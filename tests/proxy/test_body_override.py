@@ -139,7 +139,7 @@ def test_the_same_attack_inside_a_tls_tunnel_and_over_http2(post_only, upstream_
     form = [("content-type", FORM)]
     sized = [*form, ("content-length", "14")]
     assert _h2_post(post_only, authority, "/items/1", sized, b"_method=DELETE") == 403
-    assert _h2_post(post_only, authority, "/items/1", form, b"_method=DELETE") == 411  # no length given
+    assert _h2_post(post_only, authority, "/items/1", form, b"_method=DELETE") == 403  # no length given
     # CONTROL: an allowed override passes, over HTTP/1.1 and HTTP/2
     sized = [*form, ("content-length", "11")]
     assert _h2_post(post_only, authority, "/items/1", sized, b"_method=GET") == 200
@@ -176,27 +176,34 @@ def test_control_a_rule_allowing_every_method_forwards_the_override(make_proxy, 
     assert [q.body for q in upstream.requests] == [b"a=1&_method=DELETE"]
 
 
-def test_a_body_too_large_to_check_is_refused_and_the_limit_fits_the_stream_threshold(post_only, upstream):
-    """Bodies past FORM_BODY_LIMIT (which mitmproxy would stream upstream before the `request` hook)
-    are refused 413 where they would need checking; chunked ones (no length) 411."""
+def test_bodies_are_held_back_up_to_the_limit_chunked_ones_too_and_refused_past_it(post_only, upstream):
+    """A held body is never streamed upstream before it is judged, even past the proxy's streaming
+    threshold or without a length; past FORM_BODY_LIMIT it is refused 413 (nothing sent)."""
     from mitmproxy.utils.human import parse_size
 
-    assert parse_size(STREAM_THRESHOLD) >= FORM_BODY_LIMIT
     upstream.clear()
     url = f"http://api.example.com:{upstream.port}/upload"
+    middle = b"a=" + b"x" * (2 * parse_size(STREAM_THRESHOLD)) + b"&_method=DELETE"
+    assert len(middle) < FORM_BODY_LIMIT
+    r = _post(post_only, url, FORM, None, middle)
+    assert r.status_code == 403 and "method override to DELETE" in r.json()["error"]
     big = b"a=" + b"x" * FORM_BODY_LIMIT + b"&_method=DELETE"
     r = _post(post_only, url, FORM, None, big)
     assert r.status_code == 413 and "checked up to" in r.json()["error"]
     with requests.Session() as s:
         s.trust_env = False
-        r = s.post(url, data=iter([b"_method=", b"DELETE"]), headers={"Content-Type": FORM},
-                   proxies={"http": post_only.url})
-    assert r.status_code == 411
+        chunked = s.post(url, data=iter([b"a=1&", b"_method=", b"DELETE"]), headers={"Content-Type": FORM},
+                         proxies={"http": post_only.url})
+        assert chunked.status_code == 403
+        chunked_big = s.post(url, data=iter([b"x" * 65536] * 20 + [b"&_method=GET"]),
+                             headers={"Content-Type": FORM}, proxies={"http": post_only.url})
+        assert chunked_big.status_code == 413
     assert upstream.requests == []
     # CONTROL: a body no server reads a form from is not held back, whatever its size
     r = _post(post_only, url, "application/octet-stream", None, big)
     assert r.status_code == 200
     assert [len(q.body) for q in upstream.requests] == [len(big)]
     rec = [f for f in post_only.client.flows() if f["path"] == "/upload"]
-    assert [f["status"] for f in rec] == [413, 411, 200]
-    assert json.dumps(rec[0]).count("method override") == 1
+    assert [f["status"] for f in rec] == [403, 413, 403, 413, 200]
+    assert all(f["decision"] == "deny" and f["bytes_out"] == 0 for f in rec[:4])
+    assert "method override" in rec[1]["reason"] and json.dumps(rec[1]).count("checked up to") == 1

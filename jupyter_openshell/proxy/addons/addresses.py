@@ -97,12 +97,12 @@ class AddressGuard:
 
 def _admits(flow: http.HTTPFlow) -> Admits:
     """Which forbidden addresses this request may reach: those its inference route or its allowing
-    rule names; none for anything else (audit-allowed requests included)."""
+    rule names (in audit mode: the allow rules for its host and port); none for anything else."""
     route = flow.metadata.get(META_ROUTE)
     if route is not None:
         compiled = flow.metadata[META_ACTIVE].compiled
         return lambda ip: compiled.route_admits(route, str(ip))
     decision = flow.metadata.get(META_DECISION)
-    if decision is not None and decision.action == "allow":
+    if decision is not None and decision.allowed:
         return decision.admits
     return lambda ip: False

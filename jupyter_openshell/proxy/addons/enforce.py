@@ -14,7 +14,7 @@ DNS lookup or upstream connection, under the policy snapshot of its caller.
   cannot be evaluated safely answers 400. In audit mode a would-be denial is logged and let through.
 * A method override in the body (`_method` in a form or JSON body): where the rule allows the request
   but not every method on its path (`any_method_allowed`), a body a server could read a form or JSON
-  from is buffered (at most FORM_BODY_LIMIT, else 413; unknown length: 411) and the request is
+  from is held back (at most FORM_BODY_LIMIT, else 413; chunked bodies too) and the request is
   decided again with it in the `request` hook, before anything is sent upstream.
 * A CONNECT to a host:port that no allow rule or inference route of the caller could ever let
   through is answered 403 at once: no TLS handshake with the client, no DNS lookup, no upstream
@@ -47,6 +47,8 @@ from .._registry import HOST_CALLER
 from .._responses import bad_request, denied, json_response
 from .._state import (
     META_ACTIVE,
+    META_BODY_LIMIT,
+    META_BODY_OVERFLOW,
     META_CALLER,
     META_DECISION,
     META_DENIED,
@@ -60,11 +62,8 @@ _DEFAULT_PORT = {"http": 80, "https": 443}
 # only these headers matter to the decision (method override; the body's type and coding)
 _OVERRIDE_HEADERS = frozenset(h.encode() for h in OVERRIDE_HEADERS)
 _BODY_HEADERS = _OVERRIDE_HEADERS | {b"content-type", b"content-encoding"}
-# A body checked for a method override is buffered up to this; it must not exceed the proxy's
-# `stream_large_bodies` (mitmproxy streams a bigger body upstream before the `request` hook).
-FORM_BODY_LIMIT = 256 * 1024
+FORM_BODY_LIMIT = 1024 * 1024  # a body checked for a method override is held back up to this
 META_BODY_CHECK = "openshell.body_check"
-_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
 _HOSTS: dict[str, HostInfo] = {}
 # bytes an HTTP/1 upstream may read as the end of a header line or of the request line
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
@@ -92,6 +91,12 @@ def _check_framing(req: http.Request, query: bytes) -> None:
             header = name[:64].decode("latin-1")
             raise BadRequest(f"CR, LF or NUL in the value of header {header!r}", "header")
 
+
+
+def _too_large(length: int | None) -> str:
+    size = f"this one has {length}" if length is not None else "this one has more"
+    return (f"a form or JSON body that could carry a method override (_method) is checked up to "
+            f"{FORM_BODY_LIMIT} bytes where the rule does not allow every method; {size}")
 
 
 def _authority(scheme: str, host: str, port: int) -> str:
@@ -214,26 +219,21 @@ class EgressEnforcer:
 
     # -- method overrides in the body -----------------------------------------------------------
     def _hold_body(self, flow: http.HTTPFlow, active, decision, info: RequestInfo) -> None:
-        """Buffer a body that could override the method where the rule does not allow every method,
-        so `request` decides with it; refuse one that cannot be buffered (411, 413)."""
+        """Hold back a body that could override the method where the rule does not allow every method,
+        so `request` decides with it; refuse one too large to hold (413)."""
         req = flow.request
         length = req.headers.get("content-length")
         if length is not None:
             has_body = length.strip() not in ("", "0")
         else:
-            has_body = "transfer-encoding" in req.headers or (
-                req.http_version.startswith(("HTTP/2", "HTTP/3")) and req.method not in _BODYLESS)
+            has_body = "transfer-encoding" in req.headers or req.http_version.startswith(("HTTP/2", "HTTP/3"))
         if not has_body or not may_carry_override(info.headers) or active.compiled.any_method_allowed(info):
             return
-        if length is None or not length.strip().isdigit():
-            self._refuse_body(flow, decision, 411, "a request body that could carry a method override "
-                              "(_method) needs a Content-Length here: this rule does not allow every method")
-        elif int(length) > FORM_BODY_LIMIT:
-            self._refuse_body(flow, decision, 413, f"a form or JSON body that could carry a method override "
-                              f"(_method) is checked up to {FORM_BODY_LIMIT} bytes where the rule does not "
-                              f"allow every method; this one has {int(length)}")
+        if length is not None and length.strip().isdigit() and int(length) > FORM_BODY_LIMIT:
+            self._refuse_body(flow, decision, 413, _too_large(int(length)))
         else:
             req.stream = False
+            flow.metadata[META_BODY_LIMIT] = FORM_BODY_LIMIT
             flow.metadata[META_BODY_CHECK] = info
 
     def _refuse_body(self, flow: http.HTTPFlow, decision, status: int, reason: str) -> None:
@@ -251,9 +251,14 @@ class EgressEnforcer:
         info = flow.metadata.pop(META_BODY_CHECK, None)
         if info is None or flow.response is not None:
             return
+        if flow.metadata.get(META_BODY_OVERFLOW):
+            self._refuse_body(flow, flow.metadata[META_DECISION], 413, _too_large(None))
+            return
         active = flow.metadata[META_ACTIVE]
         decision = active.compiled.decide(replace(info, body=flow.request.raw_content or b""))
         flow.metadata[META_DECISION] = decision
+        if not decision.allowed:
+            flow.request.data.content = b""  # held back and never sent (the flow log counts 0 bytes out)
         if decision.status == 400:
             self._bad(flow, decision.reason.removeprefix("bad request: "), active.version)
         elif not decision.allowed:
