@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 READ_OPS = frozenset({"show", "explain", "history", "flows", "flow_page", "rule_for"})
-WRITE_OPS = frozenset({"put", "allow", "deny", "mode", "rollback"})
+WRITE_OPS = frozenset({"put", "allow", "allow_preset", "deny", "mode", "rollback"})
 MAX_REQUEST = 1 << 20
 
 

@@ -1,9 +1,11 @@
 """Post-allow address checks: resolve an allowed name and refuse addresses a sandbox must not reach.
 
-Refused unless the policy names them explicitly as IPs together with the port (an allow rule whose
-host is that IP or a CIDR holding it and whose ports hold the port, or an inference backend URL with
-that IP and port): loopback, link-local (169.254.169.254
-included), unspecified, multicast and reserved addresses, and every address of the proxy's own host.
+Refused unless the rule that allowed the request names them (`Decision.admits`: the rule's IP or CIDR
+host, or its `addresses`; the rule matched the request's port) or the inference route that took it
+does (`CompiledPolicy.route_admits`: its backend URL's IP, or its backend `addresses`): loopback,
+link-local (169.254.169.254 included), unspecified, multicast and reserved addresses, and every
+address of the proxy's own host. An exception belongs to its rule: naming 127.0.0.1 in one rule
+never lets another rule's names reach it.
 `Resolver.resolve` is the only place the proxy resolves names; it logs each lookup (name only) so
 tests can prove that denied names are never looked up. Pins (`--resolve NAME=IP`) replace DNS for a
 name and are checked like any other answer.
@@ -15,12 +17,10 @@ import asyncio
 import ipaddress
 import logging
 import socket
-
-from jupyter_openshell.policy import Policy
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressRefused(Exception):
@@ -52,22 +52,7 @@ def own_addresses() -> frozenset[IPAddress]:
     return frozenset(out)
 
 
-Explicit = tuple[tuple[IPNetwork, frozenset[int]], ...]
-
-
-def explicit_networks(policy: Policy) -> Explicit:
-    """(IP/CIDR, ports) that `policy` names explicitly: allow rules with their ports, inference
-    backend URLs with their port. Naming 127.0.0.1:8080 opens that port only, never 127.0.0.1:22."""
-    named: list[tuple[str, frozenset[int]]] = [
-        (r.host, frozenset(r.ports)) for r in policy.egress if r.action == "allow" and r.host]
-    named += [(route.backend.host, frozenset({route.backend.port})) for route in policy.routes]
-    nets: list[tuple[IPNetwork, frozenset[int]]] = []
-    for host, ports in named:
-        try:
-            nets.append((ipaddress.ip_network(host, strict=False), ports))
-        except ValueError:
-            continue
-    return tuple(nets)
+Admits = Callable[[IPAddress], bool]
 
 
 def forbidden_reason(ip: IPAddress, own: frozenset[IPAddress]) -> str | None:
@@ -97,9 +82,10 @@ class Resolver:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [info[4][0] for info in infos]
 
-    async def checked_address(self, host: str, port: int, explicit: Explicit) -> str:
-        """An address of `host` that passes the checks (the one to dial); raises `AddressRefused`.
-        A forbidden address passes only where `explicit` names it together with `port`."""
+    async def checked_address(self, host: str, port: int, admits: Admits) -> tuple[str, bool]:
+        """(address of `host` to dial, whether it is one only `admits` let through); raises
+        `AddressRefused`. A forbidden address passes only where `admits(ip)` (the deciding rule's
+        exception, which matched this port) holds."""
         literal = _as_ip(host)
         try:
             candidates = [str(literal)] if literal else await self._lookup(host, port)
@@ -111,10 +97,12 @@ class Resolver:
             if ip is None:
                 continue
             reason = forbidden_reason(ip, self.own)
-            if reason is None or any(ip in net and port in ports for net, ports in explicit):
-                return str(ip)
+            if reason is None:
+                return str(ip), False
+            if admits(ip):
+                return str(ip), True
             refused.append(f"{ip} ({reason})")
         raise AddressRefused(
             f"{host} resolves only to forbidden addresses: {', '.join(refused) or 'none'} (port {port}); "
-            "name the IP and port explicitly in an allow rule if this is intended"
+            "if intended, name the address in the allowing rule (`addresses: [IP]`, or an IP `host`)"
         )

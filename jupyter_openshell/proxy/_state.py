@@ -10,9 +10,9 @@ from pathlib import Path
 
 from mitmproxy import http
 
-from ._addresses import Explicit, Resolver, explicit_networks
+from ._addresses import Resolver
 from ._flowlog import FlowLog, PipeFlowLog
-from ._policies import Active, PolicySet
+from ._policies import PolicySet
 from ._registry import HOST_CALLER, Registry, SandboxEntry
 from ._secrets import SecretStore
 
@@ -23,6 +23,9 @@ META_ROUTE = "openshell.route"
 META_DENIED = "openshell.denied"
 META_START = "openshell.start"
 META_TARGET = "openshell.target"
+# set at requestheaders: buffer this request's body (at most this many bytes), never stream it
+META_BODY_LIMIT = "openshell.body_limit"
+META_BODY_OVERFLOW = "openshell.body_overflow"  # set once a held body passed its limit (it is dropped)
 
 
 @dataclass
@@ -35,7 +38,6 @@ class ProxyState:
     resolver: Resolver
     # mitmproxy client connection id -> the sandbox whose channel it came through (bound on arrival)
     channels: dict[str, SandboxEntry] = field(default_factory=dict)
-    _explicit: dict[str, Explicit] = field(default_factory=dict)
 
     def channel(self, flow: http.HTTPFlow) -> SandboxEntry | None:
         """The sandbox whose channel the flow's connection came through; None: not through a channel."""
@@ -48,11 +50,3 @@ class ProxyState:
         if entry is None:
             return HOST_CALLER
         return entry.name if self.registry.current(entry) else None
-
-    def explicit(self, active: Active) -> Explicit:
-        nets = self._explicit.get(active.version)
-        if nets is None:
-            if len(self._explicit) > 256:
-                self._explicit.clear()
-            nets = self._explicit[active.version] = explicit_networks(active.policy)
-        return nets

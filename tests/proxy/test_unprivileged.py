@@ -36,7 +36,7 @@ def test_proxy_as_nobody(upstream):
         try:
             assert curl(proxy, f"http://127.0.0.1:{upstream.port}/ok")[0] == 200
             code, body = curl(proxy, f"http://127.0.0.1:{upstream.port}/no")
-            assert code == 403 and json.loads(body)["rule"] == "no rule matched"
+            assert code == 403 and json.loads(body)["rule"] == "no rule matched (default deny)"
             key = state / "ca" / "mitmproxy-ca.pem"
             assert key.stat().st_uid == 65534 and stat.S_IMODE(key.stat().st_mode) == 0o600
             log = state / "flows" / "flows.jsonl"

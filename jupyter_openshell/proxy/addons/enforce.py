@@ -13,6 +13,10 @@ DNS lookup or upstream connection, under the policy snapshot of its caller.
   inference routes included.
 * A denial answers 403 JSON (error, method, host, path, policy_version, rule, hint); a request that
   cannot be evaluated safely answers 400. In audit mode a would-be denial is logged and let through.
+* A method override in the body (`_method` in a form or JSON body): where the rule allows the request
+  but not every method on its path (`any_method_allowed`), a body a server could read a form or JSON
+  from is held back (at most FORM_BODY_LIMIT, else 413; chunked bodies too) and the request is
+  decided again with it in the `request` hook, before anything is sent upstream.
 * A CONNECT to a host:port that no allow rule or inference route of the caller could ever let
   through is answered 403 at once: no TLS handshake with the client, no DNS lookup, no upstream
   connection. Audit mode lets it through; its requests are then judged and logged one by one.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 
 from mitmproxy import http, tcp, udp
 
@@ -32,6 +37,7 @@ from jupyter_openshell.policy import (
     BadRequest,
     HostInfo,
     RequestInfo,
+    may_carry_override,
     normalize_host,
     normalize_method,
     normalize_path,
@@ -39,9 +45,11 @@ from jupyter_openshell.policy import (
 )
 
 from .._registry import HOST_CALLER
-from .._responses import bad_request, denied
+from .._responses import bad_request, denied, json_response
 from .._state import (
     META_ACTIVE,
+    META_BODY_LIMIT,
+    META_BODY_OVERFLOW,
     META_CALLER,
     META_DECISION,
     META_DENIED,
@@ -52,8 +60,11 @@ from .._state import (
 )
 
 _DEFAULT_PORT = {"http": 80, "https": 443}
-# only these headers matter to the decision (method override)
+# only these headers matter to the decision (method override; the body's type and coding)
 _OVERRIDE_HEADERS = frozenset(h.encode() for h in OVERRIDE_HEADERS)
+_BODY_HEADERS = _OVERRIDE_HEADERS | {b"content-type", b"content-encoding"}
+FORM_BODY_LIMIT = 1024 * 1024  # a body checked for a method override is held back up to this
+META_BODY_CHECK = "openshell.body_check"
 _HOSTS: dict[str, HostInfo] = {}
 # bytes an HTTP/1 upstream may read as the end of a header line or of the request line
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
@@ -81,6 +92,12 @@ def _check_framing(req: http.Request, query: bytes) -> None:
             header = name[:64].decode("latin-1")
             raise BadRequest(f"CR, LF or NUL in the value of header {header!r}", "header")
 
+
+
+def _too_large(length: int | None) -> str:
+    size = f"this one has {length}" if length is not None else "this one has more"
+    return (f"a form or JSON body that could carry a method override (_method) is checked up to "
+            f"{FORM_BODY_LIMIT} bytes where the rule does not allow every method; {size}")
 
 
 def _authority(scheme: str, host: str, port: int) -> str:
@@ -135,10 +152,10 @@ class EgressEnforcer:
         compiled = active.compiled
         if compiled.host_may_be_allowed(host.value, req.port) or self._routed(active, flow, host.value):
             return  # audit mode lands here too: its requests are judged (and logged) one by one
-        decision = compiled.decide(RequestInfo("GET", "https", host.value, req.port, "/"))
+        decision = compiled.decide_connect(host.value, req.port)
         flow.metadata[META_DECISION] = decision
         flow.metadata[META_TARGET] = ("https", host.value, req.port, "/")
-        self._deny(flow, f"no rule allows any request to {host.value}:{req.port}", host=host.value, path="/",
+        self._deny(flow, decision.reason, host=host.value, path="/",
                    version=active.version, rule=decision.rule, hint=decision.hint)
 
     @staticmethod
@@ -195,6 +212,59 @@ class EgressEnforcer:
                 canonical = _authority(req.scheme, decision.host, req.port)
                 if req.host_header != canonical:
                     req.host_header = canonical
+            if not decision.audit:
+                self._hold_body(flow, active, decision, RequestInfo(
+                    req.method, req.scheme, decision.host, req.port, decision.path, query.decode("latin-1"),
+                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.fields
+                     if k.lower() in _BODY_HEADERS]))
+
+    # -- method overrides in the body -----------------------------------------------------------
+    def _hold_body(self, flow: http.HTTPFlow, active, decision, info: RequestInfo) -> None:
+        """Hold back a body that could override the method where the rule does not allow every method,
+        so `request` decides with it; refuse one too large to hold (413)."""
+        req = flow.request
+        length = req.headers.get("content-length")
+        if length is not None:
+            has_body = length.strip() not in ("", "0")
+        else:
+            has_body = "transfer-encoding" in req.headers or req.http_version.startswith(("HTTP/2", "HTTP/3"))
+        if not has_body or not may_carry_override(info.headers) or active.compiled.any_method_allowed(info):
+            return
+        if length is not None and length.strip().isdigit() and int(length) > FORM_BODY_LIMIT:
+            self._refuse_body(flow, decision, 413, _too_large(int(length)))
+        else:
+            req.stream = False
+            flow.metadata[META_BODY_LIMIT] = FORM_BODY_LIMIT
+            flow.metadata[META_BODY_CHECK] = info
+
+    def _refuse_body(self, flow: http.HTTPFlow, decision, status: int, reason: str) -> None:
+        flow.request.stream = False
+        flow.metadata[META_DENIED] = reason
+        flow.metadata[META_DECISION] = replace(decision, action="deny", allowed=False, status=status,
+                                               reason=reason)
+        flow.response = json_response(status, {
+            "error": f"blocked by policy: {reason}", "method": decision.method, "host": decision.host,
+            "path": decision.path, "policy_version": decision.policy_version, "rule": decision.rule,
+            "hint": None})
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """Decide again, with the buffered body, a request `_hold_body` kept back."""
+        info = flow.metadata.pop(META_BODY_CHECK, None)
+        if info is None or flow.response is not None:
+            return
+        if flow.metadata.get(META_BODY_OVERFLOW):
+            self._refuse_body(flow, flow.metadata[META_DECISION], 413, _too_large(None))
+            return
+        active = flow.metadata[META_ACTIVE]
+        decision = active.compiled.decide(replace(info, body=flow.request.raw_content or b""))
+        flow.metadata[META_DECISION] = decision
+        if not decision.allowed:
+            flow.request.data.content = b""  # held back and never sent (the flow log counts 0 bytes out)
+        if decision.status == 400:
+            self._bad(flow, decision.reason.removeprefix("bad request: "), active.version)
+        elif not decision.allowed:
+            self._deny(flow, decision.reason, host=decision.host, path=decision.path, version=active.version,
+                       rule=decision.rule, hint=decision.hint)
 
     def _agreed_host(self, flow: http.HTTPFlow):
         """The normalised destination host, after checking target, Host header, CONNECT and SNI agree."""
