@@ -19,7 +19,8 @@ ROUTE = """\
     - caller_pattern: ".*"
       match: {{hosts: ["{name}.local"]}}
       backend:
-        url: "http://llm.test:{port}/v1"{auth}
+        url: "http://llm.test:{port}/v1"
+        addresses: ["127.0.0.1"]  # the backend lives on loopback, refused unless named{auth}
       strip_caller_auth: {strip}
 """
 AUTHS = {

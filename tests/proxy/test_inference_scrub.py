@@ -35,6 +35,7 @@ inference:
     - caller_pattern: ".*"
       backend:
         url: "http://llm.test:{port}/v1"
+        addresses: ["127.0.0.1"]  # the backend lives on loopback, refused unless named
         auth:
           type: bearer
           token_from_secret: "llm-key"
