@@ -25,6 +25,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from . import _yamlfast
 from ._errors import BadRequest, Issue, PolicyError
 from ._glob import path_covers
+from ._limits import parse_network_limits
 from ._model import (
     DEFAULT_PORTS,
     INFERENCE_HOST,
@@ -33,6 +34,7 @@ from ._model import (
     EgressRule,
     Filesystem,
     InferenceRoute,
+    NetworkLimits,
     PathRule,
     Policy,
     Process,
@@ -94,7 +96,7 @@ PUBLIC_SUFFIXES = frozenset(
 )
 
 TOP_KEYS = ("mode", "network", "inference", "filesystem", "process", "resources", "gpu", "description")
-NETWORK_KEYS = ("mode", "egress")
+NETWORK_KEYS = ("mode", "egress", "limits")
 RULE_KEYS = ("host", "port", "ports", "paths", "methods", "query", "action")
 PATH_KEYS = ("path", "methods", "query")
 INFERENCE_KEYS = ("routes",)
@@ -278,6 +280,7 @@ class _Validator:
             modes.append((doc["mode"], _val_loc(doc, "mode", top), "mode"))
         network = doc.get("network")
         egress: tuple[EgressRule, ...] = ()
+        limits = NetworkLimits()
         if network is not None:
             nloc = _val_loc(doc, "network", top)
             if self.mapping(
@@ -291,6 +294,8 @@ class _Validator:
                     modes.append((network["mode"], _val_loc(network, "mode", nloc), "network.mode"))
                 if "egress" in network:
                     egress = self.egress(network["egress"], _val_loc(network, "egress", nloc))
+                if "limits" in network:
+                    limits = parse_network_limits(self, network["limits"], _val_loc(network, "limits", nloc))
         if len(modes) > 1:
             self.error(
                 modes[1][1],
@@ -364,6 +369,7 @@ class _Validator:
             process=process,
             resources=resources,
             gpu=gpu,
+            limits=limits,
             source=source,
             text=text,
         )
@@ -377,6 +383,7 @@ class _Validator:
             process=process,
             resources=resources,
             gpu=gpu,
+            limits=limits,
             source=source,
             text=text,
             version=version,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._limits import LIMIT_KEYS, MIN_BODY
 from ._parse import (
     ACTIONS,
     AUTH_KEYS,
@@ -122,7 +123,12 @@ def json_schema() -> dict[str, Any]:
             "network": {
                 "type": ["object", "null"],
                 "additionalProperties": False,
-                "properties": {"mode": mode, "egress": {"type": ["array", "null"], "items": rule}},
+                "properties": {
+                    "mode": mode,
+                    "egress": {"type": ["array", "null"], "items": rule},
+                    "limits": _obj(LIMIT_KEYS, {"max_body": {"oneOf": [
+                        {"type": "integer", "minimum": MIN_BODY}, _SIZE["oneOf"][1]]}}),
+                },
             },
             "inference": {
                 "type": ["object", "null"],
