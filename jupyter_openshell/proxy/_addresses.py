@@ -6,7 +6,7 @@ that IP and port): loopback, link-local (169.254.169.254
 included), unspecified, multicast and reserved addresses, and every address of the proxy's own host.
 `Resolver.resolve` is the only place the proxy resolves names; it logs each lookup (name only) so
 tests can prove that denied names are never looked up. Pins (`--resolve NAME=IP`) replace DNS for a
-name and are checked like any other answer.
+name and are checked like any other answer; `--resolve NAME=` makes the name not resolve.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class AddressRefused(Exception):
     """Every address of an allowed destination is forbidden; the message says which and why."""
+
+
+class ResolveFailed(Exception):
+    """The name of an allowed destination did not resolve: an upstream failure, not a refusal."""
 
 
 def _as_ip(text: str) -> IPAddress | None:
@@ -92,19 +96,22 @@ class Resolver:
         self.lookups += 1
         log.info("resolve %s", host)
         if host in self.pins:
+            if not self.pins[host]:  # pinned to nothing: the name does not resolve
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (pinned to no address)")
             return [self.pins[host]]
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [info[4][0] for info in infos]
 
     async def checked_address(self, host: str, port: int, explicit: Explicit) -> str:
-        """An address of `host` that passes the checks (the one to dial); raises `AddressRefused`.
+        """An address of `host` that passes the checks (the one to dial); raises `AddressRefused`, or
+        `ResolveFailed` when the name does not resolve.
         A forbidden address passes only where `explicit` names it together with `port`."""
         literal = _as_ip(host)
         try:
             candidates = [str(literal)] if literal else await self._lookup(host, port)
         except OSError as exc:
-            raise AddressRefused(f"cannot resolve {host}: {exc}") from None
+            raise ResolveFailed(f"cannot resolve {host}: {exc}") from None
         refused: list[str] = []
         for text in candidates:
             ip = _as_ip(text)

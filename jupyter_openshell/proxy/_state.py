@@ -22,6 +22,9 @@ META_ROUTE = "openshell.route"
 META_DENIED = "openshell.denied"
 META_START = "openshell.start"
 META_TARGET = "openshell.target"
+META_RULE = "openshell.rule"  # the rule a refusal names when it is not the policy's (e.g. "limits")
+META_MAX_BODY = "openshell.max_body"  # bytes this request's body may have (set once it is allowed)
+META_UPSTREAM_ERROR = "openshell.upstream_error"  # the flow failed upstream before any response
 
 
 @dataclass

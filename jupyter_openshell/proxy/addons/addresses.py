@@ -2,7 +2,8 @@
 client connection and destination, every answer is checked (see `_addresses`), and mitmproxy dials
 exactly the address that passed: `server_connect` swaps the checked IP into the server address and
 `server_connected` puts the name back (so SNI, Host and connection reuse keep using the name).
-A refused destination answers 403 JSON. It must never run for a request that was not allowed.
+A refused destination answers 403 JSON; a name that does not resolve is an upstream failure (502 JSON,
+see `upstream`), not a denial. It must never run for a request that was not allowed.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from mitmproxy import connection, http
+from mitmproxy.flow import Error
 from mitmproxy.proxy import server_hooks
 
-from .._addresses import AddressRefused
+from .._addresses import AddressRefused, ResolveFailed
 from .._responses import denied
 from .._state import META_ACTIVE, META_DENIED, ProxyState
+from .upstream import answer
 
 META_DIALED = "openshell.dialed"
 
@@ -51,6 +54,11 @@ class AddressGuard:
             flow.metadata[META_DENIED] = str(exc)
             flow.response = denied(req.method, req.host, req.path, active.version,
                                    "address check", str(exc), None)
+            return
+        except ResolveFailed as exc:  # allowed, but the destination does not exist: 502, not a denial
+            req.stream = False
+            flow.error = Error(str(exc))
+            answer(flow, str(exc))
             return
         self._checked.setdefault(flow.client_conn.id, {})[key] = ip
 
