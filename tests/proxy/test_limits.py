@@ -162,11 +162,12 @@ def test_chunked_body_past_the_limit_is_413_while_it_streams(limited, sink):
 
 
 def test_content_length_past_the_limit_is_413_at_once(limited, sink):
-    """A declared 1 GiB body is refused before it is sent: nothing is read to measure it."""
+    """A declared 1 GiB body is refused before it is sent: nothing is read to measure it, and no
+    "100 Continue" invites the client to send it."""
     authority = f"127.0.0.1:{sink.port}"
     client = Client(limited.port, timeout=10)
-    client.send(request("POST", f"http://{authority}/up/upload", authority, "Content-Length: 1073741824\r\n"))
-    client.send(b"x" * 65536)
+    client.send(request("POST", f"http://{authority}/up/upload", authority,
+                        "Content-Length: 1073741824\r\nExpect: 100-continue\r\n"))
     answer = client.read()
     client.close()
     assert answer.status == 413 and answer.headers.get("connection") == "close"
@@ -246,3 +247,21 @@ def test_policy_limits_field_is_validated():
     text = str(info.value)
     assert "p.yaml:3" in text and "network.limits.max_body" in text and "at least 1Ki" in text
     assert "network.limits.max_url" in text and "unknown key" in text
+
+
+def test_data_sent_while_waiting_for_a_response_is_capped(make_proxy):
+    """mitmproxy buffered, without bound, whatever a client sent while its request was being answered."""
+    def slow(conn: RawConn) -> None:
+        if conn.read_head():
+            conn.drain(3)
+            conn.send(ok())
+
+    with RawServer(slow) as server:
+        proxy = make_proxy(POLICY.format(port=server.port))
+        authority = f"127.0.0.1:{server.port}"
+        client = Client(proxy.port)
+        client.send(request("GET", f"http://{authority}/up/slow", authority))
+        _send_all(client, b"x" * (4 * MiB))
+        assert client.closed()
+        client.close()
+        assert b"xxxx" not in server.received()

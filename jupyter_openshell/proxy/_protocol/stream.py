@@ -1,8 +1,9 @@
 """HTTP stream fixes for mitmproxy 11.0.2 (`HttpStream` in `mitmproxy/proxy/layers/http/__init__.py`).
 
 * Early answers: a request that an addon answered in `requestheaders` (a denial, a size limit) while its
-  body is still to come is answered at once, and the rest of its body is dropped as it arrives. mitmproxy
-  buffered that body instead and raised NotImplementedError once it grew past the streaming threshold.
+  body is still to come is answered at once (without a "100 Continue" first), and the rest of its body
+  is dropped as it arrives. mitmproxy buffered that body instead and raised NotImplementedError once it
+  grew past the streaming threshold.
 * Body limit: request body bytes are counted as they arrive, buffered or streamed; past the flow's
   `META_MAX_BODY` (set by `addons.limits` once the request is allowed) the upstream request is aborted
   and the client answered 413 (or, when the upstream already answered, the exchange cut). The body is
@@ -36,15 +37,39 @@ from .._responses import too_large
 from .._state import META_DENIED, META_MAX_BODY, META_RULE, META_UPSTREAM_ERROR
 
 
+def _rewritten(inner, rewrite):  # type: ignore[no-untyped-def]
+    """Run the command generator `inner`, yielding `rewrite(command)` (a list of non-blocking commands)
+    instead of each command for which it is not None; replies go back to `inner` as usual."""
+    reply = None
+    while True:
+        try:
+            command = inner.send(reply)
+        except StopIteration:
+            return
+        instead = rewrite(command)
+        if instead is None:
+            reply = yield command
+        else:
+            yield from instead
+            reply = None
+
+
 class HttpStream(mhttp.HttpStream):
     streamed = 0  # request body bytes passed on while streaming
 
     # -- early answers --------------------------------------------------------------------------
     def state_wait_for_request_headers(self, event: RequestHeaders):  # type: ignore[no-untyped-def]
-        yield from super().state_wait_for_request_headers(event)
+        yield from _rewritten(super().state_wait_for_request_headers(event), self._no_continue)
         if (self.flow.response is not None and not event.end_stream
                 and self.client_state == self.state_consume_request_body):
             yield from self._answer_now()
+
+    def _no_continue(self, command):  # type: ignore[no-untyped-def]
+        """No "100 Continue" for a request that is answered already: its body is not wanted."""
+        if (self.flow.response is not None and isinstance(command, mhttp.SendHttp)
+                and isinstance(command.event, ResponseHeaders) and command.event.response.status_code == 100):
+            return []
+        return None
 
     def start_request_stream(self):  # type: ignore[no-untyped-def]
         if self.flow.response is not None:
@@ -109,27 +134,22 @@ class HttpStream(mhttp.HttpStream):
     def handle_protocol_error(self, event):  # type: ignore[no-untyped-def]
         answerable = (isinstance(event, ResponseProtocolError) and self.flow.response is None
                       and self.client_state != self.state_errored)
-        if answerable:
-            self.flow.metadata[META_UPSTREAM_ERROR] = True
-        inner = super().handle_protocol_error(event)
-        reply = None
-        while True:
-            try:
-                command = inner.send(reply)
-            except StopIteration:
-                return
-            if (answerable and self.flow.response is not None and isinstance(command, mhttp.SendHttp)
-                    and isinstance(command.event, ResponseProtocolError)
-                    and command.connection is self.context.client):
-                yield from self._send_answer()
-                reply = None
-                continue
-            reply = yield command
+        if not answerable:
+            yield from super().handle_protocol_error(event)
+            return
+        self.flow.metadata[META_UPSTREAM_ERROR] = True
+        yield from _rewritten(super().handle_protocol_error(event), self._answer_instead)
 
-    def _send_answer(self):  # type: ignore[no-untyped-def]
+    def _answer_instead(self, command):  # type: ignore[no-untyped-def]
+        """The answer an `error` hook set, instead of mitmproxy's error page for the client."""
+        if not (self.flow.response is not None and isinstance(command, mhttp.SendHttp)
+                and isinstance(command.event, ResponseProtocolError)
+                and command.connection is self.context.client):
+            return None
         response = self.flow.response
         content = response.raw_content
-        yield mhttp.SendHttp(ResponseHeaders(self.stream_id, response, not content), self.context.client)
+        out = [mhttp.SendHttp(ResponseHeaders(self.stream_id, response, not content), self.context.client)]
         if content:
-            yield mhttp.SendHttp(ResponseData(self.stream_id, content), self.context.client)
-        yield mhttp.SendHttp(ResponseEndOfMessage(self.stream_id), self.context.client)
+            out.append(mhttp.SendHttp(ResponseData(self.stream_id, content), self.context.client))
+        out.append(mhttp.SendHttp(ResponseEndOfMessage(self.stream_id), self.context.client))
+        return out
