@@ -10,7 +10,7 @@ import requests
 
 from .conftest import NAMES, curl, flow_records
 from .rawserver import RawConn, RawServer, ok
-from .wire import Client, request
+from .wire import Client, h2_request, request
 
 POLICY = """\
 network:
@@ -126,3 +126,22 @@ def test_control_stock_mitmproxy_takes_103_for_the_answer(stock_proxy, servers):
     with pytest.raises(ConnectionError):  # mitmproxy raises NotImplementedError and drops the connection
         client.read()
     client.close()
+
+
+def _h2_with_trailers(proxy_port: int, ca, port: int) -> int:
+    authority = f"127.0.0.1:{port}"
+    headers = [(":method", "POST"), (":scheme", "https"), (":authority", authority), (":path", "/up")]
+    status, _, _ = h2_request(proxy_port, authority, ca, headers, b"data", trailers=[("x-checksum", "abc")])
+    return status
+
+
+def test_http2_request_trailers_to_an_http1_upstream(proxy, servers):
+    """gRPC-style request trailers from an HTTP/2 client: dropped for the HTTP/1 upstream, not fatal."""
+    server = servers["trailers_tls"]
+    assert _h2_with_trailers(proxy.port, proxy.ca_bundle, server.port) == 200
+    received = server.conns[-1].received
+    assert b"4\r\ndata\r\n0\r\n\r\n" in received and b"x-checksum" not in received
+
+
+def test_control_stock_mitmproxy_fails_http2_request_trailers(stock_proxy, servers):
+    assert _h2_with_trailers(stock_proxy.port, stock_proxy.ca_cert, servers["trailers_tls"].port) != 200

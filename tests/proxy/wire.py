@@ -109,7 +109,8 @@ def request(method: str, target: str, host: str, headers: str = "", body: bytes 
 
 
 def h2_request(proxy_port: int, authority: str, ca: Path, headers: list[tuple[str, str]],
-               body: bytes | None = None, chunk: int = 16384) -> tuple[int, bytes, int]:
+               body: bytes | None = None, chunk: int = 16384,
+               trailers: list[tuple[str, str]] | None = None) -> tuple[int, bytes, int]:
     """One HTTP/2 request inside a TLS tunnel, its body streamed as flow control allows (no
     content-length unless `headers` has one); returns (status, response body, body bytes sent).
     Stops sending once the response has ended (the proxy may answer before the body is done)."""
@@ -134,8 +135,10 @@ def h2_request(proxy_port: int, authority: str, ca: Path, headers: list[tuple[st
         if sent < len(body):
             n = min(chunk, len(body) - sent, conn.local_flow_control_window(1), conn.max_outbound_frame_size)
             if n > 0:
-                conn.send_data(1, body[sent:sent + n], end_stream=sent + n == len(body))
+                conn.send_data(1, body[sent:sent + n], end_stream=not trailers and sent + n == len(body))
                 sent += n
+                if trailers and sent == len(body):
+                    conn.send_headers(1, trailers, end_stream=True)
         tls.sendall(conn.data_to_send())
         try:
             data = tls.recv(65536)

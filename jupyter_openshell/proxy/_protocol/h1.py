@@ -5,8 +5,9 @@
   connection desynchronised. Interim responses other than 101 are read and dropped (RFC 9110 15.2 lets
   a client ignore them; mitmproxy already does so for HTTP/2).
 * Trailers: a chunked message with trailer fields raised NotImplementedError (the connection was torn
-  down), and trailers from an HTTP/2 peer to an HTTP/1 one raised AssertionError. Trailer fields are
-  dropped (RFC 9110 6.5.1 allows a recipient to discard them); the message itself ends normally.
+  down), and an HTTP/2 client's request trailers for an HTTP/1 upstream raised AssertionError. Trailer
+  fields are dropped (RFC 9110 6.5.1 allows a recipient to discard them); the message ends normally.
+  (An HTTP/1 client never gets an HTTP/2 upstream here: the upstream is offered the client's ALPN.)
 * Framing: an HTTP/2 request may carry a body without a Content-Length; mitmproxy wrote it to an
   HTTP/1 upstream unframed, where it read as further requests that no rule judged (smuggling). Such a
   body is sent chunked. Bytes an upstream sends after a complete response while the request is still
@@ -41,7 +42,6 @@ from mitmproxy.proxy.layers.http._events import (
     RequestTrailers,
     ResponseHeaders,
     ResponseProtocolError,
-    ResponseTrailers,
 )
 from mitmproxy.proxy.layers.http._hooks import HttpErrorHook
 
@@ -83,11 +83,6 @@ class _Capped(_http1.Http1Connection):
 
 
 class Http1Server(_Capped, _http1.Http1Server):
-    def send(self, event):  # type: ignore[no-untyped-def]
-        if isinstance(event, ResponseTrailers):
-            return
-        yield from super().send(event)
-
     def read_headers(self, event: events.ConnectionEvent):  # type: ignore[no-untyped-def]
         yield from super().read_headers(event)
         if self.state == self.read_headers and len(self.buf) > LIMITS.head_cap:
