@@ -222,6 +222,13 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class NetworkLimits:
+    """`network.limits`: request size limits for this policy's callers; None = the proxy's default."""
+
+    max_body: int | None = None  # bytes of one request body
+
+
+@dataclass(frozen=True)
 class Policy:
     """A validated policy. `version` is a 12-hex hash of the canonical content (comments and
     formatting do not change it). `warnings` are non-fatal issues (shadowed rules, ...)."""
@@ -233,6 +240,7 @@ class Policy:
     process: Process = field(default_factory=Process)
     resources: Resources = field(default_factory=Resources)
     gpu: bool = False
+    limits: NetworkLimits = field(default_factory=NetworkLimits)
     source: str = "<string>"
     text: str = field(default="", compare=False, repr=False)
     version: str = ""
@@ -240,9 +248,12 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical content (defaults filled in); `version` is the hash of this."""
+        network: dict[str, Any] = {"egress": [r.to_dict() for r in self.egress]}
+        if self.limits.max_body is not None:  # only when set: existing policies keep their version
+            network["limits"] = {"max_body": self.limits.max_body}
         return {
             "mode": self.mode,
-            "network": {"egress": [r.to_dict() for r in self.egress]},
+            "network": network,
             "inference": {"routes": [r.to_dict() for r in self.routes]},
             "filesystem": {
                 "read_only": list(self.filesystem.read_only),

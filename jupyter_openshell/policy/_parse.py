@@ -26,6 +26,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from . import _yamlfast
 from ._errors import BadRequest, Issue, PolicyError
 from ._glob import path_covers
+from ._limits import parse_network_limits
 from ._model import (
     DEFAULT_PORTS,
     INFERENCE_HOST,
@@ -34,6 +35,7 @@ from ._model import (
     EgressRule,
     Filesystem,
     InferenceRoute,
+    NetworkLimits,
     PathRule,
     Policy,
     Process,
@@ -96,7 +98,7 @@ PUBLIC_SUFFIXES = frozenset(
 )
 
 TOP_KEYS = ("mode", "network", "inference", "filesystem", "process", "resources", "gpu", "description")
-NETWORK_KEYS = ("mode", "egress")
+NETWORK_KEYS = ("mode", "egress", "limits")
 RULE_KEYS = ("host", "port", "ports", "paths", "methods", "query", "addresses", "action")
 PRESET_KEYS = ("preset", "addresses")
 PATH_KEYS = ("path", "methods", "query")
@@ -281,6 +283,7 @@ class _Validator:
             modes.append((doc["mode"], _val_loc(doc, "mode", top), "mode"))
         network = doc.get("network")
         egress: tuple[EgressRule, ...] = ()
+        limits = NetworkLimits()
         if network is not None:
             nloc = _val_loc(doc, "network", top)
             if self.mapping(
@@ -294,6 +297,8 @@ class _Validator:
                     modes.append((network["mode"], _val_loc(network, "mode", nloc), "network.mode"))
                 if "egress" in network:
                     egress = self.egress(network["egress"], _val_loc(network, "egress", nloc))
+                if "limits" in network:
+                    limits = parse_network_limits(self, network["limits"], _val_loc(network, "limits", nloc))
         if len(modes) > 1:
             self.error(
                 modes[1][1],
@@ -367,6 +372,7 @@ class _Validator:
             process=process,
             resources=resources,
             gpu=gpu,
+            limits=limits,
             source=source,
             text=text,
         )
@@ -380,6 +386,7 @@ class _Validator:
             process=process,
             resources=resources,
             gpu=gpu,
+            limits=limits,
             source=source,
             text=text,
             version=version,

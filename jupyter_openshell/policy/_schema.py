@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._limits import LIMIT_KEYS, MIN_BODY
 from ._parse import (
     ACTIONS,
     AUTH_KEYS,
@@ -144,6 +145,8 @@ def json_schema() -> dict[str, Any]:
                 "properties": {
                     "mode": mode,
                     "egress": {"type": ["array", "null"], "items": {"oneOf": [rule, preset]}},
+                    "limits": _obj(LIMIT_KEYS, {"max_body": {"oneOf": [
+                        {"type": "integer", "minimum": MIN_BODY}, _SIZE["oneOf"][1]]}}),
                 },
             },
             "inference": {

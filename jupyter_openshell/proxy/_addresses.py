@@ -8,7 +8,7 @@ address of the proxy's own host. An exception belongs to its rule: naming 127.0.
 never lets another rule's names reach it.
 `Resolver.resolve` is the only place the proxy resolves names; it logs each lookup (name only) so
 tests can prove that denied names are never looked up. Pins (`--resolve NAME=IP`) replace DNS for a
-name and are checked like any other answer.
+name and are checked like any other answer; `--resolve NAME=` makes the name not resolve.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class AddressRefused(Exception):
     """Every address of an allowed destination is forbidden; the message says which and why."""
+
+
+class ResolveFailed(Exception):
+    """The name of an allowed destination did not resolve: an upstream failure, not a refusal."""
 
 
 def _as_ip(text: str) -> IPAddress | None:
@@ -77,6 +81,8 @@ class Resolver:
         self.lookups += 1
         log.info("resolve %s", host)
         if host in self.pins:
+            if not self.pins[host]:  # pinned to nothing: the name does not resolve
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (pinned to no address)")
             return [self.pins[host]]
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -84,13 +90,13 @@ class Resolver:
 
     async def checked_address(self, host: str, port: int, admits: Admits) -> tuple[str, bool]:
         """(address of `host` to dial, whether it is one only `admits` let through); raises
-        `AddressRefused`. A forbidden address passes only where `admits(ip)` (the deciding rule's
-        exception, which matched this port) holds."""
+        `AddressRefused`, or `ResolveFailed` when the name does not resolve. A forbidden address passes
+        only where `admits(ip)` (the deciding rule's exception, which matched this port) holds."""
         literal = _as_ip(host)
         try:
             candidates = [str(literal)] if literal else await self._lookup(host, port)
         except OSError as exc:
-            raise AddressRefused(f"cannot resolve {host}: {exc}") from None
+            raise ResolveFailed(f"cannot resolve {host}: {exc}") from None
         refused: list[str] = []
         for text in candidates:
             ip = _as_ip(text)

@@ -31,12 +31,13 @@ from mitmproxy.master import Master
 from mitmproxy.proxy import mode_servers
 
 from ..hostproc import SYSTEM_PATH, python_argv, safe_env
-from . import _handoff
+from . import _handoff, _protocol
 from ._addresses import Resolver
 from ._ca import BUNDLE, ensure_ca, upstream_trust
 from ._control import ControlServer
 from ._flowlog import ROTATE_BYTES, ROTATE_KEEP, FlowLog, FlowRing, PipeFlowLog
 from ._gateway import Gateway
+from ._limits import Limits
 from ._pipeline import Pipeline, lean_master
 from ._policies import PolicySet
 from ._registry import HOST_CALLER, Registry, RegistryError, SandboxEntry, entry_from_dict
@@ -46,7 +47,10 @@ from .addons.addresses import AddressGuard
 from .addons.enforce import EgressEnforcer
 from .addons.flowlog import FlowRecorder
 from .addons.inference import InferenceRouter
+from .addons.limits import BodyLimit, HeadLimits
 from .addons.reload import PolicyWatcher
+from .addons.upgrades import UpgradeGuard
+from .addons.upstream import UpstreamFailures
 
 log = logging.getLogger("jupyter_openshell.proxy")
 STREAM_THRESHOLD = "256k"
@@ -60,7 +64,10 @@ class ProxyConfig:
     listen_port: int = 0
     workers: int = 1
     worker_index: int = 0  # 0: primary
-    upstream_ca: Path | None = None
+    upstream_ca: Path | None = None  # extra CA certificates trusted for upstream TLS
+    upstream_trust: str = "system+certifi"  # or "system", "certifi", or a PEM file trusted alone
+    limits: Limits = field(default_factory=Limits)
+    connect_timeout: float = 30.0  # seconds an upstream connection attempt may take (504 after)
     resolve: dict[str, str] = field(default_factory=dict)
     reload_interval: float = 0.05
     flow_fd: int | None = None  # a worker: the pipe its flow records go to (the primary writes the log)
@@ -69,9 +76,13 @@ class ProxyConfig:
     flow_keep: int = ROTATE_KEEP  # rotated files kept (flows.jsonl.1 ..)
 
 
-def default_addons(state: ProxyState, reload_interval: float = 0.05) -> list[Any]:
-    """Our addons in hook order: decide, route, check the address, record; plus the policy watcher."""
-    return [EgressEnforcer(state), InferenceRouter(state), AddressGuard(state), FlowRecorder(state),
+def default_addons(state: ProxyState, reload_interval: float = 0.05, limits: Limits | None = None,
+                   connect_timeout: float = 30.0) -> list[Any]:
+    """Our addons in hook order: size limits of the head, decide, body limit, route, upgrades, check
+    the address, answer upstream failures, record; plus the policy watcher."""
+    limits = limits or Limits()
+    return [HeadLimits(state, limits), EgressEnforcer(state), BodyLimit(limits), InferenceRouter(state),
+            UpgradeGuard(), AddressGuard(state), UpstreamFailures(connect_timeout), FlowRecorder(state),
             PolicyWatcher(state, reload_interval)]
 
 
@@ -182,16 +193,23 @@ class ProxyProcess:
     async def start_master(self) -> None:
         if self.cfg.workers > 1:
             _use_reuse_port()
-        opts = options.Options(listen_host=self.cfg.listen_host, listen_port=self.cfg.listen_port,
-                               confdir=str(self.cfg.state_dir / "ca"))
-        self.master = lean_master(opts, Pipeline(default_addons(self.state, self.cfg.reload_interval)))
+        cfg = self.cfg
+        _protocol.install(cfg.limits)
+        try:
+            cafile, capath = upstream_trust(cfg.state_dir / "ca", cfg.upstream_trust, cfg.upstream_ca)
+        except ValueError as exc:
+            raise SystemExit(f"openshell proxy: {exc} (see --upstream-trust and --upstream-ca)") from None
+        opts = options.Options(listen_host=cfg.listen_host, listen_port=cfg.listen_port,
+                               confdir=str(cfg.state_dir / "ca"))
+        self.master = lean_master(opts, Pipeline(default_addons(self.state, cfg.reload_interval, cfg.limits,
+                                                                cfg.connect_timeout)))
         updates: dict[str, Any] = {
             "connection_strategy": "lazy",
             "stream_large_bodies": STREAM_THRESHOLD,
+            "ssl_verify_upstream_trusted_ca": str(cafile),
         }
-        if self.cfg.upstream_ca:
-            updates["ssl_verify_upstream_trusted_ca"] = str(upstream_trust(self.cfg.state_dir / "ca",
-                                                                           self.cfg.upstream_ca))
+        if capath:
+            updates["ssl_verify_upstream_trusted_confdir"] = capath
         self.master.options.update(**updates)
 
     async def wait_listening(self) -> int:
@@ -296,6 +314,11 @@ class Primary:
                            "--worker-index", str(index), "--state-dir", str(cfg.state_dir))
         if cfg.upstream_ca:
             argv += ["--upstream-ca", str(cfg.upstream_ca)]
+        lim = cfg.limits
+        argv += ["--upstream-trust", cfg.upstream_trust, "--connect-timeout", str(cfg.connect_timeout),
+                 "--max-request-line", str(lim.max_request_line),
+                 "--max-header-bytes", str(lim.max_header_bytes),
+                 "--max-header-count", str(lim.max_header_count), "--max-body", str(lim.max_body)]
         for k, v in cfg.resolve.items():
             argv += ["--resolve", f"{k}={v}"]
         read_end, write_end = os.pipe()

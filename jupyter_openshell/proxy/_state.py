@@ -26,6 +26,9 @@ META_TARGET = "openshell.target"
 # set at requestheaders: buffer this request's body (at most this many bytes), never stream it
 META_BODY_LIMIT = "openshell.body_limit"
 META_BODY_OVERFLOW = "openshell.body_overflow"  # set once a held body passed its limit (it is dropped)
+META_RULE = "openshell.rule"  # the rule a refusal names when it is not the policy's (e.g. "limits")
+META_MAX_BODY = "openshell.max_body"  # bytes this request's body may have (set once it is allowed)
+META_UPSTREAM_ERROR = "openshell.upstream_error"  # the flow failed upstream before any response
 
 
 @dataclass

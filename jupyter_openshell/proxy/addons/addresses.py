@@ -4,7 +4,8 @@ exactly the address that passed: `server_connect` swaps the checked IP into the 
 `server_connected` puts the name back (so SNI, Host and connection reuse keep using the name).
 A forbidden address passes only for a request whose own deciding rule (or inference route) admits it;
 a later request on the same connection is checked against its own rule again. A refused destination
-answers 403 JSON. It must never run for a request that was not allowed.
+answers 403 JSON; a name that does not resolve is an upstream failure (502 JSON, see `upstream`), not
+a denial. It must never run for a request that was not allowed.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import ipaddress
 from collections.abc import Awaitable
 
 from mitmproxy import connection, http
+from mitmproxy.flow import Error
 from mitmproxy.proxy import server_hooks
 
-from .._addresses import AddressRefused, Admits
+from .._addresses import AddressRefused, Admits, ResolveFailed
 from .._responses import denied
 from .._state import META_ACTIVE, META_DECISION, META_DENIED, META_ROUTE, ProxyState
+from .upstream import answer
 
 META_DIALED = "openshell.dialed"
 
@@ -62,6 +65,11 @@ class AddressGuard:
             checked = await self.state.resolver.checked_address(req.host, req.port, _admits(flow))
         except AddressRefused as exc:
             self._refuse(flow, str(exc))
+            return
+        except ResolveFailed as exc:  # allowed, but the destination does not exist: 502, not a denial
+            req.stream = False
+            flow.error = Error(str(exc))
+            answer(flow, str(exc))
             return
         self._checked.setdefault(flow.client_conn.id, {})[key] = checked
 

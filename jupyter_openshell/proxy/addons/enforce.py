@@ -4,8 +4,10 @@ DNS lookup or upstream connection, under the policy snapshot of its caller.
 * The caller is the sandbox whose channel the connection came through, else the host caller (whatever
   its address); a connection of a sandbox no longer registered and a caller without a valid policy are
   denied everything.
-* The destination name must agree everywhere: the request target, the Host / :authority header, the
-  CONNECT authority and the TLS SNI; otherwise 400.
+* The destination name must agree everywhere: the request target, the Host / :authority header (one
+  Host header at most; an HTTP/2 request's Host too, if it sends one), the authority of an absolute-form
+  request-target inside a tunnel, the CONNECT authority and the TLS SNI; otherwise 400. Inside a tunnel
+  an absolute-form target is forwarded in origin-form.
 * The normalised path and host are what is forwarded (the bytes evaluated are the bytes sent).
 * Nothing that could re-frame the request at an HTTP/1 upstream is forwarded: a method that is not a
   token, CR/LF/NUL in a header value (an HTTP/2 client can send them, an HTTP/1 client a bare CR;
@@ -100,6 +102,12 @@ def _too_large(length: int | None) -> str:
             f"{FORM_BODY_LIMIT} bytes where the rule does not allow every method; {size}")
 
 
+def _host_headers(req: http.Request) -> list[str]:
+    """Every Host header value (one pass over the fields; mitmproxy's lookups cost several times more)."""
+    return [v.decode("utf-8", "surrogateescape") for k, v in req.data.headers.fields
+            if len(k) == 4 and k.lower() == b"host"]
+
+
 def _authority(scheme: str, host: str, port: int) -> str:
     """`host[:port]` as a Host header writes it (IPv6 in brackets, the scheme's default port left out)."""
     name = f"[{host}]" if ":" in host else host
@@ -180,12 +188,15 @@ class EgressEnforcer:
         raw_path, _, query = req.data.path.partition(b"?")
         try:
             _check_framing(req, query)
-            host = self._agreed_host(flow)
+            hosts = _host_headers(req)
+            host = self._agreed_host(flow, hosts)
             path = normalize_path(raw_path.decode("ascii") if raw_path.isascii() else raw_path)
         except BadRequest as exc:
             self._bad(flow, str(exc), active.version)
             return
         flow.metadata[META_TARGET] = (req.scheme, host.value, req.port, path)
+        if req.data.authority and req.http_version.startswith("HTTP/1"):
+            req.data.authority = b""  # forward origin-form: the judged path to the judged host
         caller = flow.metadata[META_CALLER]
         route = active.compiled.route_inference("host" if caller == HOST_CALLER else caller, host.value, path)
         if route is not None:
@@ -208,10 +219,12 @@ class EgressEnforcer:
                 req.data.path = new_path
             if decision.host != req.data.host:
                 req.data.host = decision.host
-            if req.host_header:  # forward the Host / :authority that was judged, not the client's spelling
-                canonical = _authority(req.scheme, decision.host, req.port)
-                if req.host_header != canonical:
-                    req.host_header = canonical
+            # forward the Host / :authority that was judged, not the client's spelling
+            canonical = _authority(req.scheme, decision.host, req.port)
+            h2 = not req.data.http_version.startswith(b"HTTP/1")
+            sent = req.authority if h2 else (hosts[0] if hosts else "")
+            if (sent and sent != canonical) or (h2 and hosts and hosts[0] != canonical):
+                req.host_header = canonical
             if not decision.audit:
                 self._hold_body(flow, active, decision, RequestInfo(
                     req.method, req.scheme, decision.host, req.port, decision.path, query.decode("latin-1"),
@@ -266,18 +279,27 @@ class EgressEnforcer:
             self._deny(flow, decision.reason, host=decision.host, path=decision.path, version=active.version,
                        rule=decision.rule, hint=decision.hint)
 
-    def _agreed_host(self, flow: http.HTTPFlow):
-        """The normalised destination host, after checking target, Host header, CONNECT and SNI agree."""
+    def _agreed_host(self, flow: http.HTTPFlow, hosts: list[str]):
+        """The normalised destination host, after checking that the target, the Host header (`hosts`:
+        its values) or :authority, an absolute-form target's authority inside a tunnel, the CONNECT and
+        the SNI agree."""
         req = flow.request
         host = _host(req.host)
-        header = req.host_header
-        if header:
-            h_name, h_port = split_host_port(header)
+        if len(hosts) > 1:
+            raise BadRequest("more than one Host header", "host")
+        # HTTP/2: the :authority and a Host header, if sent too (both reach an HTTP/1 upstream);
+        # HTTP/1 in a tunnel: an absolute-form target's authority (an upstream routes by it, RFC 9112 3.2.2)
+        authority = req.authority
+        for what, value in (("Host header", hosts[0] if hosts else ""),
+                            ("request-target authority" if req.http_version.startswith("HTTP/1")
+                             else ":authority", authority)):
+            if not value:
+                continue
+            h_name, h_port = split_host_port(value)
             if _host(h_name) != host:
-                raise BadRequest(f"Host header {header!r} does not match the request target {req.host!r}",
-                                 "host")
+                raise BadRequest(f"{what} {value!r} does not match the request target {req.host!r}", "host")
             if (h_port or _DEFAULT_PORT.get(req.scheme)) != req.port:
-                raise BadRequest(f"Host header {header!r} does not match the request port {req.port}", "host")
+                raise BadRequest(f"{what} {value!r} does not match the request port {req.port}", "host")
         sni = flow.client_conn.sni
         if sni and _host(sni) != host:
             raise BadRequest(f"TLS SNI {sni!r} does not match the request target {req.host!r}", "host")

@@ -6,7 +6,9 @@
 
 `bytes_out` counts request body bytes sent towards the destination, `bytes_in` response body bytes
 received for the caller (streamed bodies are counted as they pass). Records carry the normalised
-path without query, never header values or bodies.
+path without query, never header values or bodies. A refusal that is not the policy's names its own
+rule (`META_RULE`, e.g. "limits"); an allowed request that failed upstream keeps its decision, with the
+proxy's 502/504 status and the `error` text.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .._state import (
     META_DECISION,
     META_DENIED,
     META_ROUTE,
+    META_RULE,
     META_START,
     META_TARGET,
     ProxyState,
@@ -73,8 +76,9 @@ class FlowRecorder:
         denied = meta.get(META_DENIED)
         if denied is not None:
             action, reason = "deny", denied
-            rule = decision.rule if decision is not None and not decision.allowed else (
-                "address check" if decision is not None else "no rule matched")
+            rule = meta.get(META_RULE) or (
+                decision.rule if decision is not None and not decision.allowed
+                else "address check" if decision is not None else "no rule matched")
         elif route is not None:
             action, rule, reason = "allow", route.describe(), "inference route"
         elif decision is not None:
