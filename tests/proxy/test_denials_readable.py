@@ -96,7 +96,7 @@ def test_refused_connect_curl_verbose(proxy):
                          env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
     assert f"< HTTP/1.1 403 Blocked by OpenShell policy: {NEVER_REASON}" in out.stderr
     assert f"< X-OpenShell-Denied: {NEVER_REASON}" in out.stderr
-    assert "< X-OpenShell-Rule: network.egress[1]: deny" in out.stderr
+    assert "< X-OpenShell-Rule: network.egress[1] (deny, line " in out.stderr
 
 
 def test_refused_connect_requests_httpx(proxy):

@@ -100,7 +100,7 @@ def test_channel_is_the_sandbox_control(sandboxed, upstream, tmp_path):
 def test_any_address_is_the_host_caller_as_root(sandboxed, upstream):
     lines = _attack(sandboxed, upstream, [])
     assert len(lines) == 2 * len(SOURCES)
-    assert all(line.endswith("403 Forbidden") for line in lines), lines
+    assert all(line.split()[3] == "403" for line in lines), lines
     assert not upstream.requests and not _key_seen(upstream)
     recs = sandboxed.client.flows(created="any")
     assert recs and all(r["sandbox"] is None and r["decision"] == "deny" for r in recs)
@@ -111,7 +111,7 @@ def test_any_address_is_the_host_caller_as_root(sandboxed, upstream):
 def test_any_address_is_the_host_caller_as_another_user(sandboxed, upstream):
     lines = _attack(sandboxed, upstream, UNPRIV)
     assert len(lines) == 2 * len(SOURCES)
-    assert all(line.endswith("403 Forbidden") for line in lines), lines
+    assert all(line.split()[3] == "403" for line in lines), lines
     assert not upstream.requests and not _key_seen(upstream)
 
 

@@ -29,6 +29,9 @@ network:
     - action: deny
 """
 MiB = 1 << 20
+# An upload that could not carry a method override (`_method`): its body streams, and only the size
+# limit stops it (a form or a body without Content-Type would be held back and judged first).
+BINARY = "Content-Type: application/octet-stream\r\n"
 
 
 def _sink(conn: RawConn) -> None:
@@ -123,7 +126,8 @@ def test_http2_header_count_is_431(tls_limited):
 def test_http2_body_past_the_limit_is_413(tls_limited, declared):
     proxy, sink = tls_limited
     authority = f"127.0.0.1:{sink.port}"
-    headers = [(":method", "POST"), (":scheme", "https"), (":authority", authority), (":path", "/up/x")]
+    headers = [(":method", "POST"), (":scheme", "https"), (":authority", authority), (":path", "/up/x"),
+               ("content-type", "application/octet-stream")]
     body = b"z" * (3 * MiB)
     if declared:
         headers.append(("content-length", str(len(body))))
@@ -146,7 +150,8 @@ def _chunked(total: int, chunk: int = 64 * 1024) -> bytes:
 def test_chunked_body_past_the_limit_is_413_while_it_streams(limited, sink):
     authority = f"127.0.0.1:{sink.port}"
     client = Client(limited.port)
-    client.send(request("POST", f"http://{authority}/up/upload", authority, "Transfer-Encoding: chunked\r\n"))
+    client.send(request("POST", f"http://{authority}/up/upload", authority,
+                        BINARY + "Transfer-Encoding: chunked\r\n"))
     _send_all(client, _chunked(3 * MiB))
     answer = client.read()
     client.close()
@@ -167,7 +172,7 @@ def test_content_length_past_the_limit_is_413_at_once(limited, sink):
     authority = f"127.0.0.1:{sink.port}"
     client = Client(limited.port, timeout=10)
     client.send(request("POST", f"http://{authority}/up/upload", authority,
-                        "Content-Length: 1073741824\r\nExpect: 100-continue\r\n"))
+                        BINARY + "Content-Length: 1073741824\r\nExpect: 100-continue\r\n"))
     answer = client.read()
     client.close()
     assert answer.status == 413 and answer.headers.get("connection") == "close"
@@ -181,12 +186,14 @@ def test_within_the_limit_and_the_policy_override(make_proxy, sink):
     proxy = make_proxy(policy, extra=["--max-body", "1M"])
     authority = f"127.0.0.1:{sink.port}"
     client = Client(proxy.port)
-    client.send(request("POST", f"http://{authority}/up/a", authority, "Transfer-Encoding: chunked\r\n"))
+    client.send(request("POST", f"http://{authority}/up/a", authority,
+                        BINARY + "Transfer-Encoding: chunked\r\n"))
     client.send(_chunked(int(1.5 * MiB)))
     assert client.read().status == 200
-    client.send(request("POST", f"http://{authority}/up/b", authority, body=b"c" * int(1.5 * MiB)))
+    client.send(request("POST", f"http://{authority}/up/b", authority, BINARY, body=b"c" * int(1.5 * MiB)))
     assert client.read().status == 200
-    client.send(request("POST", f"http://{authority}/up/c", authority, "Transfer-Encoding: chunked\r\n"))
+    client.send(request("POST", f"http://{authority}/up/c", authority,
+                        BINARY + "Transfer-Encoding: chunked\r\n"))
     _send_all(client, _chunked(3 * MiB))
     answer = client.read()
     client.close()
@@ -198,7 +205,8 @@ def test_denied_request_with_a_large_body_gets_its_403(limited, sink):
     """A denial is answered at once, whatever the body; the body is dropped as it arrives."""
     authority = f"127.0.0.1:{sink.port}"
     client = Client(limited.port)
-    client.send(request("POST", f"http://{authority}/admin", authority, "Transfer-Encoding: chunked\r\n"))
+    client.send(request("POST", f"http://{authority}/admin", authority,
+                        BINARY + "Transfer-Encoding: chunked\r\n"))
     _send_all(client, _chunked(2 * MiB))
     answer = client.read()
     assert answer.status == 403 and answer.json()["rule"]
@@ -215,7 +223,8 @@ def test_control_stock_mitmproxy_takes_all_of_it(stock_proxy, sink):
     headers = "".join(f"X-H{i}: {'v' * 20}\r\n" for i in range(10_000))
     client.send(request("GET", f"http://{authority}/up/x", authority, headers))
     assert client.read().status == 200
-    client.send(request("POST", f"http://{authority}/up/upload", authority, "Transfer-Encoding: chunked\r\n"))
+    client.send(request("POST", f"http://{authority}/up/upload", authority,
+                        BINARY + "Transfer-Encoding: chunked\r\n"))
     client.send(_chunked(3 * MiB))
     assert client.read().status == 200
     client.close()
