@@ -433,7 +433,12 @@ function Staging({ editor }: { editor: PolicyEditor }): JSX.Element | null {
     <div className="jp-OpenShell-staging">
       <div>
         <b>Denied:</b> <code>{s.request.method} {s.request.url}</code>
-        {s.request.rule !== null && s.request.rule !== undefined ? <> by rule <code>{String(s.request.rule)}</code></> : null}
+        {s.request.rule !== null && s.request.rule !== undefined ? (
+          <>
+            {' '}
+            (rule: <code>{String(s.request.rule)}</code>)
+          </>
+        ) : null}
       </div>
       {s.phase === 'loading' ? <div>Finding the narrowest rule that allows it…</div> : null}
       {s.phase === 'error' ? <div className="jp-OpenShell-error">{s.message}</div> : null}

@@ -135,7 +135,9 @@ export class TrafficView extends ReactWidget {
                 <td>{f.host}{f.port && f.port !== 443 && f.port !== 80 ? `:${f.port}` : ''}</td>
                 <td className="jp-OpenShell-path">{f.path}</td>
                 <td>{f.decision}</td>
-                <td>{f.rule ?? ''}</td>
+                <td className="jp-OpenShell-rule" title={f.rule === null ? '' : String(f.rule)}>
+                  {f.rule ?? ''}
+                </td>
                 <td>{f.status ?? ''}</td>
                 <td>
                   {bytes(f.bytes_in)} / {bytes(f.bytes_out)}

@@ -4,10 +4,25 @@
  * an OpenShell kernel this takes the trust back at once, before any output arrives, so HTML is sanitized
  * and JavaScript is not run. It also removes the cell's `trusted` mark, so saving never signs such a
  * notebook and reopening it trusts nothing.
+ *
+ * Widget views stay renderable there: their renderer only draws a model of an installed widget package
+ * (the kernel names a model id, never code), so in such a notebook it is registered as safe; every other
+ * mime type of an untrusted bundle keeps JupyterLab's untrusted handling.
  */
 
 import { ICellModel } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+
+const WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json';
+
+/** Let an untrusted output render a widget view (the widget manager registers its renderer as unsafe). */
+function widgetViewsRender(rendermime: IRenderMimeRegistry): void {
+  const factory = rendermime.getFactory(WIDGET_VIEW);
+  if (factory && !factory.safe) {
+    rendermime.addFactory({ ...factory, safe: true }, rendermime.getRank(WIDGET_VIEW));
+  }
+}
 
 export function untrustOpenShellOutputs(
   tracker: INotebookTracker,
@@ -30,6 +45,7 @@ function watch(panel: NotebookPanel, isOpenShell: (kernelName: string | undefine
     if (cell.type !== 'code') {
       return;
     }
+    widgetViewsRender(panel.content.rendermime);
     if (cell.trusted) {
       cell.trusted = false;
     }

@@ -31,7 +31,9 @@ LABEXT = Path(__file__).resolve().parents[2] / "labextension"
 DENY_ALL = "mode: enforce\nnetwork:\n  egress:\n    - action: deny\n"
 WAIT = 90
 PROBE = (
+    "import ipywidgets\n"
     "from IPython.display import HTML, Javascript, display\n"
+    "display(ipywidgets.Label('widget still renders'))\n"
     "display(Javascript(\"window.__openshellProbe = (window.__openshellProbe || []).concat(['js'])\"))\n"
     "display(HTML('<img class=\"openshell-probe\" src=\"/openshell-probe-missing.png\" "
     "onerror=\"window.__openshellProbe = (window.__openshellProbe || []).concat([\\'html\\'])\">'))\n"
@@ -177,6 +179,8 @@ def test_sidebar_denial_notification_allow_apply_and_status_bar(lab, page, upstr
     status = page.css("the status bar item of the kernel's sandbox", ".jp-OpenShell-status[data-sandbox]")
     sandbox = status.get_attribute("data-sandbox")
     assert sandbox.startswith("kernel-") and sandbox in status.text
+    logo = urllib.request.urlopen(lab.page("kernelspecs/openshell/logo-64x64.png")).read()
+    assert logo.startswith(b"\x89PNG")  # the Launcher card's logo
 
     # the sidebar lists the kernel's sandbox, marked as this notebook's, with its facts
     page.css("the OpenShell sidebar tab", "li[data-id='jp-openshell-sidebar']").click()
@@ -191,6 +195,9 @@ def test_sidebar_denial_notification_allow_apply_and_status_bar(lab, page, upstr
     toast = page.text_in("the denial notification", ".Toastify__toast", "OpenShell denied GET")
     assert "/data/report.csv" in toast and sandbox in toast, toast
     page.text_in("the denial count in the status bar", ".jp-OpenShell-status", "1 denied")
+    page.until("the notification to slide in", lambda d: d.execute_script(
+        "const t = document.querySelector('.Toastify__toast');"
+        "return t && t.getBoundingClientRect().right <= window.innerWidth;"))
     page.shot("notification")
 
     # Allow… stages the narrowest rule in the policy editor with its diff; nothing is applied yet
@@ -267,6 +274,14 @@ def test_policy_editor_marks_a_typo_on_its_line(lab, page):
     assert page.css("the Apply button", f"{editor} .jp-OpenShell-apply").get_attribute("disabled")
     page.shot("typo")
 
+    # the Help menu links the policy format reference
+    from selenium.webdriver.common.by import By
+
+    page.d.find_element(By.XPATH, "//li[contains(@class,'lm-MenuBar-item')][.//div[text()='Help']]").click()
+    entry = "//li[contains(@class,'lm-Menu-item')][.//div[text()='OpenShell policy format']]"
+    page.until("the Help menu entry", lambda d: d.find_elements(By.XPATH, entry))[0].click()
+    page.text_in("the policy format reference", "#jp-openshell-policy-docs", "egress")
+
 
 def _save_and_read(page, path: Path) -> nbformat.NotebookNode:
     from selenium.webdriver.common.action_chains import ActionChains
@@ -288,6 +303,7 @@ def test_outputs_of_openshell_kernels_stay_untrusted(lab, page, kernel):
     _notebook(path, kernel, PROBE)
     page.open(lab.page(f"lab/workspaces/probe-{kernel}/tree/{path.name}"))
     page.run_cell(0, "probe shown")
+    page.text_in("the widget", ".jp-Notebook .widget-label", "widget still renders")  # in both kernels
     images = page.d.find_elements(By.CSS_SELECTOR, ".jp-Notebook img.openshell-probe")
     ran = page.d.execute_script("return window.__openshellProbe || []")
     saved = _save_and_read(page, path)
@@ -311,6 +327,7 @@ def test_notebook7_loads_the_same_plugins(lab, page):
     page.open(lab.page(f"notebooks/{path.name}"))
     page.until("the OpenShell side panel", lambda d: d.find_elements(By.ID, "jp-openshell-sidebar"))
     page.run_cell(0, "probe shown")
+    page.text_in("the widget", ".widget-label", "widget still renders")
     assert "js" not in page.d.execute_script("return window.__openshellProbe || []")
     assert not page.severe_console_errors()
     page.shot("notebook7")
