@@ -25,6 +25,8 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         broker: Broker = self.server.broker  # type: ignore[attr-defined]
         line = self.rfile.readline(MAX_REQUEST)
+        if not line:  # a liveness probe (session.cleanup_stale) connects and hangs up without asking
+            return
         try:
             request = json.loads(line)
             answer = {"ok": True, "result": broker.dispatch(request.get("op"), request.get("args") or {})}

@@ -1,12 +1,14 @@
 """Install the "Python 3 (OpenShell sandbox)" kernelspec (the packaged kernelspec/openshell/kernel.json).
 
-Used by `jupyter openshell install` and `openshell demo`. It must never overwrite a kernelspec of another
-name, and the installed spec always points at this interpreter.
+Used by `jupyter openshell install` and `openshell demo`; the logos (logo-32x32.png, logo-64x64.png,
+logo-svg.svg: the Launcher card) go with it. It must never overwrite a kernelspec of another name, and the
+installed spec always points at this interpreter.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from jupyter_openshell.hostproc import python_argv
 
 KERNEL_NAME = "openshell"
 DISPLAY_NAME = "Python 3 (OpenShell sandbox)"
+LOGOS_DIR = Path(__file__).parent / "logos"
+LOGOS = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
 
 
 def kernel_json(**provisioner_config: Any) -> dict:
@@ -54,4 +58,6 @@ def install(
     spec["display_name"] = display_name
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
+        for logo in LOGOS:
+            shutil.copyfile(LOGOS_DIR / logo, Path(tmp) / logo)
         return KernelSpecManager().install_kernel_spec(tmp, kernel_name=name, user=user, prefix=prefix)

@@ -106,6 +106,7 @@ class KernelSandbox:
         self.uid: int | None = None
         self._created = False
         self._log: Any = None
+        self.facts: dict[str, Any] = {}  # what the kernel's banner shows: backend, enforcement, gpu
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -159,6 +160,7 @@ class KernelSandbox:
         except SandboxError as exc:
             raise KernelStartError(f"OpenShell: sandbox {self.name!r} could not be created: {exc}") from None
         self._created = True
+        self.facts = {"backend": info.backend, "enforcement": info.enforcement, "gpu": bool(info.gpu)}
         if os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
             self.uid = info.uid
             os.chown(self.chan, info.uid, info.uid)
@@ -206,6 +208,7 @@ class KernelSandbox:
             {
                 "OPENSHELL_SANDBOX": self.name,
                 "OPENSHELL_KERNEL_BROKER": f"{INSIDE_DIR}/broker.sock",
+                "OPENSHELL_SANDBOX_FACTS": json.dumps(self.facts, default=str),
                 "PYTHONUNBUFFERED": "1",
             }
         )
