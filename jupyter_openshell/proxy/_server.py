@@ -46,6 +46,7 @@ from ._state import ProxyState
 from .addons.addresses import AddressGuard
 from .addons.enforce import EgressEnforcer
 from .addons.flowlog import FlowRecorder
+from .addons.identity import Identity
 from .addons.inference import InferenceRouter
 from .addons.limits import BodyLimit, HeadLimits
 from .addons.reload import PolicyWatcher
@@ -78,12 +79,12 @@ class ProxyConfig:
 
 def default_addons(state: ProxyState, reload_interval: float = 0.05, limits: Limits | None = None,
                    connect_timeout: float = 30.0) -> list[Any]:
-    """Our addons in hook order: size limits of the head, decide, body limit, route, upgrades, check
-    the address, answer upstream failures, record; plus the policy watcher."""
+    """Our addons in hook order: identity (credential channels), size limits of the head, decide, body
+    limit, route, upgrades, check the address, answer upstream failures, record; plus the policy watcher."""
     limits = limits or Limits()
-    return [HeadLimits(state, limits), EgressEnforcer(state), BodyLimit(limits), InferenceRouter(state),
-            UpgradeGuard(), AddressGuard(state), UpstreamFailures(connect_timeout), FlowRecorder(state),
-            PolicyWatcher(state, reload_interval)]
+    return [Identity(state), HeadLimits(state, limits), EgressEnforcer(state), BodyLimit(limits),
+            InferenceRouter(state), UpgradeGuard(), AddressGuard(state), UpstreamFailures(connect_timeout),
+            FlowRecorder(state), PolicyWatcher(state, reload_interval)]
 
 
 def _use_reuse_port() -> None:
@@ -400,9 +401,12 @@ class Primary:
         errors = self.proc.apply_registered(entries)
         assert self.gateway is not None
         registry = self.proc.state.registry
-        for name in set(self.gateway.listening()) - set(registry.names()):
+        unix = {e.name for e in registry.entries() if e.socket is not None}
+        for name in set(self.gateway.listening()) - unix:
             await self.gateway.close(name)
         for entry in registry.entries():
+            if entry.socket is None:
+                continue  # channel "token": its connections arrive on the TCP listener (addons/identity)
             if entry.name == reopen or not self.gateway.serves(entry):
                 try:
                     await self.gateway.open(entry)
@@ -501,6 +505,7 @@ class Primary:
         assert entry is not None and self.gateway is not None
         pol = self.proc.policy_status().get(name, {})
         return {"name": name, "created": entry.created, "socket": self.gateway.listening().get(name),
+                "channel": entry.kind, "source": entry.source,
                 "policy_file": str(entry.policy_file), "policy_version": pol.get("version"),
                 "policy_error": pol.get("last_error")}
 

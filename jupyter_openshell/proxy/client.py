@@ -80,14 +80,21 @@ class ProxyClient:
             return False
         return True
 
-    def register_sandbox(self, name: str, *, socket_path: Path | str, policy_file: Path | str,
-                         created: float | None = None) -> dict[str, Any]:
-        """Register sandbox `name` (the instance `created`): the proxy listens on `socket_path` (a UNIX
-        socket only that sandbox can reach) and serves every connection accepted there as that sandbox,
-        under the policy in `policy_file` (watched: a new version applies to the next request). Returns
-        {name, created, socket, policy_file, policy_version, policy_error}."""
-        body = {"created": created, "policy_file": str(Path(policy_file).resolve()),
-                "channel": {"kind": "unix", "socket": os.path.abspath(socket_path)}}
+    def register_sandbox(self, name: str, *, policy_file: Path | str, socket_path: Path | str | None = None,
+                         created: float | None = None, token_sha256: str | None = None,
+                         source: str | None = None) -> dict[str, Any]:
+        """Register sandbox `name` (the instance `created`) under the policy in `policy_file` (watched: a
+        new version applies to the next request). Channel "unix" (`socket_path`): the proxy listens on
+        that UNIX socket (only that sandbox can reach it) and serves every connection accepted there as
+        that sandbox. Channel "token" (`token_sha256` and `source`): a connection to the TCP listener
+        from address `source` whose first request presents the credential with that SHA-256 (see
+        `addons/identity.py`) is that sandbox's. Returns {name, created, socket, channel, source,
+        policy_file, policy_version, policy_error}."""
+        if socket_path is not None:
+            channel: dict[str, Any] = {"kind": "unix", "socket": os.path.abspath(socket_path)}
+        else:
+            channel = {"kind": "token", "token_sha256": token_sha256, "source": source}
+        body = {"created": created, "policy_file": str(Path(policy_file).resolve()), "channel": channel}
         return self._call("POST", f"/sandboxes/{quote(name, safe='')}", body)
 
     def unregister_sandbox(self, name: str, created: float | None = None) -> dict[str, Any]:

@@ -147,7 +147,9 @@ class EgressEnforcer:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Answer 403 to a CONNECT whose host:port no allow rule (or inference route) of the caller
         could ever let through, before any TLS handshake, DNS lookup or upstream connection."""
-        flow.metadata[META_START] = time.monotonic()
+        flow.metadata.setdefault(META_START, time.monotonic())
+        if flow.response is not None:  # refused before (identity)
+            return
         active = self._snapshot(flow)
         if active is None:
             return
