@@ -1,15 +1,15 @@
 """The security invariants of the rendered objects, checked on the result (not on the renderer's
 constants, so a renderer that loses one is caught): `check(objects) -> [violation, ...]`.
 
-Sandbox pods: explicit no service-account token, no service links, no host network/PID/IPC, no
-shared process namespace; non-root (pod and container level both: either alone is one edit from root);
-every container without privilege escalation, privileges or
-capabilities, with a read-only root filesystem and a RuntimeDefault or Localhost seccomp profile; no
-hostPath volume, no host port; writable mounts only the workspace and a memory-backed, size-limited
-/tmp; CPU and memory limits; the only Secret the pod's own credential; the sandboxes' ServiceAccount
-without token and bound to nothing. The NetworkPolicy of sandbox pods: both directions, egress only TCP
-to the proxy pods' port, ingress only from selected pods to the kernel ports. Key and CA Secrets: only the
-proxy's pod. The proxy's Role: read only. `openshell k8s install` and the backend refuse objects with a
+Sandbox pods: explicit no service-account token, no service links, no host network/PID/IPC, no shared
+process namespace; non-root (pod and container level both: either alone is one edit from root); every
+container without privilege escalation, privileges or capabilities, with a read-only root filesystem and
+a RuntimeDefault or Localhost seccomp profile; no hostPath volume, no host port; writable mounts only the
+workspace and a memory-backed, size-limited /tmp; CPU and memory limits; the only Secret the pod's own
+credential; the sandboxes' ServiceAccount without token and bound to nothing. The NetworkPolicy of
+sandbox pods: both directions, egress only TCP to the proxy pods' port, ingress only from selected pods
+to the kernel ports. Key and CA Secrets: only the proxy's pod. The proxy's Role: read only (the server's
+Role may write: it makes sandboxes). `openshell k8s install` and the backend refuse objects with a
 violation. It must never change the objects it checks.
 """
 
@@ -234,7 +234,7 @@ def check(objects: list[dict[str, Any]]) -> list[str]:
                 bad.append(f"{what}: automountServiceAccountToken must be false")
             if m.SANDBOX_SA in bound:
                 bad.append(f"{what}: the sandboxes' ServiceAccount must not be bound to any role")
-        if obj.get("kind") in ("Role", "ClusterRole"):
+        if obj.get("kind") in ("Role", "ClusterRole") and obj["metadata"].get("name") == m.PROXY_SA:
             for rule in obj.get("rules") or []:
                 if set(rule.get("verbs") or []) - READ_VERBS or "*" in (rule.get("resources") or []):
                     bad.append(f"{what}: the proxy's role may only read ({sorted(READ_VERBS)})")

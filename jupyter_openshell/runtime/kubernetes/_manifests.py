@@ -37,6 +37,17 @@ SANDBOX_APP = "openshell-sandbox"
 PROXY_APP = "openshell-proxy"
 SANDBOX_SA = "openshell-sandbox"
 PROXY_SA = "openshell-proxy"
+SERVER_SA = "openshell-server"  # the Jupyter server's (in the cluster): what the backend does
+SERVER_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "configmaps", "secrets"],
+        "verbs": ["create", "get", "list", "watch", "patch", "delete", "deletecollection"],
+    },
+    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["pods/log", "services"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+]
 CA_BUNDLE_CM = "openshell-ca-bundle"
 CA_SECRET = "openshell-proxy-ca"
 KEYS_SECRET = "openshell-keys"
@@ -228,7 +239,7 @@ def sandbox_objects(
     token: str,
     limits: Any,
     gpu: bool,
-    proxy_ip: str,
+    proxy: str,
     owner: dict[str, Any] | None,
 ) -> list[dict[str, Any]]:
     """[Secret (credential), ConfigMap (policy + registration), Pod] of one sandbox instance."""
@@ -262,7 +273,7 @@ def sandbox_objects(
         instance=instance,
         limits=limits,
         gpu=gpu,
-        proxy_ip=proxy_ip,
+        proxy=proxy,
         secret=secret["metadata"]["name"],
     )
     if owner is not None:
@@ -272,10 +283,10 @@ def sandbox_objects(
 
 
 def sandbox_pod(
-    settings: KubeSettings, *, name: str, instance: str, limits: Any, gpu: bool, proxy_ip: str, secret: str
+    settings: KubeSettings, *, name: str, instance: str, limits: Any, gpu: bool, proxy: str, secret: str
 ) -> dict[str, Any]:
     seccomp = seccomp_profile(settings)
-    proxy_url = f"http://openshell:$(OPENSHELL_TOKEN)@{proxy_ip}:{PROXY_PORT}"
+    proxy_url = f"http://openshell:$(OPENSHELL_TOKEN)@{proxy}"
     env: list[dict[str, Any]] = [
         {"name": "OPENSHELL_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}},
         {"name": "OPENSHELL_SANDBOX", "value": name},
@@ -404,6 +415,17 @@ def install_objects(
             {ROLE: "proxy"},
             roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PROXY_SA},
             subjects=[{"kind": "ServiceAccount", "name": PROXY_SA, "namespace": ns}],
+        ),
+        _obj("v1", "ServiceAccount", SERVER_SA, ns, {ROLE: "server"}),
+        _obj("rbac.authorization.k8s.io/v1", "Role", SERVER_SA, ns, {ROLE: "server"}, rules=SERVER_RULES),
+        _obj(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            SERVER_SA,
+            ns,
+            {ROLE: "server"},
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVER_SA},
+            subjects=[{"kind": "ServiceAccount", "name": SERVER_SA, "namespace": ns}],
         ),
         _obj("v1", "ConfigMap", DEFAULT_POLICY_CM, ns, {ROLE: "proxy"}, data={"default.yaml": DENY_ALL}),
         _obj("v1", "ConfigMap", CA_BUNDLE_CM, ns, {ROLE: "ca-bundle"}, data={"ca-bundle.pem": ca_bundle}),
@@ -579,7 +601,7 @@ def render(settings: KubeSettings) -> dict[str, list[dict[str, Any]]]:
         token="CREATED-PER-SANDBOX",
         limits=Limits(cpu=1.0, memory=2 << 30, pids=256, disk=512 << 20, timeout=None),
         gpu=False,
-        proxy_ip="PROXY-CLUSTER-IP",
+        proxy=f"PROXY-CLUSTER-IP:{PROXY_PORT}",
         owner={
             "apiVersion": "v1",
             "kind": "ConfigMap",

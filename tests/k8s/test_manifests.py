@@ -39,7 +39,7 @@ def _sandbox(settings: KubeSettings = SETTINGS, **kw) -> list[dict]:
         token="t" * 43,
         limits=Limits(cpu=0.5, memory=1 << 30, pids=64, disk=64 << 20, timeout=3600),
         gpu=True,
-        proxy_ip="10.43.0.10",
+        proxy="10.43.0.10:3128",
         owner={"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "u-1"},
     )
     args.update(kw)
@@ -254,13 +254,15 @@ def test_object_level_invariants_are_caught():
     sa = next(
         o for o in objs if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "openshell-sandbox"
     )
-    role = next(o for o in objs if o["kind"] == "Role")
+    role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "openshell-proxy")
     sa["automountServiceAccountToken"] = True
     assert any("automountServiceAccountToken" in v for v in _invariants.check(objs))
     sa["automountServiceAccountToken"] = False
     role["rules"][0]["verbs"].append("update")
     assert any("only read" in v for v in _invariants.check(objs))
     role["rules"][0]["verbs"].pop()
-    binding = next(o for o in objs if o["kind"] == "RoleBinding")
+    binding = next(
+        o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "openshell-proxy"
+    )
     binding["subjects"].append({"kind": "ServiceAccount", "name": "openshell-sandbox", "namespace": "x"})
     assert any("bound" in v for v in _invariants.check(objs))
