@@ -302,7 +302,7 @@ class FakeKubeAPI:
                             "state": {
                                 "waiting": {
                                     "reason": self.pods.image_error,
-                                    "message": f"image not present with pull policy Never ({self.pods.image_error})",
+                                    "message": f"image not present ({self.pods.image_error})",
                                 }
                             },
                         }
