@@ -90,6 +90,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "default 64M)")
     parser.add_argument("--flow-log-keep", type=int, default=None, metavar="N",
                         help="rotated flow logs kept (flows.jsonl.1 .. .N, default 4; at least 1)")
+    parser.add_argument("--kube-namespace", default=None, metavar="NS",
+                        help="also serve the Kubernetes backend's sandboxes: watch namespace NS's sandbox "
+                        "ConfigMaps (their policies and credentials; needs the kubernetes client)")
+    parser.add_argument("--kubeconfig", default=None, metavar="FILE",
+                        help="with --kube-namespace: the kubeconfig to watch with (default: the in-cluster "
+                        "service account)")
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--flow-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--channel-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -148,6 +154,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.policy.exists():
         print(f"openshell proxy: policy file {args.policy} not found", file=sys.stderr)
         return 2
+    if args.kube_namespace and args.worker_index == 0:
+        try:
+            import kubernetes  # noqa: F401
+        except ImportError:
+            print("openshell proxy: --kube-namespace needs the kubernetes client: "
+                  "pip install 'jupyter-openshell[kubernetes]'", file=sys.stderr)
+            return 2
     if args.max_header_count is not None and args.max_header_count < 1:
         print("openshell proxy: --max-header-count must be at least 1", file=sys.stderr)
         return 2
@@ -163,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
                       upstream_ca=args.upstream_ca, upstream_trust=args.upstream_trust, limits=limits,
                       connect_timeout=max(0.0, args.connect_timeout), resolve=dict(args.resolve),
                       reload_interval=args.reload_interval, flow_fd=args.flow_fd,
-                      channel_fd=args.channel_fd)
+                      channel_fd=args.channel_fd, kube_namespace=args.kube_namespace,
+                      kubeconfig=args.kubeconfig)
     if args.flow_log_max_bytes is not None:
         cfg.flow_max_bytes = args.flow_log_max_bytes
     if args.flow_log_keep is not None:

@@ -37,6 +37,7 @@ from ._ca import BUNDLE, ensure_ca, upstream_trust
 from ._control import ControlServer
 from ._flowlog import ROTATE_BYTES, ROTATE_KEEP, FlowLog, FlowRing, PipeFlowLog
 from ._gateway import Gateway
+from ._kube import KubeSource
 from ._limits import Limits
 from ._pipeline import Pipeline, lean_master
 from ._policies import PolicySet
@@ -75,6 +76,8 @@ class ProxyConfig:
     channel_fd: int | None = None  # a worker: the socket pair end sandbox connections arrive on
     flow_max_bytes: int = ROTATE_BYTES  # rotate flows.jsonl when it would pass this size
     flow_keep: int = ROTATE_KEEP  # rotated files kept (flows.jsonl.1 ..)
+    kube_namespace: str | None = None  # watch this namespace's sandbox ConfigMaps (`_kube.KubeSource`)
+    kubeconfig: str | None = None  # for the watch, else the in-cluster service account
 
 
 def default_addons(state: ProxyState, reload_interval: float = 0.05, limits: Limits | None = None,
@@ -241,6 +244,8 @@ class Primary:
         self._registry_lock = asyncio.Lock()  # one registry change at a time, workers told in order
         self._seq = 0
         self.info: dict[str, Any] = {}
+        self.kube: KubeSource | None = None
+        self._kube_names: set[str] = set()  # registrations the Kubernetes source made
 
     async def run(self) -> int:
         cfg = self.cfg
@@ -270,6 +275,9 @@ class Primary:
             log.warning("sandbox %s not restored: %s", name, err)
         self.control = ControlServer(control_path, self.handle)
         await self.control.start()
+        if cfg.kube_namespace:
+            self.kube = KubeSource(cfg.kube_namespace, cfg.state_dir, self._apply_kube, cfg.kubeconfig)
+            self.kube.start()
         self.info = {"pid": os.getpid(), "listen": f"{target_host}:{port}", "control": str(control_path),
                      "started": self.proc.started, "workers": cfg.workers,
                      "ca_bundle": str(cfg.state_dir / "ca" / BUNDLE)}
@@ -289,6 +297,8 @@ class Primary:
         return 0
 
     async def _cleanup(self, run_json: Path) -> None:
+        if self.kube:
+            self.kube.stop()
         if self.control:
             await self.control.stop()
         if self.gateway:
@@ -418,6 +428,15 @@ class Primary:
         await self._tell_workers({"op": "registered", "entries": [e.to_dict() for e in registry.entries()]})
         return errors
 
+    async def _apply_kube(self, entries: list[SandboxEntry]) -> dict[str, str]:
+        """Make the Kubernetes source's registrations exactly `entries` (others are left as they are)."""
+        async with self._registry_lock:
+            names = {e.name for e in entries}
+            others = [e for e in self.proc.state.registry.entries()
+                      if e.name not in self._kube_names and e.name not in names]
+            self._kube_names = names
+            return await self._apply([*others, *entries])
+
     def _dispatch(self, entry: SandboxEntry, conn: socket.socket) -> None:
         """Serve a connection from `entry`'s channel here or in a worker (round-robin)."""
         self._next = (self._next + 1) % (len(self._channels) + 1)
@@ -525,7 +544,8 @@ class Primary:
                 "policies": policies, "worker_policies": per_worker, "policies_agree": agree,
                 "sandboxes": {n: self.sandbox_status(n) for n in self.proc.state.registry.names()},
                 "flow_log": str(self.proc.state.flowlog.path),
-                "resolver_lookups": self.proc.state.resolver.lookups}
+                "resolver_lookups": self.proc.state.resolver.lookups,
+                "kubernetes": self.kube.status() if self.kube else None}
 
 
 async def run_worker(cfg: ProxyConfig) -> int:

@@ -92,6 +92,7 @@ class _Store:
     events: list[tuple[int, str, str, dict]] = field(default_factory=list)  # (rv, resource, type, obj)
     rv: int = 100
     compacted: int = 0  # watches from a resourceVersion below this get 410 Gone
+    generation: int = 0  # bumped by compact(): open watches end
 
 
 def _status(code: int, reason: str, message: str) -> dict:
@@ -217,10 +218,13 @@ class FakeKubeAPI:
         self.faults.append(_Fault(method, re.compile(path_regex), status, reason or str(status), times))
 
     def compact(self) -> None:
-        """Forget the event history (watches from an older resourceVersion get 410 Gone)."""
+        """Forget the event history and end open watches (as an API server does); a watch again from an
+        older resourceVersion gets 410 Gone."""
         with self.lock:
             self.store.compacted = self.store.rv + 1
             self.store.events.clear()
+            self.store.generation += 1
+            self.lock.notify_all()
 
     def objects(self, resource: str, namespace: str | None = None, selector: str = "") -> list[dict]:
         with self.lock:
@@ -546,6 +550,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         deadline = time.monotonic() + timeout
+        generation = api.store.generation
         try:
             with api.lock:
                 if since and since < api.store.compacted:
@@ -555,7 +560,8 @@ class _Handler(BaseHTTPRequestHandler):
                     for obj in api.objects(resource, ns or None, selector):
                         chunk({"type": "ADDED", "object": obj})
                     since = api.store.rv
-            while since >= 0 and not api._stopping and time.monotonic() < deadline:
+            while since >= 0 and not api._stopping and time.monotonic() < deadline \
+                    and api.store.generation == generation:
                 with api.lock:
                     pending = [
                         (rv, kind, obj)
