@@ -17,7 +17,10 @@ from ._types import KILL_GRACE_S, Backend, Bind, ExecProcess, SandboxError, Sand
 
 ENTRY_POINT_GROUP = "jupyter_openshell.backends"
 BACKEND_ENV = "OPENSHELL_BACKEND"
-_BUILTIN = {"local": "jupyter_openshell.runtime._local:LocalBackend"}
+_BUILTIN = {
+    "local": "jupyter_openshell.runtime._local:LocalBackend",
+    "docker": "jupyter_openshell.runtime.docker:DockerBackend",
+}
 
 
 def _plugins() -> dict[str, str]:
