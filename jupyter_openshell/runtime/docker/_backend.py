@@ -58,9 +58,8 @@ class DockerBackend(Backend):
             if existing is not None:
                 if existing.get("backend", "local") != self.name:
                     raise SandboxError(
-                        f"sandbox {name} exists on the {existing.get('backend', 'local')} backend; pick another"
-                        " "
-                        f"--name or remove it with `openshell sandbox rm {name}`"
+                        f"sandbox {name} exists on the {existing.get('backend', 'local')} backend; "
+                        f"pick another --name or remove it with `openshell sandbox rm {name}`"
                     )
                 if self._running(existing):
                     raise SandboxError(
