@@ -489,6 +489,12 @@ class DockerBackend(Backend):
         return {c["Id"]: c["State"] for c in found}
 
     def cleanup(self) -> list[str]:
+        try:
+            _engine.client()
+        except SandboxError:
+            if self._records():
+                raise
+            return []  # (no engine and no docker sandbox here: nothing to clean)
         cleaned = []
         for info in self.list():
             if info.state == "exited":
@@ -604,7 +610,7 @@ def _describe(limits: dict, tmp_size: int) -> dict[str, dict]:
     note = f"/tmp and /dev/shm are tmpfs of {tmp_size} bytes each (their pages count as memory)"
     if files:
         note += f"; no file may grow past {files} bytes (RLIMIT_FSIZE)"
-    note += "; the workspace has no quota"
+    note += "; the workspace has no quota (that would need project quotas on its filesystem)"
     timeout = limits.get("timeout")
     return {
         "cpu": {"limit": limits.get("cpu"), "by": "cgroup (docker NanoCpus)", "note": ""},
