@@ -2,7 +2,8 @@
 
 Public API (see docs/ARCHITECTURE.md): `get_backend(name=None)`, `backend_of(sandbox)`,
 `available_backends()`, `backends_in_use()`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`,
-`ExecProcess`, `SandboxError`, `KILL_GRACE_S`. Backends are plugins: classes named by the entry point group `jupyter_openshell.backends`
+`ExecProcess`, `SandboxError`, `KILL_GRACE_S`. Backends are plugins: classes named by the entry point
+group `jupyter_openshell.backends`
 (the built-in ones are also known without scanning entry points, which keeps the CLI fast); every backend
 records its sandboxes under `<state>/sandboxes/<name>/sandbox.json` with its name in "backend", so any
 process finds the backend of a sandbox. This module must never import a backend eagerly.
