@@ -1,8 +1,9 @@
 """`OpenShellProvisioner`: the jupyter_client kernel provisioner that runs ipykernel inside a sandbox.
 
 Selected by the kernelspec's `metadata.kernel_provisioner` (`openshell-provisioner`), configured there:
-policy_file, backend, image (docker), workspace ("" = the notebook's directory), resources, gpu, pool_size,
-policy_edits, and the output filter's output_mime_types, widget_modules, trusted_output (docs/output-filter.md).
+policy_file, backend, image (docker), workspace ("" = the notebook's directory), resources, gpu,
+pool_size, policy_edits, and the output filter's output_mime_types, widget_modules, trusted_output
+(docs/output-filter.md).
 Clients get the connection of the kernel's relay, which filters everything the kernel sends.
 Interrupts travel as control messages (`interrupt_mode: message`); a restart relaunches the kernel in the
 same sandbox; shutdown destroys the sandbox. It must never hand the host environment to the kernel, and a

@@ -56,7 +56,9 @@ STRIP = (
 )
 SANDBOX_USER = "sandbox:x:1000:1000:openshell sandbox:/tmp/home:/bin/sh\n"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-BUILDER_VERSION = 1  # bump when what `build` does changes
+BUILDER_VERSION = 2  # bump when what `build` does changes
+# Nobody logs in: no password databases; no home directories but the sandbox's own (/tmp/home).
+REMOVED = ("etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "home", "root")
 
 
 def default_image() -> str:
@@ -78,6 +80,7 @@ def content_hash(base: str | None) -> str:
         "rootfs": base or {"suite": SUITE, "mirror": MIRROR, "packages": DEB_PACKAGES, "strip": STRIP},
         "pip": PIP_PACKAGES,
         "user": SANDBOX_USER,
+        "removed": REMOVED,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -265,6 +268,9 @@ def _files(rootfs: Path) -> None:
             fh.write(SANDBOX_USER)
         with open(rootfs / "etc/group", "a") as fh:
             fh.write("sandbox:x:1000:\n")
+    for path in REMOVED:
+        with contextlib.suppress(FileNotFoundError):
+            _remove(rootfs / path)
     for path in ("workspace", "etc/openshell", "run/openshell", "run/openshell-agent"):
         (rootfs / path).mkdir(parents=True, exist_ok=True)
 
