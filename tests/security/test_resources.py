@@ -11,6 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from jupyter_openshell.proxy import ProxyClient
 
 from .conftest import processes_of_uid, processes_with
@@ -113,8 +115,14 @@ def test_destroy_leaves_no_process_even_daemonised(mode):
     assert processes_with(marker) == []
     if mode.name == "root":  # (exited shims may linger a moment as zombies until init reaps them)
         assert processes_of_uid(record["uid"], live_only=True) == []
-    for path in record["enforcement"]["paths"]:
+    enforcement = record["enforcement"]
+    for path in enforcement["paths"] if isinstance(enforcement, dict) else []:  # (local: its cgroups)
         assert not Path(path).exists()
+    if record.get("container"):  # (docker: its container)
+        import docker
+
+        with pytest.raises(docker.errors.NotFound):
+            docker.from_env().containers.get(record["container"])
     assert not (mode.state / "sandboxes" / name).exists()
 
 

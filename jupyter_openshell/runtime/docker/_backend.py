@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import select
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -330,6 +331,13 @@ class DockerBackend(Backend):
             "network_mode": "none",
             "dns": ["127.0.0.1"],  # (nothing answers there: lookups fail at once; the proxy resolves)
             "dns_opt": ["attempts:1", "timeout:1"],
+            # as in the local backend's network namespace: ::1 on lo (the engine turns IPv6 off), and
+            # no ICMP echo sockets (the engine allows them to every group)
+            "sysctls": {
+                "net.ipv6.conf.all.disable_ipv6": "0",
+                "net.ipv6.conf.lo.disable_ipv6": "0",
+                "net.ipv4.ping_group_range": "1 0",
+            },
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges", f"seccomp={_profile.profile_json()}"],
             "read_only": True,
@@ -425,12 +433,20 @@ class DockerBackend(Backend):
 
     def _teardown(self, name: str, record: dict, remove: bool) -> None:
         unregister = _local._in_background(_links.unregister, name, record.get("created"))
+        init = None  # the container's PID 1: it exits only once every process of its namespace is gone
+        if self._running(record):
+            with contextlib.suppress(OSError):
+                init = os.pidfd_open(record["pid"])
         try:
             if remove:
                 self._remove_container(record)
             else:
                 self._kill(record)
+            if init is not None:
+                select.select([init], [], [], 10.0)
         finally:
+            if init is not None:
+                os.close(init)
             unregister()
         with contextlib.suppress(FileNotFoundError):
             Path(record.get("control") or _state.directory(name) / "agent" / "control.sock").unlink()
