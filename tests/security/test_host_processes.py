@@ -104,13 +104,14 @@ def test_sandbox_create_from_a_planted_workspace_runs_nothing(mode):
     workspace, markers = _dirs(mode, "cli")
     _wait_stopped(mode.state)  # `create` then starts the proxy itself, from the workspace
     env = mode.env()
+    name = f"hp-{secrets.token_hex(3)}"
     proc = subprocess.run([*_wrap(mode), str(BIN / "openshell"), "sandbox", "create", "--name",
-                           f"hp-{secrets.token_hex(3)}", "--workspace", str(workspace),
-                           "--backend", mode.backend],
+                           name, "--workspace", str(workspace), "--backend", mode.backend],
                           capture_output=True, text=True, timeout=120, env=env, cwd=workspace)
     assert proc.returncode == 0, proc.stderr
     assert ProxyClient(mode.state).is_running()
     assert _markers(markers) == [], "the proxy imported code from the workspace"
+    mode.rm(name)
     # control: a naive `python -m` from the workspace runs the planted package (and sitecustomize)
     subprocess.run([*_wrap(mode), sys.executable, "-m", "jupyter_openshell", "--help"],
                    capture_output=True, timeout=60, env=env, cwd=workspace)
