@@ -13,11 +13,14 @@ need_apt=()
 for pair in bwrap:bubblewrap curl:curl git:git ip:iproute2 setpriv:util-linux node:nodejs npm:npm; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
-# The tests also drive JupyterLab and Notebook 7 in a headless browser (skipped, with the reason, without one).
+# The tests also drive JupyterLab and Notebook 7 in a headless browser (skipped, with the reason, without one)
+# and the docker backend (skipped, with the reason, where no engine can be started).
 test_apt=()
 if [ "$extras" = "[demo,test]" ]; then
-  for pair in chromium:chromium chromedriver:chromium-driver; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || test_apt+=("${pair#*:}")
+  # The docker backend's tests: the engine (they start dockerd themselves where none runs) and
+  # debootstrap, which builds the default sandbox image without a container registry.
+  for pair in chromium:chromium chromedriver:chromium-driver dockerd:docker.io debootstrap:debootstrap; do
+    PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || test_apt+=("${pair#*:}")
   done
 fi
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] \
@@ -31,7 +34,7 @@ else
   py=$(command -v python3)
 fi
 if [ ${#test_apt[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
-  echo "note: the browser tests will be skipped; to run them: sudo apt-get install ${test_apt[*]}" >&2
+  echo "note: the browser and docker tests will be skipped; to run them: sudo apt-get install ${test_apt[*]}" >&2
 elif [ ${#test_apt[@]} -gt 0 ]; then
   need_apt+=("${test_apt[@]}")
 fi

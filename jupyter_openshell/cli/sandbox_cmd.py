@@ -16,7 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..policy import PolicyStore
-from ..runtime import KILL_GRACE_S, ExecProcess, SandboxError, SandboxSpec, get_backend
+from ..runtime import (
+    KILL_GRACE_S,
+    ExecProcess,
+    SandboxError,
+    SandboxSpec,
+    available_backends,
+    backend_of,
+    backends_in_use,
+    get_backend,
+)
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
 USER_ERRORS = (SandboxError,)
@@ -36,7 +45,11 @@ def _size(value: int | None) -> str:
 def _create(args: argparse.Namespace) -> int:
     info = get_backend(args.backend).create(
         SandboxSpec(
-            name=args.name, policy_file=args.policy, workspace=args.workspace, gpu=True if args.gpu else None
+            name=args.name,
+            policy_file=args.policy,
+            workspace=args.workspace,
+            gpu=True if args.gpu else None,
+            image=args.image,
         )
     )
     for warning in info.details.get("warnings", []):
@@ -50,7 +63,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _exec(args: argparse.Namespace) -> int:
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    proc = get_backend(args.backend).exec(
+    proc = backend_of(args.name).exec(
         args.name, argv, cwd=args.cwd, env=dict(e.split("=", 1) for e in args.env or [])
     )
     asked_to_end: list[float] = []
@@ -101,11 +114,31 @@ def _cell(value: str, entry: dict) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    infos = get_backend(args.backend).list()
+    infos = []
+    for backend in backends_in_use():  # every backend's sandboxes; one that cannot answer is reported
+        try:
+            infos += get_backend(backend).list()
+        except SandboxError as exc:
+            print(f"openshell sandbox ls: {backend} sandboxes not listed: {exc}", file=sys.stderr)
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
         return 0
-    rows = [("NAME", "STATE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "DISK", "AGE", "WORKSPACE")]
+    rows = [
+        (
+            "NAME",
+            "STATE",
+            "BACKEND",
+            "IMAGE",
+            "ADDRESS",
+            "ENFORCEMENT",
+            "CPU",
+            "MEMORY",
+            "PIDS",
+            "DISK",
+            "AGE",
+            "WORKSPACE",
+        )
+    ]
     notes: dict[str, None] = {}  # (ordered, without repeats)
     for i in infos:
         lim, res = i.limits, i.details.get("resources", {})
@@ -114,7 +147,9 @@ def _ls(args: argparse.Namespace) -> int:
             (
                 i.name,
                 i.state,
-                i.address,
+                i.backend,
+                i.details.get("image") or "-",
+                i.address or "-",
                 i.enforcement or "-",
                 _cell(str(lim.get("cpu") or "-"), res.get("cpu", {})),
                 _cell(_size(lim.get("memory")), res.get("memory", {})),
@@ -133,7 +168,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    sys.stdout.write(get_backend(args.backend).logs(args.name))
+    sys.stdout.write(backend_of(args.name).logs(args.name))
     return 0
 
 
@@ -158,7 +193,7 @@ def _print_history(store: PolicyStore, name: str) -> None:
 
 
 def _policy(args: argparse.Namespace) -> int:
-    backend = get_backend(args.backend)
+    backend = backend_of(args.name)
     store = PolicyStore()
     if args.history:
         _print_history(store, args.name)
@@ -187,29 +222,46 @@ def _policy(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    backend = get_backend(args.backend)
-    names = [i.name for i in backend.list()] if args.all else args.names
-    for name in names:
-        backend.destroy(name)
+    if args.all:
+        for backend in backends_in_use():
+            for info in get_backend(backend).list():
+                get_backend(backend).destroy(info.name)
+        return 0
+    for name in args.names:
+        backend_of(name).destroy(name)
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    get_backend(args.backend).stop(args.name)
+    backend_of(args.name).stop(args.name)
     return 0
 
 
 def _gc(args: argparse.Namespace) -> int:
-    for item in get_backend(args.backend).cleanup():
-        print(f"cleaned {item}")
+    used = backends_in_use()
+    for backend in available_backends():  # (also those without records: what crashed CLIs left)
+        try:
+            cleaned = get_backend(backend).cleanup()
+        except SandboxError as exc:
+            if backend in used:
+                print(f"openshell sandbox gc: {backend} backend skipped: {exc}", file=sys.stderr)
+            continue
+        for item in cleaned:
+            print(f"cleaned {item}")
     return 0
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="local", help="sandbox backend (default: local)")
     sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
 
     p = sub.add_parser("create", help="create a sandbox and print its name")
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="sandbox backend: local or docker, or an installed plugin (default: $OPENSHELL_BACKEND or "
+        "local); the other commands find a sandbox's backend themselves",
+    )
+    p.add_argument("--image", help="container image (docker backend; default: jupyter-openshell/sandbox)")
     p.add_argument("--name", help="sandbox name (default: generated)")
     p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
     p.add_argument("--workspace", help="host directory mounted read-write at /workspace")

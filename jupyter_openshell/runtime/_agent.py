@@ -8,8 +8,10 @@ costs milliseconds; start-up time is sandbox creation time). It:
   * listens on 127.0.0.1:3128 in the sandbox's network namespace and relays each connection to the
     policy proxy's per-sandbox gateway socket (/run/openshell/proxy.sock). When the proxy is down it
     answers 502 with an explanation and sends nothing anywhere;
-  * serves exec requests (see `_wire`) on the listening socket the host passed in, running each
-    command with posix_spawn in a new session with the caller's own stdio fds.
+  * serves exec requests (see `_wire`) on the listening socket the host passed in (or, in a container,
+    one it makes at `control_path`), from host processes only (a peer with a pid in the sandbox's
+    namespace is refused), running each command with posix_spawn in a new session with the caller's
+    own stdio fds.
 When this process exits, the sandbox ends (the PID namespace is torn down). It must never reach
 anything outside the sandbox except through the gateway socket, and never log command arguments
 or environment (they may hold secrets).
@@ -23,6 +25,7 @@ import _thread
 import os
 import resource
 import select
+import sys
 import time
 
 import _landlock  # (stdlib-only siblings, preloaded by the boot code)
@@ -92,7 +95,7 @@ class Agent:
 
     # --- set-up -------------------------------------------------------------------------------
     def setup(self) -> tuple[socket.socket, socket.socket]:
-        keep = {0, 1, 2, self.config["control_fd"], self.config["ready_fd"], self.config["go_fd"]}
+        keep = {0, 1, 2, *(self.config[k] for k in ("control_fd", "ready_fd", "go_fd") if k in self.config)}
         for entry in os.listdir("/proc/self/fd"):  # nothing bwrap left open reaches a command
             if int(entry) not in keep:
                 _quietly(os.close, int(entry))
@@ -102,7 +105,7 @@ class Agent:
             limit = getattr(resource, f"RLIMIT_{key}")
             resource.setrlimit(limit, (value, value))
         os.makedirs(self.env.get("HOME", "/tmp/home"), mode=0o700, exist_ok=True)
-        control = socket.socket(fileno=self.config["control_fd"])
+        control = self._control()
         host, port = self.config["listen"]
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -114,8 +117,27 @@ class Agent:
             log(f"landlock ABI {abi} applied" if abi else "landlock unavailable: mount namespace only")
         return control, listener
 
+    def _control(self) -> socket.socket:
+        """The exec listener: the one the host passed (local), or one made at `control_path` in a
+        directory the host bound in (docker), renamed into place once it listens."""
+        if "control_fd" in self.config:
+            return socket.socket(fileno=self.config["control_fd"])
+        path = self.config["control_path"]
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        _quietly(os.unlink, path + ".new")
+        control.bind(path + ".new")
+        control.listen(64)
+        os.rename(path + ".new", path)
+        return control
+
     # --- exec ---------------------------------------------------------------------------------
     def serve_exec(self, conn: socket.socket) -> None:
+        # Only the host may ask: a process of this sandbox has a pid in its namespace, the host's is 0.
+        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        if int.from_bytes(cred[:4], sys.byteorder) != 0:
+            log("refused an exec connection from inside the sandbox")
+            conn.close()
+            return
         try:
             request, fds = _wire.recv_request(conn)
         except (OSError, ValueError, EOFError, TypeError) as exc:
@@ -225,14 +247,15 @@ class Agent:
     # --- main loop ----------------------------------------------------------------------------
     def run(self) -> None:
         control, listener = self.setup()
-        os.write(self.config["ready_fd"], b"ready\n")
-        os.close(self.config["ready_fd"])
-        # The host answers once every process of the sandbox is in its cgroups; before that no
-        # request is served. No answer (the host gave up): the sandbox ends here.
-        if os.read(self.config["go_fd"], 16) != b"go\n":
-            log("the host did not confirm the start: exiting")
-            return
-        os.close(self.config["go_fd"])
+        if "ready_fd" in self.config:  # (docker: the control socket's path appearing says ready)
+            os.write(self.config["ready_fd"], b"ready\n")
+            os.close(self.config["ready_fd"])
+            # The host answers once every process of the sandbox is in its cgroups; before that no
+            # request is served. No answer (the host gave up): the sandbox ends here.
+            if os.read(self.config["go_fd"], 16) != b"go\n":
+                log("the host did not confirm the start: exiting")
+                return
+            os.close(self.config["go_fd"])
         log(f"sandbox {self.name} ready")
         handlers = {control.fileno(): (control, self.serve_exec), listener.fileno(): (listener, self.relay)}
         poller = select.poll()

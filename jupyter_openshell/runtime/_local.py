@@ -323,11 +323,21 @@ class LocalBackend(Backend):
     # --- create -------------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> SandboxInfo:
         name = check_name(spec.name or f"sb-{secrets.token_hex(4)}")
+        if spec.image:
+            raise SandboxError(
+                f"the local backend runs this machine's own system, not an image ({spec.image}); "
+                "use --backend docker for images, or leave out --image"
+            )
         bwrap, timeout = _which("bwrap", "bubblewrap"), _which("timeout", "coreutils")
         text = Path(spec.policy_file).read_text() if spec.policy_file else _links.DENY_ALL
         policy = _links.load(spec.policy_file) if spec.policy_file else _links.default_policy()
         with _state.locked():
             existing = _state.read(name)
+            if existing is not None and existing.get("backend", self.name) != self.name:
+                raise SandboxError(
+                    f"sandbox {name} exists on the {existing['backend']} backend; pick another --name "
+                    f"or remove it with `openshell sandbox rm {name}`"
+                )
             if existing is not None:
                 if self._alive(existing):
                     raise SandboxError(
@@ -679,7 +689,7 @@ class LocalBackend(Backend):
         out = []
         for name in _state.names():
             record = _state.read(name)
-            if record is not None:
+            if record is not None and record.get("backend", self.name) == self.name:
                 out.append(self._info(record))
         return out
 

@@ -40,7 +40,9 @@ class Bind:
 class SandboxSpec:
     """What to create. `name=None` picks a fresh name; `policy_file=None` means deny all egress with
     default resources; `workspace=None` makes a private one under the state directory; `gpu=None`
-    takes the policy's `gpu`; `env` is added to every command's environment."""
+    takes the policy's `gpu`; `env` is added to every command's environment; `image` names the
+    container image for backends that run images (None: the backend's default; the local backend
+    refuses one)."""
 
     name: str | None = None
     policy_file: str | Path | None = None
@@ -48,6 +50,7 @@ class SandboxSpec:
     gpu: bool | None = None
     binds: Sequence[Bind] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
 
 
 @dataclass

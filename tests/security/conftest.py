@@ -1,7 +1,10 @@
 """Attack-suite fixtures: the `openshell sandbox` CLI driven as root and as an unprivileged user.
 
 `mode` is parametrized: "root" runs the CLI as root with its own state directory; "user" runs it
-under `setpriv --reuid 65534 --regid 65534 --clear-groups` with a state directory owned by that uid.
+under `setpriv --reuid 65534 --regid 65534 --clear-groups` with a state directory owned by that uid;
+"root-docker" is "root" with `--backend docker` (never unprivileged: access to the Docker socket is
+root-equivalent). A test that checks something only the local backend has is marked `local_only` with
+the reason.
 Each mode's CLI starts its own policy proxy (deny-all default). Sandboxes are created through the
 CLI exactly as a user would; helpers read `sandbox.json` to learn host-side facts (pids, uid).
 """
@@ -35,13 +38,15 @@ pytestmark = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap is not in
 
 class Mode:
     def __init__(self, name: str, root: Path) -> None:
-        self.name = name
+        self.label = name
+        self.name, _, self.backend = name.partition("-")  # "root" | "user"; backend "" = local
+        self.backend = self.backend or "local"
         self.root = root
         self.state = root / "state"
         self.inputs = root / "inputs"  # policy files, readable by the CLI's uid
         self.state.mkdir(mode=0o700)
         self.inputs.mkdir(mode=0o755)
-        if name == "user":
+        if self.name == "user":
             for path in (self.state, self.inputs):
                 os.chown(path, NOBODY, NOBODY)
 
@@ -94,7 +99,7 @@ class Mode:
 
     def create(self, policy: str | None = None, name: str | None = None) -> str:
         name = name or f"sec-{uuid.uuid4().hex[:8]}"
-        args = ["create", "--name", name]
+        args = ["create", "--name", name, "--backend", self.backend]
         if policy is not None:
             args += ["--policy", self.policy(policy)]
         self.cli(*args)
@@ -140,13 +145,33 @@ def modes():
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["root", "user"])
+@pytest.fixture(scope="session")
+def docker_engine(scratch) -> None:
+    """An answering Docker Engine (started where none runs) and the default image; skips without one."""
+    from jupyter_openshell.testing.docker_engine import default_image, engine
+
+    why = engine(scratch("dockerd-"))
+    if why is not None:
+        pytest.skip(f"no Docker Engine: {why}")
+    default_image()
+
+
+@pytest.fixture(params=["root", "user", "root-docker"])
 def mode(request, modes) -> Mode:
-    if request.param == "root" and os.geteuid() != 0:
+    if request.param.startswith("root") and os.geteuid() != 0:
         pytest.skip("the root path needs root")
     if request.param == "user" and os.geteuid() != 0:
         pytest.skip("switching to an unprivileged uid needs root (setpriv)")
+    if request.param == "root-docker":
+        reason = request.node.get_closest_marker("local_only")
+        if reason is not None:
+            pytest.skip(f"local backend only: {reason.args[0]}")
+        request.getfixturevalue("docker_engine")
     return modes(request.param)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "local_only(reason): checks what only the local backend has")
 
 
 def processes_with(marker: str) -> list[int]:

@@ -11,6 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from jupyter_openshell.proxy import ProxyClient
 
 from .conftest import processes_of_uid, processes_with
@@ -98,6 +100,13 @@ def test_disk_and_fd_bombs_contained(mode):
     mode.rm(name)
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "(gone)"
+
+
 def test_destroy_leaves_no_process_even_daemonised(mode):
     name = mode.create()
     marker = f"{time.time_ns() % 10**9}.{uuid.uuid4().int % 10**6}"
@@ -112,9 +121,16 @@ def test_destroy_leaves_no_process_even_daemonised(mode):
     mode.rm(name)
     assert processes_with(marker) == []
     if mode.name == "root":  # (exited shims may linger a moment as zombies until init reaps them)
-        assert processes_of_uid(record["uid"], live_only=True) == []
-    for path in record["enforcement"]["paths"]:
+        left = processes_of_uid(record["uid"], live_only=True)
+        assert left == [], [(pid, _cmdline(pid)) for pid in left]
+    enforcement = record["enforcement"]
+    for path in enforcement["paths"] if isinstance(enforcement, dict) else []:  # (local: its cgroups)
         assert not Path(path).exists()
+    if record.get("container"):  # (docker: its container)
+        import docker
+
+        with pytest.raises(docker.errors.NotFound):
+            docker.from_env().containers.get(record["container"])
     assert not (mode.state / "sandboxes" / name).exists()
 
 
