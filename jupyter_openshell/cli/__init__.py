@@ -20,6 +20,7 @@ _AREAS = [
     ("image", "image_cmd", "build the docker backend's default sandbox image"),
     ("secret", "secret_cmd", "store, list and remove the secrets inference routes inject"),
     ("demo", "demo_cmd", "set up state and open the demo notebook in JupyterLab"),
+    ("k8s", "k8s_cmd", "print or install the Kubernetes backend's manifests"),
 ]
 
 

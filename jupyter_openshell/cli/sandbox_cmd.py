@@ -258,10 +258,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         default=None,
-        help="sandbox backend: local or docker, or an installed plugin (default: $OPENSHELL_BACKEND or "
-        "local); the other commands find a sandbox's backend themselves",
+        help="sandbox backend: local, docker or kubernetes, or an installed plugin (default: "
+        "$OPENSHELL_BACKEND or local); the other commands find a sandbox's backend themselves",
     )
-    p.add_argument("--image", help="container image (docker backend; default: jupyter-openshell/sandbox)")
+    p.add_argument("--image", help="container image (docker, kubernetes; default: jupyter-openshell/sandbox)")
     p.add_argument("--name", help="sandbox name (default: generated)")
     p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
     p.add_argument("--workspace", help="host directory mounted read-write at /workspace")

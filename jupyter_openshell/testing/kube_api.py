@@ -372,7 +372,13 @@ class FakeKubeAPI:
             if obj is None:
                 return 404, _status(404, "NotFound", f'{resource} "{name}" not found')
             new = copy.deepcopy(body)
-            new["metadata"].update({k: obj["metadata"][k] for k in ("uid", "creationTimestamp", "namespace")})
+            new["metadata"].update(
+                {
+                    k: obj["metadata"][k]
+                    for k in ("uid", "creationTimestamp", "namespace")
+                    if k in obj["metadata"]
+                }
+            )
             if resource == "pods":
                 new["status"] = obj.get("status")
             self._bump(new)
@@ -560,8 +566,12 @@ class _Handler(BaseHTTPRequestHandler):
                     for obj in api.objects(resource, ns or None, selector):
                         chunk({"type": "ADDED", "object": obj})
                     since = api.store.rv
-            while since >= 0 and not api._stopping and time.monotonic() < deadline \
-                    and api.store.generation == generation:
+            while (
+                since >= 0
+                and not api._stopping
+                and time.monotonic() < deadline
+                and api.store.generation == generation
+            ):
                 with api.lock:
                     pending = [
                         (rv, kind, obj)

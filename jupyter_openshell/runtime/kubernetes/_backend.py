@@ -126,7 +126,7 @@ class KubernetesBackend(Backend):
                 "instance": instance,
                 "pod": _manifests.object_name(name, instance),
                 "server": s.server_id,
-                "image": s.image,
+                "image": spec.image or s.image,
                 "limits": limits.to_dict(),
                 "gpu": gpu,
             }
@@ -159,6 +159,7 @@ class KubernetesBackend(Backend):
             owner=owner,
         )
         secret, config, pod = objects
+        pod["spec"]["containers"][0]["image"] = record["image"]
         if env:
             pod["spec"]["containers"][0]["env"] += [{"name": k, "value": v} for k, v in env.items()]
         violations = _invariants.check([*objects, _manifests.sandbox_network_policy(s)])
@@ -236,9 +237,10 @@ class KubernetesBackend(Backend):
             for c in status.container_statuses or []:
                 waiting = c.state.waiting if c.state else None
                 if waiting is not None and waiting.reason in WAITING_FATAL:
+                    pod_image = pod.spec.containers[0].image
                     hint = (
                         " — the image is not on the node: `openshell cluster up` imports the default one; "
-                        f"else push {s.image} to a registry the cluster pulls from"
+                        f"else push {pod_image} to a registry the cluster pulls from"
                         if "Image" in waiting.reason
                         else ""
                     )
