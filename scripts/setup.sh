@@ -19,7 +19,10 @@ test_apt=()
 if [ "$extras" = "[demo,test]" ]; then
   # The docker backend's tests: the engine (they start dockerd themselves where none runs) and
   # debootstrap, which builds the default sandbox image without a container registry.
-  for pair in chromium:chromium chromedriver:chromium-driver dockerd:docker.io debootstrap:debootstrap; do
+  # podman (+ catatonit, its pause process; runc is the OCI runtime the test uses) runs the Kubernetes
+  # backend's rendered Pod with `podman kube play`.
+  for pair in chromium:chromium chromedriver:chromium-driver dockerd:docker.io debootstrap:debootstrap \
+      podman:podman catatonit:catatonit runc:runc; do
     PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || test_apt+=("${pair#*:}")
   done
 fi

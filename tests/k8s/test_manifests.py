@@ -144,7 +144,12 @@ MUTATIONS = {
             lambda p: p["spec"]["volumes"].append({"name": "host", "hostPath": {"path": "/var/run"}}),
         ),
     ),
-    "host-port": ("fn", *_wrap("sandbox_pod", lambda p: _container(p)["ports"][0].update(hostPort=50001))),
+    "host-port": (
+        "fn",
+        *_wrap(
+            "sandbox_pod", lambda p: _container(p).update(ports=[{"containerPort": 50001, "hostPort": 50001}])
+        ),
+    ),
     "channel-writable": (
         "fn",
         *_wrap("sandbox_pod", lambda p: _container(p)["volumeMounts"][2].pop("readOnly")),

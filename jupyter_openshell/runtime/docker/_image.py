@@ -56,7 +56,7 @@ STRIP = (
 )
 SANDBOX_USER = "sandbox:x:1000:1000:openshell sandbox:/tmp/home:/bin/sh\n"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-BUILDER_VERSION = 2  # bump when what `build` does changes
+BUILDER_VERSION = 3  # bump when what `build` does changes
 # Nobody logs in: no password databases; no home directories but the sandbox's own (/tmp/home).
 REMOVED = ("etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "home", "root")
 
@@ -273,6 +273,8 @@ def _files(rootfs: Path) -> None:
             _remove(rootfs / path)
     for path in ("workspace", "etc/openshell", "run/openshell", "run/openshell-agent"):
         (rootfs / path).mkdir(parents=True, exist_ok=True)
+    # the sandbox user's own: a volume made at /workspace from the image (podman's emptyDir) takes it
+    os.chown(rootfs / "workspace", 1000, 1000)
 
 
 def _import(client: object, rootfs: Path, tag: str, content: str) -> None:

@@ -314,9 +314,6 @@ def sandbox_pod(
         "command": ["python3", "-I", "-S", "-B", "-c", INIT],
         "workingDir": WORKSPACE,
         "env": env,
-        "ports": [
-            {"name": f"kernel-{i}", "containerPort": p, "protocol": "TCP"} for i, p in enumerate(KERNEL_PORTS)
-        ],
         "resources": {k: v for k, v in resources.items() if v},
         "securityContext": container_security(SANDBOX_UID, seccomp),
         "volumeMounts": [

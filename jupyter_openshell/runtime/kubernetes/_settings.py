@@ -26,7 +26,7 @@ SANDBOX_UID = 1000  # the sandbox image's unprivileged user (uid and gid)
 PROXY_UID = 10001  # the proxy's (no passwd entry needed: numeric)
 PROXY_PORT = 3128
 KERNEL_PORTS = (50001, 50002, 50003, 50004, 50005)  # shell, iopub, stdin, control, hb of a kernel pod
-LOCALHOST_PROFILE = "openshell/sandbox-seccomp.json"  # under the kubelet's seccomp root on each node
+LOCALHOST_PROFILE = "openshell-sandbox-seccomp.json"  # in the kubelet seccomp root of every node
 _DNS1123 = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "OPENSHELL_K8S_"
 
