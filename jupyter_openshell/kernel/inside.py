@@ -1,17 +1,21 @@
-"""The kernel's entry point inside the sandbox: ipykernel with every ZMQ socket on ipc, none on TCP.
+"""The kernel's entry point inside the sandbox: ipykernel with every ZMQ socket on ipc, none on TCP; on a
+backend whose sandboxes have an address of their own (Kubernetes pods), the five kernel sockets on TCP at
+the pod's address (OPENSHELL_KERNEL_CONNECTION holds the connection file's content), reported, once bound,
+on the response pipe the launcher gave it ($OPENSHELL_RESPONSE_FD).
 
 ipykernel binds one TCP socket of its own (IOPub's pipe for output of forked subprocesses). libzmq resolves
 TCP addresses with getifaddrs(), whose netlink socket the sandbox's seccomp filter refuses (EAFNOSUPPORT),
 and libzmq (4.3.5, src/ip_resolver.cpp) asserts unless that errno is EINVAL or EOPNOTSUPP: it aborts.
 Here the pipe is an ipc socket in the sandbox's private /tmp instead. The kernel's banner (Jupyter's
 "About" / kernel info) names the sandbox and its facts. This module runs only inside a sandbox; it must
-never open a network socket.
+never open a network socket other than those its connection file names.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 
 import zmq
@@ -79,6 +83,24 @@ class OpenShellKernel(IPythonKernel):
 class SandboxKernelApp(IPKernelApp):
     kernel_class = Type(OpenShellKernel, klass=IPythonKernel)
 
+    def initialize(self, argv=None) -> None:  # type: ignore[no-untyped-def]
+        super().initialize(argv)
+        self._announce()
+
+    def _announce(self) -> None:
+        """TCP: tell the host, through the launcher's response pipe, where the kernel listens (bound now)."""
+        fd = os.environ.pop("OPENSHELL_RESPONSE_FD", None)
+        if not fd or not fd.isdigit():
+            return
+        bound = {
+            f"{name}_port": getattr(self, f"{name}_port")
+            for name in ("shell", "iopub", "stdin", "control", "hb")
+        }
+        try:
+            os.write(int(fd), json.dumps({**bound, "ip": self.ip, "transport": self.transport}).encode())
+        finally:
+            os.close(int(fd))
+
     def init_iopub(self, context) -> None:  # type: ignore[no-untyped-def]
         self.iopub_socket = context.socket(zmq.XPUB)
         self.iopub_socket.linger = 1000
@@ -90,5 +112,18 @@ class SandboxKernelApp(IPKernelApp):
         self.iopub_socket = self.iopub_thread.background_socket
 
 
+def _argv(argv: list[str]) -> list[str]:
+    """`argv`, plus `-f FILE` when the connection file's content came in the environment (TCP backends):
+    written 0600 in a fresh private directory, and taken out of the environment."""
+    text = os.environ.pop("OPENSHELL_KERNEL_CONNECTION", None)
+    if text is None:
+        return argv
+    path = os.path.join(tempfile.mkdtemp(prefix="openshell-kernel-"), "connection.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return [*argv, "-f", path]
+
+
 if __name__ == "__main__":
-    SandboxKernelApp.launch_instance()
+    SandboxKernelApp.launch_instance(argv=_argv(sys.argv[1:]))

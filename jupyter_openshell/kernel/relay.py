@@ -1,7 +1,8 @@
 """The ZMQ relay between a sandboxed kernel and everything on the host that talks to it (the Jupyter server,
 %%sandbox, nbclient): the only path from the kernel's sockets to a browser.
 
-The kernel binds its five ipc sockets in its channel directory (bound into the sandbox) and signs with its
+The kernel binds its five ipc sockets in its channel directory (bound into the sandbox), or, on a backend
+whose sandboxes have an address of their own, five TCP ports there (`kernel_ports`), and signs with its
 own key. The relay connects to them and binds the five sockets clients use in a host-only directory (0700,
 never bound into a sandbox), under a second key that never enters the sandbox. Kernel -> client: the
 signature is checked with the kernel's key (a failure is dropped), the message is rebuilt by
@@ -146,9 +147,17 @@ class Relay:
     """The relay of one kernel: `connection_info()` is what clients get; `close()` ends it."""
 
     def __init__(
-        self, kernel_base: str, host_dir: Path, kernel_key: bytes, options: OutputOptions | None = None
+        self,
+        kernel_base: str,
+        host_dir: Path,
+        kernel_key: bytes,
+        options: OutputOptions | None = None,
+        kernel_ports: dict[str, int] | None = None,
     ):
+        """`kernel_base`: the kernel's ipc path prefix, or with `kernel_ports` ({channel: port}) its
+        `tcp://ADDRESS`."""
         self.kernel_base, self.kernel_key = kernel_base, kernel_key
+        self.kernel_ports = kernel_ports
         self.host_dir = host_dir
         self.key = secrets.token_hex(32).encode()  # the client key: never written anywhere in the sandbox
         self.filter = MessageFilter(options or OutputOptions())
@@ -208,7 +217,10 @@ class Relay:
                     back.setsockopt(zmq.SUBSCRIBE, b"")
                 elif name != "hb":
                     back.setsockopt(zmq.IDENTITY, identity if name != "control" else secrets.token_bytes(16))
-                back.connect(f"ipc://{self.kernel_base}-{port}")
+                if self.kernel_ports is not None:
+                    back.connect(f"{self.kernel_base}:{self.kernel_ports[name]}")
+                else:
+                    back.connect(f"ipc://{self.kernel_base}-{port}")
                 self.back[name] = back
         except zmq.ZMQError:
             self._close()

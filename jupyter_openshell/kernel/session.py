@@ -1,11 +1,17 @@
-"""One sandbox running one ipykernel, connected over ZMQ ipc sockets in a directory bound into it.
+"""One sandbox running one ipykernel, connected over ZMQ ipc sockets in a directory bound into it, or
+over TCP to its pod on a backend whose sandboxes have an address of their own (Kubernetes: the
+backend's `kernel_endpoint(name)`).
 
 The sandbox's network namespace has only lo, so TCP from the host cannot reach the kernel: the kernel binds
 ipc sockets in a channel directory (see `kernels_dir`), seen in the sandbox at /tmp/.openshell-kernel.
 Each kernel gets a fresh HMAC key; the connection file inside holds only that key. Clients never connect
 to those sockets: `connection_info()` is the kernel's `relay.Relay` (a host-only directory, another key),
-which filters what the kernel sends. It must never pass the host's environment (Jupyter token, other
-kernels' secrets) into the sandbox, and `destroy()` must leave nothing behind.
+which filters what the kernel sends. On TCP, the kernel's connection file travels in the exec request's
+environment (OPENSHELL_KERNEL_CONNECTION, never a command-line argument) and, once the kernel has bound
+its ports in the pod, its connection information comes back to the server on the exec stream (the
+response-address pattern: $OPENSHELL_RESPONSE_FD, see runtime.kubernetes._exec), so the pod needs no
+route to the server. It must never pass the host's environment (Jupyter token, other kernels' secrets)
+into the sandbox, and `destroy()` must leave nothing behind.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ from tornado.web import HTTPError
 
 INSIDE_DIR = "/tmp/.openshell-kernel"  # the sandbox's private /tmp: a mount point can be made there
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+# TCP backends (Kubernetes): the kernel's ports in its pod (what the sandboxes' NetworkPolicy admits from
+# the Jupyter server), and where the package is in the image (the Docker backend's runtime layer)
+TCP_PORTS = {"shell": 50001, "iopub": 50002, "stdin": 50003, "control": 50004, "hb": 50005}
+TCP_PYTHONPATH = "/opt/openshell/lib"
 # Host variables a kernel may inherit; everything else (JUPYTER_TOKEN, JPY_*, cloud keys ...) stays out.
 ENV_ALLOW = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
 
@@ -109,6 +119,12 @@ class KernelSandbox:
         self._created = False
         self._log: Any = None
         self.facts: dict[str, Any] = {}  # what the kernel's banner shows: backend, enforcement, gpu
+        self.address: str | None = None  # TCP backends: the sandbox's own address (its pod IP)
+
+    @property
+    def tcp(self) -> bool:
+        """True on a backend whose sandboxes have a network address of their own (Kubernetes)."""
+        return hasattr(_backend(self.config.backend), "kernel_endpoint")
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -144,17 +160,18 @@ class KernelSandbox:
         self.chan.mkdir(mode=0o700)
         self.broker = Broker(self.name, self.chan / "broker.sock", policy_edits=self.config.policy_edits)
         self.broker.start()
-        self.relay = Relay(str(self.chan / "k"), self.home / "host", self.key)
-        self.relay.start()
+        if not self.tcp:
+            self.relay = Relay(str(self.chan / "k"), self.home / "host", self.key)
+            self.relay.start()
         (self.home / "sandbox").write_text(self.name)  # lets cleanup_stale() find the sandbox of a dead host
         if self.config.policy_edits:  # read by the REST API (kernel_policy_edits); never seen in the sandbox
             (self.home / "policy-edits").touch(mode=0o600)
         spec = SandboxSpec(
             name=self.name,
             policy_file=policy_file,
-            workspace=self.config.workspace or None,
+            workspace=None if self.tcp else self.config.workspace or None,
             gpu=self.config.gpu or None,
-            binds=[Bind(str(self.chan), INSIDE_DIR, writable=True)],
+            binds=[] if self.tcp else [Bind(str(self.chan), INSIDE_DIR, writable=True)],
             env={},
             image=self.config.image or None,
         )
@@ -167,7 +184,12 @@ class KernelSandbox:
         if info.details.get("kernel_missing"):  # an image without ipykernel
             raise KernelStartError(f"OpenShell: {info.details['kernel_missing']}")
         self.python = info.details.get("python") or sys.executable
-        if os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
+        if self.tcp:  # the relay connects to the kernel's ports in the pod
+            self.python = "python3"
+            self.address = _backend(self.config.backend).kernel_endpoint(self.name)
+            self.relay = Relay(f"tcp://{self.address}", self.home / "host", self.key, kernel_ports=TCP_PORTS)
+            self.relay.start()
+        elif os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
             self.uid = info.uid
             os.chown(self.chan, info.uid, info.uid)
 
@@ -199,6 +221,10 @@ class KernelSandbox:
         """What clients connect to (the relay's); `inside`: the kernel's own sockets, in the sandbox."""
         if not inside:
             return self.relay.connection_info()
+        if self.tcp:
+            return {**{name: TCP_PORTS[name.removesuffix("_port")] for name in PORTS}, "ip": self.address,
+                    "transport": "tcp", "key": self.key.decode(), "signature_scheme": "hmac-sha256",
+                    "kernel_name": "openshell"}
         return {
             **PORTS,
             "ip": f"{INSIDE_DIR}/k",
@@ -222,6 +248,9 @@ class KernelSandbox:
 
     def launch(self) -> None:
         """Start ipykernel in the sandbox (again, on restart) with this sandbox's connection file."""
+        if self.tcp:
+            self._launch_tcp()
+            return
         conn = self.chan / "connection.json"
         fd = os.open(conn, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -259,8 +288,55 @@ class KernelSandbox:
                 f"OpenShell: could not start the kernel in sandbox {self.name!r}: {exc}"
             ) from None
 
+    def _launch_tcp(self) -> None:
+        from jupyter_openshell.runtime.kubernetes._exec import RESPONSE_ENV
+
+        connection = json.dumps(self.connection_info(inside=True))
+        env = {**self.kernel_env(), "OPENSHELL_KERNEL_CONNECTION": connection, RESPONSE_ENV: "",
+               "PYTHONPATH": TCP_PYTHONPATH}
+        self._open_log()
+        argv = [self.python, "-m", "jupyter_openshell.kernel.inside",
+                "--IPKernelApp.extra_extensions=jupyter_openshell", "--HistoryManager.enabled=False"]
+        try:
+            self.process = _backend(self.config.backend).exec(
+                self.name, argv, env=env, cwd=None, stdin=subprocess.DEVNULL, stdout=self._log,
+                stderr=self._log,
+            )
+        except Exception as exc:
+            raise KernelStartError(
+                f"OpenShell: could not start the kernel in sandbox {self.name!r}: {exc}"
+            ) from None
+
+    def _open_log(self) -> None:
+        if self._log:
+            self._log.close()
+        fd = os.open(self.home / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self._log = os.fdopen(fd, "wb")  # lives as long as the kernel
+
+    def _wait_response(self, timeout: float) -> None:
+        """TCP: the kernel's connection information, sent back on the exec stream once it has bound."""
+        answer = self.process.response(timeout)
+        if answer is not None:
+            try:
+                bound = json.loads(answer)
+            except ValueError:
+                bound = None
+            expected = self.connection_info(inside=True)
+            if isinstance(bound, dict) and all(bound.get(k) == expected[k] for k in PORTS):
+                return
+            raise KernelStartError(f"OpenShell: the kernel in sandbox {self.name!r} answered an unexpected "
+                                   f"connection ({answer[:200]!r})")
+        if self.process.poll() is not None:
+            raise KernelStartError(f"OpenShell: the kernel in sandbox {self.name!r} exited with code "
+                                   f"{self.process.returncode} while starting:\n{self.log_tail()}")
+        raise KernelStartError(f"OpenShell: the kernel in sandbox {self.name!r} did not start within "
+                               f"{timeout:.0f} s:\n{self.log_tail()}")
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Return once the kernel has bound its sockets; raise with its log if it exits or times out."""
+        if self.tcp:
+            self._wait_response(timeout)
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all((self.chan / f"k-{p}").exists() for p in PORTS.values()):

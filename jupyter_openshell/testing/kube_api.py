@@ -7,12 +7,13 @@ and recording every request.
   selectors, watch (JSON lines from a resourceVersion; 410 Gone for one compacted away), merge patch,
   replace, delete (and the garbage collector: objects whose ownerReferences name a deleted uid go too),
   delete by label selector. resourceVersion, uid and creationTimestamp are set like the API server's.
-* Pods: Pending, then Running with a pod IP from 127.0.0.10+ after `start_delay` (or never, `hold=True`,
+* Pods: Pending, then Running with a pod IP 127.0.0.X after `start_delay` (or never, `hold=True`,
   or failing to pull, `image_error=...`). A Service gets `cluster_ip`.
 * Exec (`pods/<name>/exec`, WebSocket, v4.channel.k8s.io): runs the command on THIS host as a subprocess
-  with the pod's environment resolved (Secret references, $(VAR)), `python3` mapped to `python`; stdout,
-  stderr and the exit status on channels 1, 2, 3, as the kubelet sends them. The command is not isolated:
-  it stands in for the container only to exercise the protocol. Logs (`pods/<name>/log`) answer `log`.
+  with the pod's environment resolved (Secret references, $(VAR)), `python3` being `python` (also on
+  PATH); stdout, stderr and the exit status on channels 1, 2, 3, as the kubelet sends them. The command
+  is not isolated: it stands in for the container only to exercise the protocol. Logs
+  (`pods/<name>/log`) answer `log`.
 * Faults: `fail(method, path_regex, status, reason, times)` answers the next matching requests with that
   Status.
 Test helper: production code must never import it, and it must never listen beyond loopback.
@@ -26,6 +27,7 @@ import copy
 import hashlib
 import json
 import os
+import random
 import re
 import select
 import socket
@@ -153,7 +155,7 @@ class FakeKubeAPI:
         self.cluster_ip = cluster_ip
         self.log = "stand-in pod log\n"
         self.exec_root = Path(os.environ.get("TMPDIR", "/tmp"))
-        self._next_ip = 10
+        self._next_ip = random.randrange(10, 200)  # (two stand-ins rarely hand out the same address)
         self._procs: list[subprocess.Popen] = []
         self._server: ThreadingHTTPServer | None = None
         self._stopping = False
@@ -312,7 +314,7 @@ class FakeKubeAPI:
                         }
                     ]
                 else:
-                    self._next_ip += 1
+                    self._next_ip = 10 + (self._next_ip - 9) % 240  # 127.0.0.10 .. 249, never .1
                     pod["status"] = {
                         "phase": "Running",
                         "podIP": f"127.0.0.{self._next_ip}",
@@ -389,7 +391,10 @@ class FakeKubeAPI:
     # -- exec -------------------------------------------------------------------------------------------
     def pod_env(self, pod: dict) -> dict[str, str]:
         """The container's environment as the kubelet would give it (Secrets resolved, $(VAR) expanded)."""
-        env: dict[str, str] = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOSTNAME": pod["metadata"]["name"]}
+        path = "/usr/local/bin:/usr/bin:/bin"
+        if self.python:  # its directory first: `python3` in the pod is that interpreter
+            path = f"{os.path.dirname(self.python)}:{path}"
+        env: dict[str, str] = {"PATH": path, "HOSTNAME": pod["metadata"]["name"]}
         ns = pod["metadata"]["namespace"]
         for item in pod["spec"]["containers"][0].get("env") or []:
             ref = (item.get("valueFrom") or {}).get("secretKeyRef")
