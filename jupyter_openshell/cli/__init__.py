@@ -21,6 +21,7 @@ _AREAS = [
     ("secret", "secret_cmd", "store, list and remove the secrets inference routes inject"),
     ("demo", "demo_cmd", "set up state and open the demo notebook in JupyterLab"),
     ("k8s", "k8s_cmd", "print or install the Kubernetes backend's manifests"),
+    ("cluster", "cluster_cmd", "a single-node K3s in Docker for the Kubernetes backend"),
 ]
 
 
