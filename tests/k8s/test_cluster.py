@@ -80,18 +80,21 @@ def test_up_that_fails_after_starting_removes_what_it_made(engine, state, monkey
     client, sandbox = engine
     client.images.get(sandbox).tag("openshell-test/not-k3s", "1")
     made = []
-    real_volume, real_container = client.volumes.create, client.containers.create
+    from docker.models.containers import ContainerCollection
+    from docker.models.volumes import VolumeCollection
 
-    def volume(*a, **kw):
+    real_volume, real_container = VolumeCollection.create, ContainerCollection.create
+
+    def volume(self, *a, **kw):
         made.append("volume")
-        return real_volume(*a, **kw)
+        return real_volume(self, *a, **kw)
 
-    def container(*a, **kw):
+    def container(self, *a, **kw):
         made.append("container")
-        return real_container(*a, **kw)
+        return real_container(self, *a, **kw)
 
-    monkeypatch.setattr(client.volumes, "create", volume)
-    monkeypatch.setattr(client.containers, "create", container)
+    monkeypatch.setattr(VolumeCollection, "create", volume)
+    monkeypatch.setattr(ContainerCollection, "create", container)
     monkeypatch.setattr(_k3s, "_docker", lambda: client)
     with pytest.raises(SandboxError):
         _k3s.up(port=free_port(), image="openshell-test/not-k3s:1", sandbox_image=sandbox, log=lambda _: None)
