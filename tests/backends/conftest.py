@@ -1,4 +1,5 @@
-"""Fixtures of the backend conformance suite: every test runs once per backend (local, docker).
+"""Fixtures of the backend conformance suite: every test runs once per backend (local, docker, and
+kubernetes where a cluster is given: OPENSHELL_TEST_KUBECONFIG).
 
 `backend_name` is parametrized; the docker one needs an engine (an answering one, or a `dockerd
 --bridge=none --iptables=false` these fixtures start, see `jupyter_openshell.testing.docker_engine`) and the
@@ -21,7 +22,7 @@ from jupyter_openshell.testing import UpstreamServer, start_proxy
 from jupyter_openshell.testing.docker_engine import default_image, engine
 
 PINS = {"api.example.com": "127.0.0.1"}
-BACKENDS = ["local", "docker"]
+BACKENDS = ["local", "docker", "kubernetes"]
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,14 @@ def backend_name(request, conformance_state) -> str:
         pytest.skip("bubblewrap is not installed")
     if request.param == "docker":
         request.getfixturevalue("docker_ready")
+    if request.param == "kubernetes":  # only where a cluster is given (none is on these machines)
+        if not os.environ.get("OPENSHELL_TEST_KUBECONFIG"):
+            pytest.skip("no Kubernetes cluster: set OPENSHELL_TEST_KUBECONFIG to a kubeconfig whose "
+                        "namespace has `openshell k8s install` applied (the kubernetes backend's run)")
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv("OPENSHELL_K8S_KUBECONFIG", os.environ["OPENSHELL_TEST_KUBECONFIG"])
+        namespace = os.environ.get("OPENSHELL_TEST_K8S_NAMESPACE", "openshell-test")
+        monkeypatch.setenv("OPENSHELL_K8S_NAMESPACE", namespace)
     return request.param
 
 
