@@ -85,7 +85,10 @@ class RemoteProcess:
             for fd in to_close:
                 os.close(fd)
         self._reader = _wire.ReplyReader(self._sock)
-        first = self._read(None)
+        try:  # (a command can stop its agent before the agent confirms: then `pid` stays None)
+            first = self._read(KILL_GRACE_S)
+        except TimeoutError:
+            return
         if first is None:
             self._finish(-signal.SIGKILL)
         elif "pid" in first:
@@ -138,6 +141,8 @@ class RemoteProcess:
                 self._finish(-signal.SIGKILL)
             elif "exit" in message:
                 self._finish(int(message["exit"]))
+            elif "pid" in message:  # (confirmed after the constructor gave up waiting)
+                self.pid = int(message["pid"])
 
     def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[Any, Any]:
         results: dict[str, bytes] = {}
