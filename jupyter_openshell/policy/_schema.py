@@ -15,6 +15,7 @@ from ._parse import (
     AUTH_TYPES,
     BACKEND_KEYS,
     FS_KEYS,
+    FS_NAME_KEYS,
     MATCH_KEYS,
     MODES,
     PATH_KEYS,
@@ -130,10 +131,16 @@ def json_schema() -> dict[str, Any]:
                 "properties": {"routes": {"type": ["array", "null"], "items": route}},
             },
             "filesystem": _obj(
-                FS_KEYS,
+                FS_KEYS + FS_NAME_KEYS,
                 {
-                    k: {"type": ["array", "null"], "items": {"type": "string", "pattern": "^/"}}
-                    for k in FS_KEYS
+                    **{
+                        k: {"type": ["array", "null"], "items": {"type": "string", "pattern": "^/"}}
+                        for k in FS_KEYS
+                    },
+                    **{
+                        k: {"type": ["array", "null"], "items": {"type": "string", "pattern": "^[^/*?[]"}}
+                        for k in FS_NAME_KEYS
+                    },
                 },
             ),
             "process": {
