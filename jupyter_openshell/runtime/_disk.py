@@ -130,7 +130,8 @@ def shim_prefix(disk: Disk) -> list[str]:
     if disk.mechanism != "tmpfs":
         return []
     options = f"size={disk.limit},nr_inodes={disk.inodes},mode=0700,nosuid,nodev"
-    script = f'/usr/bin/mount -t tmpfs -o {options} openshell-workspace "$0" && exec "$@"'
+    mount = shutil.which("mount", path="/usr/bin:/bin") or "/usr/bin/mount"
+    script = f'{mount} -t tmpfs -o {options} openshell-workspace "$0" && exec "$@"'
     unshare = shutil.which("unshare", path="/usr/bin:/bin") or "/usr/bin/unshare"
     return [
         unshare,

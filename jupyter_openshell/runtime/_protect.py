@@ -165,7 +165,7 @@ def plan(
     except BaseException:
         for _rel, fd, *_w in (*pinned, *fds):
             os.close(fd)
-        remove_placeholders(found, set())
+        remove_placeholders(found, in_use)  # (those it made; adopted ones stay with their sandboxes)
         raise
     finally:
         os.close(root)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -201,3 +202,26 @@ def test_project_quota_limits_a_given_workspace(mode, tmp_path):
         mode.rm(name)
     finally:
         subprocess.run(["umount", str(target)], check=False)
+
+
+CRASH_MIDWAY = """
+import os, sys
+from jupyter_openshell.runtime import SandboxSpec, _bwrap, get_backend
+_bwrap.build = lambda *a, **k: os._exit(9)  # (the CLI dies after the image is mounted)
+get_backend().create(SandboxSpec(name=sys.argv[1], policy_file=sys.argv[2]))
+"""
+
+
+def test_gc_unmounts_the_image_of_a_create_that_died_midway(mode):
+    _root_only(mode)
+    name = f"crash-{uuid.uuid4().hex[:6]}"
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_MIDWAY, name, mode.policy(DISK)], env=mode.env(), cwd="/", check=False
+    )
+    assert crashed.returncode == 9
+    record = mode.record(name)
+    assert record["state"] == "creating" and _loops_backed_by(record["disk"]["image"])
+    assert " exited " in _row(mode, name)[0]  # (its creator is gone)
+    mode.cli("gc")
+    assert _loops_backed_by(record["disk"]["image"]) == [] and not Path(record["exposed"]).exists()
+    assert name not in mode.cli("ls").stdout
