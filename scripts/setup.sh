@@ -28,6 +28,8 @@ if [ "$extras" = "[demo,test]" ]; then
 fi
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] \
   || need_apt+=(libseccomp2)
+# As root, a sandbox's private workspace is a loop-mounted ext4 image of `resources.disk` (mkfs.ext4).
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/sbin/mkfs.ext4 ] && [ ! -x /sbin/mkfs.ext4 ]; then need_apt+=(e2fsprogs); fi
 # The sandbox runs Python as an unprivileged uid: the venv must be built on a Python every uid can read
 # (a Python under a 0700 home, such as root's pyenv, is not). Debian's /usr/bin/python3 is.
 py=/usr/bin/python3

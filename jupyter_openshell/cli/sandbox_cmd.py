@@ -154,7 +154,9 @@ def _ls(args: argparse.Namespace) -> int:
                 _cell(str(lim.get("cpu") or "-"), res.get("cpu", {})),
                 _cell(_size(lim.get("memory")), res.get("memory", {})),
                 _cell(str(lim.get("pids") or "-"), res.get("pids", {})),
-                _cell(_size(lim.get("disk") or i.details.get("tmp_size")), res.get("disk", {})),
+                _cell(
+                    _size(res.get("disk", {}).get("limit") or i.details.get("tmp_size")), res.get("disk", {})
+                ),
                 f"{int(time.time() - i.created)}s",
                 i.workspace,
             )

@@ -34,7 +34,7 @@ def docker_ready(scratch) -> str:
     return default_image()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def conformance_state(scratch):
     state = scratch("conformance-")
     state.chmod(0o700)

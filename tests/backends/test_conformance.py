@@ -32,12 +32,7 @@ network:
       paths:
         - path: "/ok/*"
           methods: ["GET"]
-      action: allow
-    - host: "127.0.0.1"  # the upstream lives on loopback, which the proxy refuses unless named
-      ports: [{port}]
-      paths:
-        - path: "/loopback-pin"
-          methods: ["GET"]
+      addresses: ["127.0.0.1"]  # the upstream lives on loopback, which the proxy refuses unless named
       action: allow
     - action: deny
 """

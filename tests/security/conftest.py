@@ -56,15 +56,25 @@ class Mode:
             return ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *base]
         return base
 
-    def env(self) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         env["OPENSHELL_STATE_DIR"] = str(self.state)
         if self.name == "user":
             env["HOME"] = str(self.inputs)
+        env.update(extra)
         return env
 
+    @property
+    def uid(self) -> int:
+        return NOBODY if self.name == "user" else 0
+
     def cli(
-        self, *args: str, input: str | None = None, timeout: float = 60, check: bool = True
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 60,
+        check: bool = True,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             self.argv(*args),
@@ -72,7 +82,7 @@ class Mode:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=self.env(),
+            env=self.env(**(env or {})),
             cwd="/",
         )
         if check and proc.returncode != 0:
@@ -97,13 +107,35 @@ class Mode:
         path.chmod(0o644)
         return str(path)
 
-    def create(self, policy: str | None = None, name: str | None = None) -> str:
+    def create(
+        self,
+        policy: str | None = None,
+        name: str | None = None,
+        workspace: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
         name = name or f"sec-{uuid.uuid4().hex[:8]}"
         args = ["create", "--name", name, "--backend", self.backend]
         if policy is not None:
             args += ["--policy", self.policy(policy)]
-        self.cli(*args)
+        if workspace is not None:
+            args += ["--workspace", str(workspace)]
+        self.cli(*args, env=env)
         return name
+
+    def workspace(self) -> Path:
+        """A fresh directory of this mode's uid, outside its home, to give as --workspace."""
+        path = self.root / f"ws-{uuid.uuid4().hex[:8]}"
+        path.mkdir(mode=0o755)
+        os.chown(path, self.uid, self.uid)
+        return path
+
+    def as_owner(self, argv: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a host tool as this mode's uid (what the user does later in the workspace)."""
+        if self.name == "user":
+            argv = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *argv]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.inputs), "LANG": "C.UTF-8"}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
     def sh(
         self, name: str, script: str, timeout: float = 60, input: str | None = None

@@ -286,6 +286,7 @@ class DockerBackend(Backend):
             "control_path": f"{AGENT_MOUNT}/control.sock",
             "proxy_sock": f"{_bwrap.CHAN_PATH}/proxy.sock",
             "listen": ["127.0.0.1", _local.PROXY_PORT],
+            "relay_max": _local._relay_max(),
             "env": env,
             "workdir": _bwrap.WORKSPACE,
             "rlimits": {},  # (the engine sets them: ulimits)
