@@ -16,7 +16,12 @@ USER_ERRORS = (SandboxError,)
 def _build(args: argparse.Namespace) -> int:
     from ..runtime.docker import _image
 
-    _image.build(args.tag, rebuild=args.rebuild, base=args.base, log=lambda line: print(line, flush=True))
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    _image.build(None if args.proxy else args.tag, rebuild=args.rebuild, base=args.base, log=log)
+    if args.proxy:  # (the in-cluster proxy's image starts from the default sandbox image)
+        from ..runtime.kubernetes import _proxy_image
+
+        _proxy_image.build(args.tag, log=log)
     return 0
 
 
@@ -36,5 +41,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="IMAGE",
         help="start from this image's filesystem (pulled if a registry is reachable) instead of debootstrap",
+    )
+    p.add_argument(
+        "--proxy",
+        action="store_true",
+        help="also build the Kubernetes backend's proxy image (jupyter-openshell/proxy:<version>)",
     )
     p.set_defaults(func=_build)

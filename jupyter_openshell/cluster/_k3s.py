@@ -143,7 +143,10 @@ def up(
         paths.write_private(path, config)
         _wait_node(path, container)
         runtime = prepare(sandbox_image)  # the image plus this package (the OpenShell kernel imports it)
-        for tag in (runtime.tag, sandbox_image):
+        from ..runtime.kubernetes import _proxy_image
+
+        proxy_image = _proxy_image.build(log=log)
+        for tag in (runtime.tag, sandbox_image, proxy_image):
             log(f"importing {tag} into the cluster")
             _import(client, container, tag)
         _retag(container, runtime.tag, sandbox_image)

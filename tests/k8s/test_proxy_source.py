@@ -110,7 +110,9 @@ def test_configmap_source_serves_each_pod_its_policy(cluster, kube, tmp_path):
     assert st["kubernetes"]["connected"] and st["sandboxes"][pod]["channel"] == "token"
     assert st["sandboxes"][pod]["source"] == info.address
     recs = [r for r in proxy.client.flows(created="any") if r["path"] in ("/a/1", "/b/1")]
-    assert {r["sandbox"] for r in recs} == {pod}
+    # (407s of tries before the registration arrived carry no sandbox; every decision is the pod's)
+    assert {r["sandbox"] for r in recs if r["rule"] != "identity"} == {pod}
+    assert {r["status"] for r in recs if r["rule"] == "identity"} <= {407}
     # the same credential from another address: refused (control of the identity binding)
     assert _curl(backend, "web", url, source="127.0.0.250") == 407
 

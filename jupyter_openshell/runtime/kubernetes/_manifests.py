@@ -526,7 +526,10 @@ def proxy_deployment(
                     "image": settings.proxy_image,
                     "imagePullPolicy": settings.image_pull_policy,
                     "command": [
-                        "openshell",
+                        "python3",
+                        "-I",
+                        "-m",
+                        "jupyter_openshell",
                         "proxy",
                         "--listen",
                         f"0.0.0.0:{PROXY_PORT}",
