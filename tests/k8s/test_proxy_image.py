@@ -13,8 +13,9 @@ set -e
 printf 'network:\\n  egress:\\n    - action: deny\\n' > /state/default.yaml
 python3 -I -m jupyter_openshell proxy --policy /state/default.yaml --state-dir /state \\
     --listen 127.0.0.1:3128 --kube-namespace openshell --kubeconfig /nonexistent >/state/log 2>&1 &
-for i in $(seq 100); do [ -f /state/run/proxy.json ] && break; sleep 0.1; done
-curl -sS -o /dev/null -w '%{http_code}' -x http://127.0.0.1:3128 http://example.com/
+for i in $(seq 600); do [ -f /state/run/proxy.json ] && break; sleep 0.1; done
+echo "status=$(curl -sS -o /dev/null -w '%{http_code}' -x http://127.0.0.1:3128 http://example.com/)"
+cat /state/log
 """
 
 
@@ -35,7 +36,7 @@ def test_proxy_runs_in_its_image_as_the_deployment_runs_it(proxy_image):
 
     from jupyter_openshell.runtime.kubernetes._settings import PROXY_UID
 
-    out = docker.from_env().containers.run(
+    container = docker.from_env().containers.run(
         proxy_image,
         ["-c", SCRIPT],
         entrypoint=["sh"],
@@ -45,6 +46,11 @@ def test_proxy_runs_in_its_image_as_the_deployment_runs_it(proxy_image):
         tmpfs={"/state": "", "/tmp": ""},
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
-        remove=True,
+        detach=True,
     )
-    assert out.decode().strip().endswith("403")  # its deny-all host caller: the proxy runs and decides
+    try:
+        container.wait(timeout=120)
+        out = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert "status=403" in out, out  # its deny-all host caller: the proxy runs and decides

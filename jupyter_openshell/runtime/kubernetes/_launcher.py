@@ -152,6 +152,21 @@ def _signal(pid: int, sig: int) -> None:
             continue
 
 
+def _drain(outs: dict) -> None:
+    """Send what the output pipes hold now (without waiting for writers that may still hold them)."""
+    while outs:
+        ready, _, _ = select.select(list(outs), [], [], 0)
+        if not ready:
+            return
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if data:
+                _send(outs[fd], data)
+            else:
+                os.close(fd)
+                del outs[fd]
+
+
 def main() -> None:
     frames = _Frames()
     config = None
@@ -200,6 +215,7 @@ def main() -> None:
         if status is None:
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
+                _drain(outs)  # what the command wrote before it exited comes before its exit
                 code = os.waitstatus_to_exitcode(raw)
                 status = {"exit": code} if code >= 0 else {"signal": -code}
                 _send(b"x", json.dumps(status).encode())
