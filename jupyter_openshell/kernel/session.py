@@ -4,11 +4,15 @@ The sandbox's network namespace has only lo, so TCP from the host cannot reach t
 ipc sockets in a channel directory (see `kernels_dir`), seen in the sandbox at /tmp/.openshell-kernel.
 Each kernel gets a fresh HMAC key; the connection file inside holds only that key. It must never pass the
 host's environment (Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave
-nothing behind.
+nothing behind. Kernel sandboxes belong to the process that started them: recorded as the sandbox's
+owner (`openshell sandbox gc` removes them once it is gone, e.g. killed), and destroyed when it exits
+(atexit: a Jupyter server stopped by Ctrl-C without a terminal ends by KeyboardInterrupt, without
+shutting its kernels down).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -21,6 +25,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -84,6 +89,22 @@ def kernels_dir() -> Path:
     return base
 
 
+_live_lock = threading.Lock()
+_live: dict[int, KernelSandbox] = {}  # id -> every kernel sandbox of this process not yet destroyed
+
+
+def destroy_all() -> list[str]:
+    """Destroy every kernel sandbox this process started and has not destroyed (at exit); their names."""
+    with _live_lock:
+        boxes = list(_live.values())
+    for box in boxes:
+        box.destroy()
+    return [box.name for box in boxes]
+
+
+atexit.register(destroy_all)
+
+
 @functools.cache
 def _backend(name: str) -> Any:
     from jupyter_openshell.runtime import get_backend
@@ -127,6 +148,8 @@ class KernelSandbox:
         from .broker import Broker
 
         self.home.mkdir(mode=0o711)
+        with _live_lock:
+            _live[id(self)] = self
         policy_file = self.config.policy_file or None
         try:
             if self.config.policy_file:
@@ -146,6 +169,7 @@ class KernelSandbox:
             gpu=self.config.gpu or None,
             binds=[Bind(str(self.chan), INSIDE_DIR, writable=True)],
             env={},
+            owner_pid=os.getpid(),
         )
         try:
             info = _backend(self.config.backend).create(spec)
@@ -307,6 +331,8 @@ class KernelSandbox:
             self._log.close()
             self._log = None
         shutil.rmtree(self.home, ignore_errors=True)
+        with _live_lock:
+            _live.pop(id(self), None)
 
 
 def cleanup_stale(backend: str = "local") -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _wire
-from ._types import KILL_GRACE_S, SandboxError
+from ._errors import KILL_GRACE_S, SandboxError
 
 
 def _stdio(value: Any, index: int, to_close: list[int]) -> tuple[int, Any]:
