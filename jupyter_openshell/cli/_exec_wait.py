@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from ..runtime import KILL_GRACE_S, exec_in
 
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
 if TYPE_CHECKING:
     from ..runtime import ExecProcess
 

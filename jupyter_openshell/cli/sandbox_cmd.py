@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ..runtime import SandboxError
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
 USER_ERRORS = (SandboxError,)

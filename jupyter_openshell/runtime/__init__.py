@@ -8,12 +8,13 @@ nor the dataclass types (`_types`) before they are asked for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
 from ._errors import KILL_GRACE_S, SandboxError
 
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
     from ._types import Backend, Bind, ExecProcess, SandboxInfo, SandboxSpec
 
 _TYPES = ("Backend", "Bind", "ExecProcess", "SandboxInfo", "SandboxSpec")

@@ -7,12 +7,14 @@ anywhere but through the sandbox's agent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from . import _state
 from ._errors import SandboxError, check_name
 from ._exec import RemoteProcess
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 
 def record(name: str) -> dict:
