@@ -271,3 +271,28 @@ def test_flows_logs_and_host_side_allow(cli, tmp_path):
         assert cli("exec", "watched", "--", "sh", "-c", f"{curl}{base}/other").stdout.split() == ["403"]
         unknown = cli("allow", "nosuch", "GET", f"{base}/no")
         assert unknown.returncode == 1 and "no sandbox named nosuch" in unknown.stderr
+
+
+EXEC_IMPORTS = """
+import sys
+from jupyter_openshell.cli import main
+code = main(["sandbox", "exec", "light", "--", "true"])
+heavy = ["jupyter_openshell.policy", "jupyter_openshell.proxy", "jupyter_openshell.runtime._local",
+         "jupyter_openshell.runtime._types", "jupyter_openshell.kernel", "ruamel.yaml", "yaml",
+         "mitmproxy", "jupyter_server", "http.client", "dataclasses", "typing"]
+print(code, [m for m in heavy if m in sys.modules])
+"""
+
+
+def test_exec_loads_no_policy_parser_proxy_or_create_machinery(cli):
+    """Agents call `openshell sandbox exec` in loops: it imports only the runtime's exec path (bench/
+    bench_cli.py times it). Help still lists every area and action."""
+    assert cli("create", "--name", "light").returncode == 0
+    done = subprocess.run([*cli.prefix, sys.executable, "-c", EXEC_IMPORTS], capture_output=True, text=True,
+                          timeout=60, env=cli.env, cwd="/")
+    assert done.stdout.strip() == "0 []", done.stdout + done.stderr
+    top = subprocess.run([sys.executable, "-m", "jupyter_openshell", "--help"], capture_output=True,
+                         text=True)
+    assert all(area in top.stdout for area in ("policy", "proxy", "sandbox", "secret", "demo"))
+    actions = cli("--help").stdout
+    assert all(a in actions for a in ("create", "exec", "logs", "flows", "allow", "rm", "gc"))
