@@ -9,8 +9,10 @@ They must never run a sandboxed cell's code in the calling kernel's own process.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,37 @@ from . import remote
 from .denials import DenialWatcher
 from .ops import OpsError, inside_sandbox, ops_for
 
+# Bad magic input or a refused change. IPython shows only the message of UsageError itself (it tests
+# `etype is UsageError`): a subclass would get a full traceback.
+MagicUsageError = UsageError
 
-class MagicUsageError(UsageError):
-    """Bad magic input or a refused change; IPython shows its message only."""
+
+SANDBOX_USAGE = (
+    "usage: %%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu] | %sandbox ls | %sandbox rm NAME"
+)
+POLICY_USAGE = (
+    "usage: %policy show [NAME] | explain METHOD URL [NAME] | allow METHOD URL [NAME] | "
+    "deny METHOD URL [NAME] | mode audit|enforce [NAME] | history [NAME] | %%policy [NAME] + YAML"
+)
+
+
+def _readable(usage: str) -> Callable:
+    """Bad input or state (unbalanced quotes, an unreadable file, an unknown sandbox, a refusal) is shown
+    as its message and the magic's usage line, never as a traceback of this module."""
+
+    def wrap(magic: Callable) -> Callable:
+        @functools.wraps(magic)
+        def run(self: Any, line: str, cell: str | None = None) -> Any:
+            from jupyter_openshell.runtime import SandboxError
+
+            try:
+                return magic(self, line, cell)
+            except (OpsError, SandboxError, OSError, ValueError) as exc:
+                raise MagicUsageError(f"{exc}\n{usage}") from None
+
+        return run
+
+    return wrap
 
 
 def _raw(text: str, html: str | None = None) -> None:
@@ -76,6 +106,7 @@ class OpenShellMagics(Magics):
     # -- %%sandbox -----------------------------------------------------------------------------------
 
     @line_cell_magic
+    @_readable(SANDBOX_USAGE)
     def sandbox(self, line: str, cell: str | None = None) -> None:
         """%%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu]: run the cell in sandbox NAME.
         %sandbox ls: list sandboxes.  %sandbox rm NAME: stop and remove one."""
@@ -136,6 +167,7 @@ class OpenShellMagics(Magics):
         return name or (None if inside_sandbox() else self.current)
 
     @line_cell_magic
+    @_readable(POLICY_USAGE)
     def policy(self, line: str, cell: str | None = None) -> None:
         """%policy show|explain M URL|allow M URL|deny M URL|mode audit|enforce|history [NAME];
         %%policy [NAME] with the policy YAML as body: validated, diff shown, applied."""

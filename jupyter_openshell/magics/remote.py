@@ -15,6 +15,8 @@ import threading
 
 from IPython.display import publish_display_data
 
+from .denials import NOTICE_META
+
 
 class SandboxCellError(Exception):
     """The cell raised inside the sandbox; `traceback` is the remote (ANSI) traceback."""
@@ -63,6 +65,8 @@ class RemoteSandbox:
                 stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
                 stream.write(content.get("text", ""))
                 stream.flush()
+            elif kind == "display_data" and NOTICE_META in (content.get("metadata") or {}):
+                pass  # the sandbox kernel's own denial notice: this cell shows it, with the host's hint
             elif kind in ("display_data", "execute_result", "update_display_data"):
                 transient = content.get("transient") or {}
                 publish_display_data(

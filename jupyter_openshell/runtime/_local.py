@@ -538,6 +538,8 @@ class LocalBackend(Backend):
             "OPENSHELL_SANDBOX": name,
             "NO_PROXY": "localhost,127.0.0.1,::1",
             "no_proxy": "localhost,127.0.0.1,::1",
+            # a denial is final: pip's five retries would only repeat it (and its notice); a spec's env wins
+            "PIP_RETRIES": "0",
         }
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             env[var] = env[var.lower()] = PROXY_URL
