@@ -296,3 +296,21 @@ def test_exec_loads_no_policy_parser_proxy_or_create_machinery(cli):
     assert all(area in top.stdout for area in ("policy", "proxy", "sandbox", "secret", "demo"))
     actions = cli("--help").stdout
     assert all(a in actions for a in ("create", "exec", "logs", "flows", "allow", "rm", "gc"))
+
+
+def test_pip_in_a_sandbox_gives_up_at_the_first_denial(cli):
+    """PIP_RETRIES=0 in every sandbox: a denied index is asked once, not six times (one notice, fast).
+    Control: the same pip told to retry twice asks three times."""
+    assert cli("create", "--name", "pipper").returncode == 0
+
+    def denied_asks(*env: str) -> int:
+        done = cli("exec", *env, "pipper", "--", "python3", "-m", "pip", "download", "--no-deps",
+                   "--disable-pip-version-check", "-d",
+                   "/tmp/dl", "openshell-no-such-package")
+        assert done.returncode != 0 and "openshell-no-such-package" in done.stdout + done.stderr
+        listed = cli("flows", "pipper", "--json", "--limit", "500").stdout
+        records = [json.loads(line) for line in listed.splitlines()]
+        return sum(1 for r in records if r["host"] == "pypi.org" and r["decision"] == "deny")
+
+    assert denied_asks() == 1
+    assert denied_asks("--env", "PIP_RETRIES=2") == 1 + 3  # (the flows of both runs)
