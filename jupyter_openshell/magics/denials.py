@@ -112,13 +112,12 @@ class DenialWatcher:
     def before_traceback(self, shell: Any, etype: type, value: BaseException, tb: Any,
                          tb_offset: int | None = None) -> Any:
         """IPython custom exception handler: the cell's denials first, then its traceback, shortened to
-        the exception when a denial explains it (`%tb` shows the whole)."""
+        the exception when a denial explains it (IPython then says that `%tb` shows the whole)."""
         shown = self.check()
         if not shown and isinstance(value, OSError):  # the proxy's record may lag
             time.sleep(0.1)
             shown = self.check()
         if not shown:
             return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
-        shell.showtraceback((etype, value, tb), tb_offset=tb_offset, exception_only=True)
-        print("(the request above was denied by the sandbox's policy; %tb shows the full traceback)")
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset, exception_only=True)  # "use %tb ..."
         return None

@@ -158,7 +158,8 @@ class PolicyPanel(widgets.VBox):
                 rows.append(button)
             else:  # what works instead, for this very request
                 command = html.escape(host_allow_command(str(self.ops.name), str(method), url))
-                rows.append(widgets.HBox([button, widgets.HTML(f"on the host: <code>{command}</code>")]))
+                rows.append(widgets.HBox([button, widgets.HTML(f"on the host: <code>{command}</code>")],
+                                         layout=widgets.Layout(flex_flow="row wrap")))
         self.denials.children = rows or [widgets.HTML("<i>none</i>")]
 
     def validate(self) -> bool:

@@ -103,7 +103,7 @@ async def test_notices_in_a_kernel_that_cannot_change_its_policy(kernels, upstre
         assert first_notice < kinds.index("error") and f"GET {url}/raise" in _notices(msgs)[0]
         error = next(m["content"] for m in msgs if m["msg_type"] == "error")
         assert "HTTPError" in "\n".join(error["traceback"]) and len(error["traceback"]) <= 2, error
-        assert "%tb shows the full traceback" in _text(msgs)
+        assert "use %tb to see the full traceback" in _text(msgs)
         # control: a failure without a denial keeps its whole traceback, and shows no notice
         content, msgs = await _run(kc, "def inner():\n    return 1 / 0\ninner()")
         error = next(m["content"] for m in msgs if m["msg_type"] == "error")
