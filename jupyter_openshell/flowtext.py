@@ -28,8 +28,19 @@ def rule_of(record: dict) -> str:
     return record.get("rule") or DEFAULT_DENY
 
 
+def allow_request(method: str, url: str) -> tuple[str, str]:
+    """What to allow for a denied METHOD URL: the request itself; for a refused CONNECT (the proxy never
+    saw the requests inside the tunnel) a GET of the host's root: that opens the tunnel, and each request
+    inside is then decided (and shown, with its own method and path, until allowed)."""
+    if method.upper() != "CONNECT":
+        return method, url
+    scheme, _, rest = url.partition("://")
+    return "GET", f"{scheme}://{rest.split('/', 1)[0]}/"
+
+
 def host_allow_command(sandbox: str, method: str, url: str) -> str:
     """The command a host terminal runs to allow METHOD URL for `sandbox` (the narrowest rule)."""
+    method, url = allow_request(method, url)
     return f"openshell sandbox allow {shlex.quote(sandbox)} {method} {shlex.quote(url)}"
 
 

@@ -19,7 +19,15 @@ from typing import Any
 
 from IPython.display import display
 
-from jupyter_openshell.flowtext import Denial, group_denials, host_allow_command, rule_of, times, url_of
+from jupyter_openshell.flowtext import (
+    Denial,
+    allow_request,
+    group_denials,
+    host_allow_command,
+    rule_of,
+    times,
+    url_of,
+)
 
 __all__ = ["DenialWatcher", "notice", "url_of"]
 NOTICE_META = "openshell_denial"  # display metadata key marking a notice (the %%sandbox relay drops them)
@@ -27,7 +35,7 @@ NOTICE_META = "openshell_denial"  # display metadata key marking a notice (the %
 
 def _hints(denial: Denial, name: str | None, sandbox: str, edits: bool) -> list[tuple[str, str]]:
     """(words, command) lines of the hint; command may be empty."""
-    magic = f"%policy allow {denial.method} {denial.url}"
+    magic = "%policy allow {} {}".format(*allow_request(denial.method, denial.url))
     if name or edits:  # on the host (%%sandbox NAME), or a kernel allowed to change its own policy
         return [("to allow it, run: ", magic + (f" {name}" if name else ""))]
     return [

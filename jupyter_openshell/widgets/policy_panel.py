@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from jupyter_openshell.flowtext import host_allow_command, url_of
+from jupyter_openshell.flowtext import allow_request, host_allow_command, url_of
 from jupyter_openshell.magics.ops import diff, issue_dicts, ops_for
 
 READ_ONLY = (
@@ -146,9 +146,9 @@ class PolicyPanel(widgets.VBox):
         seen: dict[tuple, dict] = {}
         for r in flows:
             if r.get("decision") == "deny":
-                seen[(r.get("method"), url_of(r))] = r
+                seen[(r.get("method") or "GET", url_of(r))] = r
         rows: list[widgets.Widget] = []
-        for (method, url), _record in list(seen.items())[-10:]:
+        for method, url in list(dict.fromkeys(allow_request(m, u) for m, u in seen))[-10:]:
             button = widgets.Button(
                 description=f"Allow {method} {url}"[:80], layout=widgets.Layout(width="auto"),
                 disabled=not self.editable, tooltip="" if self.editable else READ_ONLY,
