@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up jupyter-openshell on a fresh Debian/Ubuntu machine: system packages, a venv, the package.
 # Usage: scripts/setup.sh [--test]     (--test also installs the test dependencies)
-# Idempotent: a second run only checks. Never downloads anything but Debian and PyPI packages.
+# Idempotent: a second run only checks. Never downloads anything but Debian, PyPI and npm packages (the
+# JupyterLab extension's build toolchain, pinned by labextension/package-lock.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The demo extras (JupyterLab, nbclient, openai) serve the README's main command, `openshell demo`.
@@ -9,7 +10,7 @@ extras="[demo]"
 [ "${1:-}" = "--test" ] && extras="[demo,test]"
 
 # command:package (Debian). The product runs these on the host or in its sandboxes:
-product_apt="bwrap:bubblewrap setpriv:util-linux timeout:coreutils curl:curl git:git ip:iproute2 node:nodejs"
+product_apt="bwrap:bubblewrap setpriv:util-linux timeout:coreutils curl:curl git:git ip:iproute2 node:nodejs npm:npm"
 # and `--test` adds what the tests run (tests/test_setup_packages.py checks that every command the tests
 # call is named here or comes with every Debian system): ACLs on workspaces, JupyterLab and Notebook 7 in
 # a headless browser.
@@ -72,17 +73,47 @@ elif [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $py"
   "$py" -m venv .venv
 fi
-# pip's output is shown only when it fails.
-quiet_pip() {
+# npm's and pip's output is shown only when they fail.
+quiet() {
   local log; log=$(mktemp)
-  if ! .venv/bin/pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
-    cat "$log" >&2; rm -f "$log"; echo "pip install $* failed (output above)" >&2; exit 1
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; echo "$* failed (output above)" >&2; exit 1
   fi
   rm -f "$log"
 }
+# The JupyterLab extension (labextension/) is built into labextension/dist before pip installs it; a stamp
+# of its sources and lockfile skips the npm install and the build when nothing changed since the last run.
+# npm runs no package install scripts (--ignore-scripts): nothing from the registry runs at install time.
+ext=labextension
+lock_stamp=$(sha256sum <"$ext/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$ext/node_modules/.openshell-stamp" 2>/dev/null)" != "$lock_stamp" ]; then
+  echo "==> npm ci in $ext (registry: $(npm config get registry))"
+  (cd "$ext" && quiet npm ci --ignore-scripts --no-audit --no-fund)
+  echo "$lock_stamp" >"$ext/node_modules/.openshell-stamp"
+fi
+src_stamp=$(cd "$ext" && find package.json package-lock.json tsconfig.json install.json src style schema -type f \
+  -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$ext/dist/.openshell-stamp" 2>/dev/null)" != "$src_stamp" ]; then
+  echo "==> building the JupyterLab extension ($ext/dist)"
+  rm -rf "$ext/dist" "$ext/lib" "$ext/tsconfig.tsbuildinfo"
+  (cd "$ext" && quiet npm run build)
+  echo "$src_stamp" >"$ext/dist/.openshell-stamp"
+else
+  echo "==> JupyterLab extension up to date"
+fi
+
+quiet_pip() { quiet .venv/bin/pip install -q --disable-pip-version-check "$@"; }
 # Debian's venv brings pip 23, whose resolver backtracks for many minutes over this dependency set.
 quiet_pip -U "pip>=24.2"
 echo "==> pip install $editable .$extras"
 quiet_pip $editable ".$extras"
+# An editable install leaves data files out: JupyterLab finds the extension through a link to the build.
+if [ -n "$editable" ]; then
+  mkdir -p .venv/share/jupyter/labextensions
+  ln -sfn "$PWD/$ext/dist" .venv/share/jupyter/labextensions/jupyter-openshell
+fi
 .venv/bin/python -c 'import jupyter_openshell, mitmproxy' || { echo "install failed" >&2; exit 1; }
+# An editable install does not place the package's data files: enable the server extension and install
+# the kernelspec into the venv explicitly (idempotent; a regular install has them already).
+.venv/bin/jupyter-openshell install --sys-prefix >/dev/null
 echo "==> jupyter-openshell ready: $(.venv/bin/openshell --help >/dev/null && echo ok)"

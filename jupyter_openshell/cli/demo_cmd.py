@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..hostproc import python_argv
 from .demo_upstream import HOST, PORT, DemoUpstream
 
 KERNEL_NAME = "openshell-demo"
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     demo = prepare()
     print(f"openshell demo: upstream on {demo.upstream.url}, kernel '{KERNEL_NAME}' in {demo.kernelspec_dir}",
           flush=True)
-    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebook.parent}", notebook.name]
+    argv = python_argv("jupyterlab", f"--ServerApp.root_dir={notebook.parent}", notebook.name)
     if args.no_browser:
         argv.append("--no-browser")
     if os.geteuid() == 0:
@@ -261,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     if args.port:
         argv.append(f"--ServerApp.port={args.port}")
     try:
-        return demo_lab.serve(argv, notebook.parent, notebook.name, print_url=args.no_browser)
+        return demo_lab.serve(argv, notebook.name, print_url=args.no_browser)
     finally:
         demo.stop()
 

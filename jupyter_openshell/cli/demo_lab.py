@@ -13,8 +13,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import FrameType
+
+from ..hostproc import popen
 
 STOP_GRACE_S = 60.0  # JupyterLab shutting several kernels (and their sandboxes) down
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -45,9 +46,10 @@ def _remove_orphans(pid: int) -> list[str]:
     return removed
 
 
-def serve(argv: list[str], cwd: Path, notebook: str, print_url: bool) -> int:
-    """Run JupyterLab (`argv`) until it exits or this process is asked to stop; its exit status."""
-    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
+def serve(argv: list[str], notebook: str, print_url: bool) -> int:
+    """Run JupyterLab (`argv`, see `hostproc`) until it exits or this process is asked to stop; its exit
+    status."""
+    proc = popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     asked: list[int] = []
 
     def stop(sig: int, _frame: FrameType | None) -> None:

@@ -1,4 +1,5 @@
-"""`openshell policy ...`: check, explain, schema and suggest, thin wrappers over `jupyter_openshell.policy`.
+"""`openshell policy ...`: check, explain, schema, suggest and presets, thin wrappers over
+`jupyter_openshell.policy`.
 
 It must never contain policy logic of its own; exit status 1 means the input was rejected.
 """
@@ -17,6 +18,7 @@ from ..policy import (
     json_schema,
     load_policy_file,
     normalize_host,
+    presets,
     suggest,
 )
 
@@ -46,6 +48,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("schema", help="print the JSON Schema of the policy format")
     p.set_defaults(func=_schema)
+
+    p = sub.add_parser("presets", help="list the presets (`- preset: NAME` entries), or show one's rules")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=_presets)
 
     p = sub.add_parser("suggest", help="print a minimal policy allowing the flows in a flow log (JSON lines)")
     p.add_argument("flowlog", help="flows.jsonl ('-' for stdin); its rotated files (.N) are read too")
@@ -119,6 +125,20 @@ def _explain(args: argparse.Namespace) -> int:
     if d.hint:
         print("hint:     to allow it, add this rule under network.egress (above the final deny):")
         print("\n".join("    " + line for line in d.hint.splitlines()))
+        for v in d.variants[1:]:
+            print(f"or wider: {v.label}: {v.command}")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    found = presets()
+    if args.name is None:
+        print("\n".join(f"{p.name:12} {p.description}" for p in found.values()))
+        return 0
+    if args.name not in found:
+        print(f"unknown preset {args.name!r}: one of {', '.join(found)}", file=sys.stderr)
+        return 1
+    print(f"# - preset: {args.name}  expands to:\n{found[args.name].yaml}")
     return 0
 
 

@@ -26,8 +26,9 @@ def _listen(text: str) -> tuple[str, int]:
 
 def _pin(text: str) -> tuple[str, str]:
     name, sep, ip = text.partition("=")
-    if not sep or not name or not ip:
-        raise argparse.ArgumentTypeError(f"expected NAME=IP, got {text!r}")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=IP (or NAME= for a name that does not resolve), "
+                                         f"got {text!r}")
     return name, ip
 
 
@@ -39,6 +40,14 @@ def _size(text: str) -> int:
     if not number.isdigit() or int(number) * scale < 1:
         raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 65536, 64M), got {text!r}")
     return int(number) * scale
+
+
+def _trust(text: str) -> str:
+    from jupyter_openshell.proxy._ca import TRUST_STORES
+
+    if text in TRUST_STORES or Path(text).is_file():
+        return text
+    raise argparse.ArgumentTypeError(f"expected {', '.join(TRUST_STORES)} or a PEM file, got {text!r}")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +66,25 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="state directory (default: $OPENSHELL_STATE_DIR)")
     parser.add_argument("--upstream-ca", type=Path, default=None, metavar="PEM",
                         help="extra CA certificates trusted for upstream TLS (tests, private servers)")
+    parser.add_argument("--upstream-trust", type=_trust, default="system+certifi", metavar="STORE",
+                        help="CA certificates upstream servers are verified against: system+certifi "
+                        "(default: this machine's OpenSSL store, SSL_CERT_FILE/SSL_CERT_DIR honoured, plus "
+                        "certifi), system, certifi, or a PEM file trusted alone")
+    parser.add_argument("--connect-timeout", type=float, default=30.0, metavar="S",
+                        help="seconds an upstream connection attempt may take before the request is "
+                        "answered 504 (default 30; 0: the kernel's own timeout)")
+    parser.add_argument("--max-request-line", type=_size, default=None, metavar="SIZE",
+                        help="longest request line / URL (default 16k; longer: 414)")
+    parser.add_argument("--max-header-bytes", type=_size, default=None, metavar="SIZE",
+                        help="largest request header section (default 64k; larger: 431)")
+    parser.add_argument("--max-header-count", type=int, default=None, metavar="N",
+                        help="most request header fields (default 200; more: 431)")
+    parser.add_argument("--max-body", type=_size, default=None, metavar="SIZE",
+                        help="largest request body, counted as it streams (default 100M; larger: 413); "
+                        "a policy may set its own (network.limits.max_body)")
     parser.add_argument("--resolve", type=_pin, action="append", default=[], metavar="NAME=IP",
-                        help="answer lookups of NAME with IP instead of DNS (still address-checked)")
+                        help="answer lookups of NAME with IP instead of DNS (still address-checked); "
+                        "NAME= makes NAME not resolve")
     parser.add_argument("--reload-interval", type=float, default=0.05, metavar="S",
                         help="seconds between checks of the policy files")
     parser.add_argument("--flow-log-max-bytes", type=_size, default=None, metavar="SIZE",
@@ -68,6 +94,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="rotated flow logs kept (flows.jsonl.1 .. .N, default 4; at least 1)")
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--flow-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--channel-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -136,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action != "run":
         return _control(args)
     from jupyter_openshell.paths import state_dir
+    from jupyter_openshell.proxy._limits import Limits
     from jupyter_openshell.proxy._server import ProxyConfig, serve
 
     if args.policy is None:
@@ -150,12 +178,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.policy.exists():
         print(f"openshell proxy: policy file {args.policy} not found", file=sys.stderr)
         return 2
+    if args.max_header_count is not None and args.max_header_count < 1:
+        print("openshell proxy: --max-header-count must be at least 1", file=sys.stderr)
+        return 2
     host, port = args.listen
+    defaults = Limits()
+    limits = Limits(max_request_line=args.max_request_line or defaults.max_request_line,
+                    max_header_bytes=args.max_header_bytes or defaults.max_header_bytes,
+                    max_header_count=args.max_header_count or defaults.max_header_count,
+                    max_body=args.max_body or defaults.max_body)
     cfg = ProxyConfig(policy_file=args.policy.resolve(), state_dir=(args.state_dir or state_dir()).resolve(),
                       listen_host=host, listen_port=port, workers=args.workers,
                       worker_index=args.worker_index,
-                      upstream_ca=args.upstream_ca, resolve=dict(args.resolve),
-                      reload_interval=args.reload_interval, flow_fd=args.flow_fd)
+                      upstream_ca=args.upstream_ca, upstream_trust=args.upstream_trust, limits=limits,
+                      connect_timeout=max(0.0, args.connect_timeout), resolve=dict(args.resolve),
+                      reload_interval=args.reload_interval, flow_fd=args.flow_fd,
+                      channel_fd=args.channel_fd)
     if args.flow_log_max_bytes is not None:
         cfg.flow_max_bytes = args.flow_log_max_bytes
     if args.flow_log_keep is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 READ_OPS = frozenset({"show", "explain", "history", "flows", "flow_page", "rule_for"})
-WRITE_OPS = frozenset({"put", "allow", "deny", "mode", "rollback"})
+WRITE_OPS = frozenset({"put", "allow", "allow_preset", "deny", "mode", "rollback"})
 MAX_REQUEST = 1 << 20
 
 
@@ -25,6 +25,8 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         broker: Broker = self.server.broker  # type: ignore[attr-defined]
         line = self.rfile.readline(MAX_REQUEST)
+        if not line:  # a liveness probe (session.cleanup_stale) connects and hangs up without asking
+            return
         try:
             request = json.loads(line)
             answer = {"ok": True, "result": broker.dispatch(request.get("op"), request.get("args") or {})}

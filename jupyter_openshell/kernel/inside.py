@@ -3,18 +3,22 @@
 ipykernel binds one TCP socket of its own (IOPub's pipe for output of forked subprocesses). libzmq resolves
 TCP addresses with getifaddrs(), whose netlink socket the sandbox's seccomp filter refuses (EAFNOSUPPORT),
 and libzmq (4.3.5, src/ip_resolver.cpp) asserts unless that errno is EINVAL or EOPNOTSUPP: it aborts.
-Here the pipe is an ipc socket in the sandbox's private /tmp instead. This module runs only
-inside a sandbox; it must never open a network socket.
+Here the pipe is an ipc socket in the sandbox's private /tmp instead. The kernel's banner (Jupyter's
+"About" / kernel info) names the sandbox and its facts. This module runs only inside a sandbox; it must
+never open a network socket.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
 import zmq
 from ipykernel.iostream import IOPubThread
+from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
+from traitlets import Type
 from zmq.eventloop.zmqstream import ZMQStream
 
 
@@ -36,7 +40,45 @@ class SandboxIOPubThread(IOPubThread):
         return ctx, pipe_out
 
 
+def _enforcement(value: object) -> str:
+    if isinstance(value, dict):  # per layer: {"network": "...", "filesystem": "...", ...}
+        return ", ".join(f"{layer} {how}" for layer, how in value.items())
+    return f"resources {value}" if value else "unknown"
+
+
+def sandbox_banner() -> str:
+    """What the kernel runs in: sandbox, backend, enforcement, policy version (asked from the host's
+    broker, so it is the version in force now). Facts the host passed in the environment; informational."""
+    name = os.environ.get("OPENSHELL_SANDBOX", "?")
+    try:
+        facts = json.loads(os.environ.get("OPENSHELL_SANDBOX_FACTS") or "{}")
+    except ValueError:
+        facts = {}
+    try:
+        from jupyter_openshell.magics.ops import ops_for
+
+        version = ops_for().show()["version"]
+    except Exception as exc:  # the banner never fails the kernel
+        version = f"unavailable ({exc})"
+    lines = [
+        f"OpenShell sandbox {name}",
+        f"  backend:     {facts.get('backend') or '?'}" + ("  (GPU)" if facts.get("gpu") else ""),
+        f"  enforcement: {_enforcement(facts.get('enforcement'))}",
+        f"  policy:      {version}",
+        "  Network egress goes through the OpenShell policy proxy; `%policy` shows the policy.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class OpenShellKernel(IPythonKernel):
+    @property
+    def banner(self) -> str:  # type: ignore[override]
+        return f"{sandbox_banner()}\n{super().banner}"
+
+
 class SandboxKernelApp(IPKernelApp):
+    kernel_class = Type(OpenShellKernel, klass=IPythonKernel)
+
     def init_iopub(self, context) -> None:  # type: ignore[no-untyped-def]
         self.iopub_socket = context.socket(zmq.XPUB)
         self.iopub_socket.linger = 1000

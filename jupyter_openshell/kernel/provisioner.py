@@ -1,7 +1,9 @@
 """`OpenShellProvisioner`: the jupyter_client kernel provisioner that runs ipykernel inside a sandbox.
 
 Selected by the kernelspec's `metadata.kernel_provisioner` (`openshell-provisioner`), configured there:
-policy_file, backend, workspace ("" = the notebook's directory), resources, gpu, pool_size, policy_edits.
+policy_file, backend, workspace ("" = the notebook's directory), resources, gpu, pool_size, policy_edits,
+and the output filter's output_mime_types, widget_modules, trusted_output (docs/output-filter.md).
+Clients get the connection of the kernel's relay, which filters everything the kernel sends.
 Interrupts travel as control messages (`interrupt_mode: message`); a restart relaunches the kernel in the
 same sandbox; shutdown destroys the sandbox. It must never hand the host environment to the kernel, and a
 sandbox that cannot start must fail the start at once with the reason.
@@ -16,7 +18,9 @@ from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
-from traitlets import Bool, Dict, Float, Int, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
+
+from jupyter_openshell.outputs.bundle import OutputOptions
 
 from . import pool
 from .session import KernelConfig, KernelSandbox
@@ -40,6 +44,23 @@ class OpenShellProvisioner(KernelProvisionerBase):
     policy_edits = Bool(False, help="Let %policy inside the kernel change its own sandbox's policy.").tag(
         config=True
     )
+    output_mime_types = List(
+        Unicode(),
+        help="Mime types (beyond the built-in safe ones) the kernel's output may carry to the browser, "
+        "as JSON, to their installed renderer: each one trusts that renderer with the sandbox's data. "
+        "Script and HTML-like types are refused whatever this says.",
+    ).tag(config=True)
+    widget_modules = List(
+        Unicode(),
+        help="Widget packages (npm names, e.g. 'jupyter-leaflet') beyond @jupyter-widgets/* whose models the "
+        "kernel may create; their renderers get the sandbox's widget state unchecked.",
+    ).tag(config=True)
+    trusted_output = Bool(
+        False,
+        help="DANGEROUS: pass the kernel's output to the browser unfiltered. Code in the sandbox can then "
+        "run JavaScript in your Jupyter page with your login: start kernels, run code on the host, change "
+        "policies. Only for kernels whose code you trust as much as your own.",
+    ).tag(config=True)
     start_timeout = Float(30.0, help="Seconds a kernel may take to bind its sockets.").tag(config=True)
 
     box: KernelSandbox | None = None
@@ -76,10 +97,22 @@ class OpenShellProvisioner(KernelProvisionerBase):
             box = pool.take(self._config) if self.pool_size > 0 else None
             if box is None:
                 box = await asyncio.to_thread(KernelSandbox.start, self._config, None, self.start_timeout)
+            box.relay.configure(self._output_options())
             self.box = box
+            if self.trusted_output:
+                self.log.warning(
+                    "OpenShell kernel %s: trusted_output is on, its output is NOT filtered", self.kernel_id
+                )
             self.log.info("OpenShell kernel %s runs in sandbox %s", self.kernel_id, box.name)
         self.connection_info = self.box.connection_info()
         return self.connection_info
+
+    def _output_options(self) -> OutputOptions:
+        return OutputOptions(
+            mime_types=frozenset(self.output_mime_types),
+            widget_modules=frozenset(self.widget_modules),
+            trusted=self.trusted_output,
+        )
 
     async def post_launch(self, **kwargs: Any) -> None:
         if self._config is not None:

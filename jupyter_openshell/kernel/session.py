@@ -2,12 +2,13 @@
 
 The sandbox's network namespace has only lo, so TCP from the host cannot reach the kernel: the kernel binds
 ipc sockets in a channel directory (see `kernels_dir`), seen in the sandbox at /tmp/.openshell-kernel.
-Each kernel gets a fresh HMAC key; the connection file inside holds only that key. It must never pass the
-host's environment (Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave
-nothing behind. Kernel sandboxes belong to the process that started them: recorded as the sandbox's
-owner (`openshell sandbox gc` removes them once it is gone, e.g. killed), and destroyed when it exits
-(atexit: a Jupyter server stopped by Ctrl-C without a terminal ends by KeyboardInterrupt, without
-shutting its kernels down).
+Each kernel gets a fresh HMAC key; the connection file inside holds only that key. Clients never connect
+to those sockets: `connection_info()` is the kernel's `relay.Relay` (a host-only directory, another key),
+which filters what the kernel sends. It must never pass the host's environment (Jupyter token, other
+kernels' secrets) into the sandbox, and `destroy()` must leave nothing behind. Kernel sandboxes belong to
+the process that started them: recorded as the sandbox's owner (`openshell sandbox gc` removes them once
+it is gone, e.g. killed), and destroyed when it exits (atexit: a Jupyter server stopped by Ctrl-C without
+a terminal ends by KeyboardInterrupt, without shutting its kernels down).
 """
 
 from __future__ import annotations
@@ -122,9 +123,11 @@ class KernelSandbox:
         self.key = secrets.token_hex(32).encode()
         self.process: Any = None
         self.broker: Any = None
+        self.relay: Any = None
         self.uid: int | None = None
         self._created = False
         self._log: Any = None
+        self.facts: dict[str, Any] = {}  # what the kernel's banner shows: backend, enforcement, gpu
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -146,6 +149,7 @@ class KernelSandbox:
         from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec
 
         from .broker import Broker
+        from .relay import Relay
 
         self.home.mkdir(mode=0o711)
         with _live_lock:
@@ -161,7 +165,11 @@ class KernelSandbox:
         self.chan.mkdir(mode=0o700)
         self.broker = Broker(self.name, self.chan / "broker.sock", policy_edits=self.config.policy_edits)
         self.broker.start()
+        self.relay = Relay(str(self.chan / "k"), self.home / "host", self.key)
+        self.relay.start()
         (self.home / "sandbox").write_text(self.name)  # lets cleanup_stale() find the sandbox of a dead host
+        if self.config.policy_edits:  # read by the REST API (kernel_policy_edits); never seen in the sandbox
+            (self.home / "policy-edits").touch(mode=0o600)
         spec = SandboxSpec(
             name=self.name,
             policy_file=policy_file,
@@ -176,6 +184,7 @@ class KernelSandbox:
         except SandboxError as exc:
             raise KernelStartError(f"OpenShell: sandbox {self.name!r} could not be created: {exc}") from None
         self._created = True
+        self.facts = {"backend": info.backend, "enforcement": info.enforcement, "gpu": bool(info.gpu)}
         if os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
             self.uid = info.uid
             os.chown(self.chan, info.uid, info.uid)
@@ -205,12 +214,14 @@ class KernelSandbox:
         return str(path)
 
     def connection_info(self, inside: bool = False) -> dict:
-        base = INSIDE_DIR if inside else str(self.chan)
+        """What clients connect to (the relay's); `inside`: the kernel's own sockets, in the sandbox."""
+        if not inside:
+            return self.relay.connection_info()
         return {
             **PORTS,
-            "ip": f"{base}/k",
+            "ip": f"{INSIDE_DIR}/k",
             "transport": "ipc",
-            "key": self.key.decode() if inside else self.key,
+            "key": self.key.decode(),
             "signature_scheme": "hmac-sha256",
             "kernel_name": "openshell",
         }
@@ -221,6 +232,7 @@ class KernelSandbox:
             {
                 "OPENSHELL_SANDBOX": self.name,
                 "OPENSHELL_KERNEL_BROKER": f"{INSIDE_DIR}/broker.sock",
+                "OPENSHELL_SANDBOX_FACTS": json.dumps(self.facts, default=str),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -327,12 +339,33 @@ class KernelSandbox:
         if self.broker:
             self.broker.stop()
             self.broker = None
+        if self.relay:
+            self.relay.close()
+            self.relay = None
         if self._log:
             self._log.close()
             self._log = None
         shutil.rmtree(self.home, ignore_errors=True)
         with _live_lock:
             _live.pop(id(self), None)
+
+
+def kernel_policy_edits(name: str) -> bool | None:
+    """None if sandbox `name` runs no kernel of this host; else whether its kernelspec enabled policy edits.
+
+    Read from the kernel's home directory (host side, never bound into the sandbox: its channel is).
+    """
+    try:
+        homes = list(kernels_dir().iterdir())
+    except OSError:
+        return None
+    for home in homes:
+        try:
+            if (home / "sandbox").read_text().strip() == name:
+                return (home / "policy-edits").exists()
+        except OSError:
+            continue
+    return None
 
 
 def cleanup_stale(backend: str = "local") -> list[str]:

@@ -9,6 +9,7 @@ They must never run a sandboxed cell's code in the calling kernel's own process.
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import shlex
 import time
@@ -31,10 +32,6 @@ MagicUsageError = UsageError
 
 SANDBOX_USAGE = (
     "usage: %%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu] | %sandbox ls | %sandbox rm NAME"
-)
-POLICY_USAGE = (
-    "usage: %policy show [NAME] | explain METHOD URL [NAME] | allow METHOD URL [NAME] | "
-    "deny METHOD URL [NAME] | mode audit|enforce [NAME] | history [NAME] | %%policy [NAME] + YAML"
 )
 
 
@@ -167,11 +164,21 @@ class OpenShellMagics(Magics):
         return name or (None if inside_sandbox() else self.current)
 
     @line_cell_magic
-    @_readable(POLICY_USAGE)
     def policy(self, line: str, cell: str | None = None) -> None:
-        """%policy show|explain M URL|allow M URL|deny M URL|mode audit|enforce|history [NAME];
-        %%policy [NAME] with the policy YAML as body: validated, diff shown, applied."""
-        words = shlex.split(line)
+        """%policy show | explain [METHOD] URL | allow [METHOD] URL | allow PRESET | deny [METHOD] URL |
+        mode audit|enforce | history | presets, each with an optional sandbox NAME at the end;
+        %%policy [NAME] with the policy YAML as body: validated, diff shown, applied.
+
+          %policy allow GET https://example.com/api/items   exactly this method and path
+          %policy allow GET https://example.com/api/**      ... and every path below /api/ (* = one segment)
+          %policy allow https://example.com/**              GET and HEAD anywhere on the host (no METHOD:
+                                                            GET and HEAD; * = any method)
+          %policy allow pypi                                a preset: pypi, conda, huggingface, github, npm
+        """
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise MagicUsageError(f"%policy {line}: {exc}\n{POLICY_USAGE}") from None
         if cell is not None:
             if len(words) > 1:
                 raise MagicUsageError("usage: %%policy [NAME] followed by the policy YAML")
@@ -179,27 +186,28 @@ class OpenShellMagics(Magics):
             ops = ops_for(name)
             source = f"%%policy cell (line 1 is the first line after %%policy) of sandbox {ops.name}"
             return _show_diff(self._apply(lambda: ops.put(cell, source), line_offset=1))
-        if not words:
-            words = ["show"]
-        cmd, rest = words[0], words[1:]
-        need = {"show": 0, "history": 0, "explain": 2, "allow": 2, "deny": 2, "mode": 1}
-        if cmd not in need or len(rest) not in (need[cmd], need[cmd] + 1):
-            raise MagicUsageError(
-                "usage: %policy show [NAME] | explain METHOD URL [NAME] | allow METHOD URL [NAME] | "
-                "deny METHOD URL [NAME] | mode audit|enforce [NAME] | history [NAME]"
-            )
-        args, name = rest[: need[cmd]], (rest[need[cmd]] if len(rest) > need[cmd] else None)
-        ops = ops_for(self._name(name))
+        cmd, args, name = _policy_command(words or ["show"])
+        if cmd == "presets":
+            from jupyter_openshell.policy import presets
+
+            print("\n".join(f"{p.name:12} {p.description}" for p in presets().values()))
+            return
+        ops = self._apply(lambda: ops_for(self._name(name)))
         if cmd == "show":
             shown = self._apply(ops.show)
-            _raw(f"# policy {shown['name']}, version {shown['version']}\n{shown['yaml']}")
+            text = f"# policy {shown['name']}, version {shown['version']}\n{shown['yaml']}"
+            if shown.get("effective"):
+                text += "\n# effective network.egress rules (presets expanded):\n" + shown["effective"]
+            _raw(text)
         elif cmd == "history":
             entries = self._apply(ops.history)
             lines = [f"{e['version']}  applied {e['applied']}" for e in entries]
             print("\n".join(lines) + "\n(oldest first; the last one is in force)" if lines else "no history")
         elif cmd == "explain":
-            result = self._apply(lambda: ops.explain(*args))
-            print("\n".join(f"{k}: {v}" for k, v in result.items()))
+            result = self._apply(lambda: ops.explain(args[0] or "GET", args[1]))
+            print("\n".join(f"{k}: {v}" for k, v in result.items() if v))
+        elif cmd == "preset":
+            _show_diff(self._apply(lambda: ops.allow_preset(args[0])))
         elif cmd in ("allow", "deny"):
             _show_diff(self._apply(lambda: getattr(ops, cmd)(*args)))
         else:
@@ -207,10 +215,47 @@ class OpenShellMagics(Magics):
 
     @staticmethod
     def _apply(fn: Any, line_offset: int = 0) -> Any:
+        from jupyter_openshell.policy import BadRequest, PolicyError
+
         try:
             return fn()
-        except OpsError as exc:
+        except (OpsError, PolicyError) as exc:
             raise MagicUsageError(_issues_text(exc, line_offset)) from None
+        except (BadRequest, ValueError, OSError) as exc:
+            raise MagicUsageError(f"{exc}\n{POLICY_USAGE}") from None
+
+
+POLICY_USAGE = (
+    "usage: %policy show | explain [METHOD] URL | allow [METHOD] URL | allow PRESET | deny [METHOD] URL"
+    " | mode audit|enforce | history | presets   (each may end with a sandbox NAME)\n"
+    "  URL paths may be globs: https://example.com/api/** (that path and below), https://example.com/**"
+    " (the whole host); no METHOD = GET and HEAD; presets: pypi, conda, huggingface, github, npm"
+)
+_ARITY = {"show": 0, "history": 0, "presets": 0, "mode": 1}
+
+
+def _policy_command(words: list[str]) -> tuple[str, list[str], str | None]:
+    """(command, its arguments, sandbox NAME or None) of a `%policy` line; MagicUsageError if malformed.
+    `allow`/`deny`/`explain` take [METHOD] URL (METHOD "" when left out); `allow PRESET` is "preset"."""
+    cmd, rest = words[0], words[1:]
+    if cmd in _ARITY and len(rest) in (_ARITY[cmd], _ARITY[cmd] + 1) and not (cmd == "presets" and rest):
+        n = _ARITY[cmd]
+        return cmd, rest[:n], rest[n] if len(rest) > n else None
+    if cmd in ("allow", "deny", "explain") and rest:
+        from jupyter_openshell.policy import presets
+
+        if cmd == "allow" and rest[0] in presets() and len(rest) <= 2:
+            return "preset", rest[:1], rest[1] if len(rest) == 2 else None
+        if "://" in rest[0] and len(rest) <= 2:
+            return cmd, ["", rest[0]], rest[1] if len(rest) == 2 else None
+        if len(rest) in (2, 3) and "://" in rest[1]:
+            return cmd, [rest[0].upper(), rest[1]], rest[2] if len(rest) == 3 else None
+        if cmd == "allow" and "://" not in " ".join(rest):
+            close = difflib.get_close_matches(rest[0].lower(), list(presets()), n=1, cutoff=0.5)
+            hint = f" (did you mean the preset {close[0]!r}?)" if close else ""
+            raise MagicUsageError(
+                f"%policy allow {' '.join(rest)}: neither a URL nor a preset{hint}\n{POLICY_USAGE}")
+    raise MagicUsageError(f"%policy {' '.join(words)}: not understood\n{POLICY_USAGE}")
 
 
 def _issues_text(exc: Any, line_offset: int = 0) -> str:

@@ -60,13 +60,17 @@ class PolicyOps:
         return path.read_text()
 
     def show(self) -> dict:
-        from jupyter_openshell.policy import parse_policy
+        """{"name", "version", "yaml" (the file), "effective" (the egress rules with presets
+        expanded, or None when the file uses no preset)}."""
+        from jupyter_openshell.policy import effective_yaml, parse_policy
 
         text = self.text()
+        policy = parse_policy(text, source=str(self._path()))
         return {
             "name": self.name,
-            "version": parse_policy(text, source=str(self._path())).version,
+            "version": policy.version,
             "yaml": text,
+            "effective": effective_yaml(policy) if any(r.preset for r in policy.egress) else None,
         }
 
     def put(self, text: str, source: str | None = None) -> dict:
@@ -116,12 +120,24 @@ class PolicyOps:
         return self.put(text)
 
     def allow(self, method: str, url: str) -> dict:
-        """Add the narrowest allow rule for METHOD URL (above a final default deny)."""
+        """Add the allow rule for METHOD URL (above a final default deny): METHOD "" = GET and HEAD,
+        "*" = any; a `*`/`**` in URL's path is a glob (`https://host/**` = the whole host)."""
         from jupyter_openshell.policy import add_rule
 
         rule = self.rule_for(method, url)
         result = self._edit(lambda text: add_rule(text, rule))
         result["rule"] = rule
+        return result
+
+    def allow_preset(self, name: str) -> dict:
+        """Add `- preset: NAME` (above a final default deny); the result's "rules" are its expansion."""
+        from jupyter_openshell.policy import add_rule, expand_preset, presets
+
+        if name not in presets():
+            raise OpsError(f"unknown preset {name!r}: one of {', '.join(presets())}")
+        result = self._edit(lambda text: add_rule(text, {"preset": name}))
+        result["rule"] = {"preset": name}
+        result["rules"] = expand_preset(name)
         return result
 
     def deny(self, method: str, url: str) -> dict:
@@ -154,8 +170,9 @@ class PolicyOps:
             "reason": decision.reason,
             "policy_version": decision.policy_version,
         }
-        if not decision.allowed:
-            out["allow_with"] = f"%policy allow {method.upper()} {url}"
+        if decision.variants:
+            out["allow_with"] = decision.variants[0].command
+            out["or"] = "; ".join(f"{v.command} ({v.label})" for v in decision.variants[1:])
         return out
 
     def history(self) -> list[dict]:
@@ -224,6 +241,7 @@ class RemoteOps:
 _PARAMS = {
     "put": ("text", "source"),
     "allow": ("method", "url"),
+    "allow_preset": ("name",),
     "deny": ("method", "url"),
     "rule_for": ("method", "url"),
     "explain": ("method", "url"),

@@ -1,8 +1,10 @@
 """Named, persistent sandboxes for `%%sandbox`: each runs an OpenShell kernel that cells are sent to.
 
 Output of the remote cell (stream, display_data, execute_result, errors with traceback) is relayed into
-the calling cell's output. All live sandboxes of this process are destroyed at exit. It must never run
-a cell on the host.
+the calling cell's output. The sandbox's kernel is reached through its relay (`kernel.relay`), which
+filters everything it sends; display data is filtered again here before this host kernel, whose output
+the browser trusts, publishes it. All live sandboxes of this process are destroyed at exit. It must never
+run a cell on the host, nor publish a mime bundle that did not pass the output filter.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 import threading
 
 from IPython.display import publish_display_data
+
+from jupyter_openshell.outputs.bundle import OutputOptions, filter_bundle
 
 from .denials import NOTICE_META
 
@@ -69,9 +73,10 @@ class RemoteSandbox:
                 pass  # the sandbox kernel's own denial notice: this cell shows it, with the host's hint
             elif kind in ("display_data", "execute_result", "update_display_data"):
                 transient = content.get("transient") or {}
+                data, metadata = filter_bundle(content.get("data"), content.get("metadata"), OutputOptions())
                 publish_display_data(
-                    content.get("data", {}),
-                    content.get("metadata", {}),
+                    data,
+                    metadata,
                     transient=transient or None,
                     update=kind == "update_display_data",
                 )

@@ -7,7 +7,8 @@ It must never import mitmproxy or Jupyter.
 
 from __future__ import annotations
 
-from ._compile import CompiledPolicy, Decision, RequestInfo
+from ._body import body_override_methods, may_carry_override
+from ._compile import NO_RULE, CompiledPolicy, Decision, RequestInfo
 from ._edit import add_rule, set_mode
 from ._errors import BadRequest, Issue, PolicyError
 from ._model import (
@@ -25,22 +26,26 @@ from ._normalize import (
     OVERRIDE_HEADERS,
     OVERRIDE_PARAMS,
     HostInfo,
+    is_override_param,
     normalize_host,
     normalize_method,
     normalize_path,
     override_methods,
     parse_query,
+    path_forms,
     same_authority,
     split_host_port,
     strip_params,
 )
 from ._parse import load_policy_file, parse_policy
-from ._rules import rule_for, rule_yaml
+from ._presets import Preset, expand_preset, presets
+from ._rules import RuleVariant, effective_yaml, rule_for, rule_variants, rule_yaml
 from ._schema import json_schema
 from ._store import HistoryEntry, PolicyStore
 from ._suggest import suggest
 
 __all__ = [
+    "NO_RULE",
     "OVERRIDE_HEADERS",
     "OVERRIDE_PARAMS",
     "AuthSpec",
@@ -58,19 +63,29 @@ __all__ = [
     "Policy",
     "PolicyError",
     "PolicyStore",
+    "Preset",
     "Process",
     "RequestInfo",
     "Resources",
+    "RuleVariant",
     "add_rule",
+    "body_override_methods",
+    "effective_yaml",
+    "expand_preset",
+    "is_override_param",
     "json_schema",
     "load_policy_file",
+    "may_carry_override",
     "normalize_host",
     "normalize_method",
     "normalize_path",
     "override_methods",
     "parse_policy",
     "parse_query",
+    "path_forms",
+    "presets",
     "rule_for",
+    "rule_variants",
     "rule_yaml",
     "same_authority",
     "set_mode",

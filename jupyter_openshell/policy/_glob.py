@@ -24,13 +24,16 @@ def path_glob_regex(pattern: str) -> str:
     return "".join(out) + r"\Z"
 
 
-def compile_path_glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(path_glob_regex(pattern))
+def compile_path_glob(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
+    """`ignore_case` (deny rules) also folds the case of ASCII letters; escapes in normalised paths
+    are upper-case hex, so folding never makes `%2f` differ from `%2F`."""
+    return re.compile(path_glob_regex(pattern), re.IGNORECASE | re.ASCII if ignore_case else 0)
 
 
-def compile_value_glob(glob: str) -> re.Pattern[str]:
+def compile_value_glob(glob: str, ignore_case: bool = False) -> re.Pattern[str]:
     """A query-value glob: `*` matches any run of characters (the whole value must match)."""
-    return re.compile(".*".join(re.escape(p) for p in glob.split("*")) + r"\Z", re.DOTALL)
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    return re.compile(".*".join(re.escape(p) for p in glob.split("*")) + r"\Z", flags)
 
 
 def is_literal(pattern: str) -> bool:

@@ -39,36 +39,71 @@ class PathRule:
 
 @dataclass(frozen=True)
 class EgressRule:
-    """One `network.egress` rule. `host` None matches every host (used by a final `- action: deny`)."""
+    """One effective `network.egress` rule. `host` None matches every host (a final `- action: deny`).
+
+    `index` is the rule's position among the effective rules (`Policy.egress`, `Decision.rule_index`);
+    `source_index` its entry in the YAML list (`network.egress[N]`, the same unless a `preset:` entry
+    above it expanded to several rules); `preset` the preset it came from. `ports` None: every port
+    (a deny rule without `ports`). `addresses`: IPs/CIDRs this rule's requests may connect to although
+    they are loopback, link-local or the proxy host's own (an IP or CIDR `host` admits itself)."""
 
     index: int
     action: str  # "allow" | "deny"
     host: str | None = None  # "api.example.com", "*.example.com", "**.example.com", "10.0.0.1", "10.0.0.0/8"
-    ports: tuple[int, ...] = DEFAULT_PORTS
+    ports: tuple[int, ...] | None = DEFAULT_PORTS  # None: every port
     paths: tuple[PathRule, ...] | None = None  # None: any path
     methods: tuple[str, ...] | None = None
     query: tuple[tuple[str, tuple[str, ...]], ...] = ()
     line: int = 0
+    addresses: tuple[str, ...] = ()
+    source_index: int = -1  # -1: same as index
+    preset: str | None = None
+
+    @property
+    def entry(self) -> int:
+        """The position of the YAML entry this rule comes from (`network.egress[entry]`)."""
+        return self.index if self.source_index < 0 else self.source_index
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.host is not None:
             out["host"] = self.host
-        if self.host is not None or self.ports != DEFAULT_PORTS:
+        if self.ports is not None:
             out["ports"] = list(self.ports)
+        elif self.host is not None:
+            out["ports"] = "any"
         if self.methods is not None:
             out["methods"] = list(self.methods)
         if self.query:
             out["query"] = {k: list(v) for k, v in self.query}
         if self.paths is not None:
             out["paths"] = [p.to_dict() for p in self.paths]
+        if self.addresses:
+            out["addresses"] = list(self.addresses)
+        if self.preset is not None:
+            out["preset"] = self.preset
         out["action"] = self.action
         return out
 
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The rule as one would write it in YAML (no canonical-only values, no `preset` marker)."""
+        out = self.to_dict()
+        out.pop("preset", None)
+        if out.get("ports") == "any" or (out.get("ports") == list(DEFAULT_PORTS) and self.action == "allow"):
+            del out["ports"]
+        return out
+
     def describe(self) -> str:
-        """Short one-line text naming the rule, e.g. `network.egress[0]: allow api.example.com ...`."""
-        bits = [f"network.egress[{self.index}]:", self.action, self.host or "any host"]
-        if self.ports != DEFAULT_PORTS:
+        """One line naming the rule: `network.egress[3] (deny, line 12): any host, any port`, with
+        `preset NAME` in the parentheses for a rule a preset expanded to."""
+        origin = f"{self.action}, line {self.line}" if self.line else self.action
+        if self.preset is not None:
+            origin += f", preset {self.preset}"
+        bits = [f"network.egress[{self.entry}] ({origin}):", self.host or "any host"]
+        if self.ports is None:
+            bits[-1] += ","
+            bits.append("any port")
+        elif self.ports != DEFAULT_PORTS:
             bits.append("ports " + ",".join(map(str, self.ports)))
         if self.methods is not None:
             bits.append(",".join(self.methods))
@@ -104,18 +139,22 @@ class Backend:
     port: int
     base_path: str  # normalised, no trailing slash ("" for the root)
     auth: AuthSpec | None = None
+    addresses: tuple[str, ...] = ()  # IPs/CIDRs the backend's name may resolve to although refused
 
     @classmethod
-    def from_url(cls, url: str, auth: AuthSpec | None, host: str) -> Backend:
+    def from_url(cls, url: str, auth: AuthSpec | None, host: str, addresses: tuple[str, ...] = ()) -> Backend:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         base = parts.path.rstrip("/")
-        return cls(url=url, scheme=parts.scheme, host=host, port=port, base_path=base, auth=auth)
+        return cls(url=url, scheme=parts.scheme, host=host, port=port, base_path=base, auth=auth,
+                   addresses=addresses)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"url": self.url}
         if self.auth:
             out["auth"] = self.auth.to_dict()
+        if self.addresses:
+            out["addresses"] = list(self.addresses)
         return out
 
 
@@ -183,6 +222,13 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class NetworkLimits:
+    """`network.limits`: request size limits for this policy's callers; None = the proxy's default."""
+
+    max_body: int | None = None  # bytes of one request body
+
+
+@dataclass(frozen=True)
 class Policy:
     """A validated policy. `version` is a 12-hex hash of the canonical content (comments and
     formatting do not change it). `warnings` are non-fatal issues (shadowed rules, ...)."""
@@ -194,6 +240,7 @@ class Policy:
     process: Process = field(default_factory=Process)
     resources: Resources = field(default_factory=Resources)
     gpu: bool = False
+    limits: NetworkLimits = field(default_factory=NetworkLimits)
     source: str = "<string>"
     text: str = field(default="", compare=False, repr=False)
     version: str = ""
@@ -201,9 +248,12 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical content (defaults filled in); `version` is the hash of this."""
+        network: dict[str, Any] = {"egress": [r.to_dict() for r in self.egress]}
+        if self.limits.max_body is not None:  # only when set: existing policies keep their version
+            network["limits"] = {"max_body": self.limits.max_body}
         return {
             "mode": self.mode,
-            "network": {"egress": [r.to_dict() for r in self.egress]},
+            "network": network,
             "inference": {"routes": [r.to_dict() for r in self.routes]},
             "filesystem": {
                 "read_only": list(self.filesystem.read_only),

@@ -10,12 +10,16 @@ Decisions, documented here because the matcher relies on them:
   and browsers do (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`); if that fails the host is
   rejected. IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is the IPv4 address. IPs are never names.
 * Paths: every `%XX` is decoded; unreserved characters stay decoded, everything else is re-encoded
-  with upper-case hex. Encoded `/` or `\\`, raw `\\`, control characters (NUL included), a `#`,
-  invalid `%` escapes and invalid or overlong UTF-8 are rejected. Dot segments are resolved (never
-  above the root) and repeated slashes are merged.
+  with upper-case hex. Encoded `\\`, raw `\\`, control characters (NUL included), a `#`, invalid `%`
+  escapes and invalid or overlong UTF-8 are rejected. Dot segments are resolved (never above the
+  root) and repeated slashes are merged. An encoded `/` stays `%2F` (npm's `@scope%2Fname`), unless
+  reading it as `/` would make an empty or dot segment (then it is rejected).
 * `;params` stay in the path (they are forwarded), but a dot segment carrying parameters (`..;x`)
-  is rejected, and `strip_params()` gives the form servers such as Tomcat route on: the matcher
-  allows a request only if both forms are allowed.
+  is rejected, and `strip_params()` gives the form servers such as Tomcat route on.
+* `path_forms()` lists the other ways a server may read a normalised path: the matcher allows a
+  request only if every form that keeps its meaning (without `;params`, `%2F` as `/`) is allowed, and
+  matches deny rules (case-insensitively) against those plus the fully decoded form (double
+  encoding, full-width and other compatibility characters, trailing dots and spaces of segments).
 * Methods are exact upper-case tokens; method-override headers and `_method` parameters are
   reported by `override_methods()` so the decision can require those methods too.
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -36,11 +41,13 @@ __all__ = [
     "OVERRIDE_HEADERS",
     "OVERRIDE_PARAMS",
     "HostInfo",
+    "is_override_param",
     "normalize_host",
     "normalize_method",
     "normalize_path",
     "override_methods",
     "parse_query",
+    "path_forms",
     "same_authority",
     "split_host_port",
     "strip_params",
@@ -231,8 +238,8 @@ def _normalize_bytes(raw: bytes) -> str:
             if h1 not in _HEX or h2 not in _HEX:
                 raise BadRequest("invalid percent-escape in path", "path")
             v = int(raw[i + 1 : i + 3], 16)
-            if v in (0x2F, 0x5C):
-                raise BadRequest("encoded '/' or '\\' in path", "path")
+            if v == 0x5C:
+                raise BadRequest("encoded '\\' in path", "path")
             if _forbidden(v):
                 raise BadRequest("encoded control character (NUL, CR, LF, ...) in path", "path")
             values.append(v)
@@ -258,7 +265,19 @@ def _normalize_bytes(raw: bytes) -> str:
             out.append(chr(v))
         else:
             out.append(f"%{v:02X}")
-    return _remove_dot_segments("".join(out))
+    joined = "".join(out)
+    if "%2F" in joined and any(seg.split(";", 1)[0] in (".", "..") for seg in joined.split("/")):
+        # `a%2Fb/../c` is /c to us but /a/c to a server that reads %2F as / first
+        raise BadRequest("encoded '/' together with dot segments in path", "path")
+    path = _remove_dot_segments(joined)
+    if "%2F" in path:
+        segs = path.replace("%2F", "/").split("/")[1:]
+        if any(seg.split(";", 1)[0] in ("", ".", "..") for seg in segs[:-1]) or segs[-1].split(";", 1)[0] in (
+            ".",
+            "..",
+        ):
+            raise BadRequest("encoded '/' that would make an empty or dot segment", "path")
+    return path
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -281,6 +300,83 @@ def _remove_dot_segments(path: str) -> str:
     if not segs:
         return "/"
     return "/" + "/".join(segs) + ("/" if trailing else "")
+
+
+def path_forms(path: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The other readings of the normalised `path`: `(must_allow, deny_forms)`. `must_allow` are
+    (form, why) pairs a request's path must also be allowed as (without `;params`; with `%2F` read as
+    `/`); `deny_forms` (the path first) are every form a deny rule is matched against: those, plus
+    the fully percent-decoded form (any depth), NFKC-mapped and with `\\` read as `/`, and that form
+    with trailing dots and spaces of segments removed (how Windows servers read names)."""
+    if "%" not in path and ";" not in path and "./" not in path and not path.endswith("."):
+        return (), (path,)
+    must: list[tuple[str, str]] = []
+    if ";" in path:
+        must.append((strip_params(path), "the path without ;parameters"))
+    if "%2F" in path:
+        slash = path.replace("%2F", "/")
+        must.append((slash, "the path with %2F read as /"))
+        if ";" in slash:
+            must.append((strip_params(slash), "the path with %2F read as / and without ;parameters"))
+    deep = _deep_form(path)
+    trimmed = _trim_segments(deep)
+    deny = [path, *(f for f, _ in must), deep, strip_params(deep), trimmed, strip_params(trimmed)]
+    seen = {path}
+    must_forms = []
+    for form, why in must:
+        if form not in seen:
+            seen.add(form)
+            must_forms.append((form, why))
+    return tuple(must_forms), tuple(dict.fromkeys(deny))
+
+
+_PCT_BYTES = re.compile(rb"%([0-9A-Fa-f]{2})")
+_KEEP = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/")
+
+
+def _deep_form(path: str) -> str:
+    """`path` percent-decoded until nothing changes (a few rounds), NFKC-mapped, `\\` as `/`,
+    re-encoded the way `normalize_path` writes paths, dot segments resolved (`..;x` read as `..`)."""
+    raw = path.encode("utf-8", "surrogateescape")
+    for _ in range(4):
+        decoded = _PCT_BYTES.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+        if decoded == raw:
+            break
+        raw = decoded
+    text = raw.decode("utf-8", "surrogateescape")
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    text = text.replace("\\", "/")
+    out = []
+    for ch in text:
+        if ch in _KEEP:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+    return _resolve_leniently("/" + "".join(out).lstrip("/"))
+
+
+def _resolve_leniently(path: str) -> str:
+    segs: list[str] = []
+    parts = path.split("/")[1:]
+    for part in parts:
+        name = part.split(";", 1)[0]
+        if name == "..":
+            if segs:
+                segs.pop()
+        elif name not in (".", ""):
+            segs.append(part)
+    trailing = bool(parts) and parts[-1].split(";", 1)[0] in ("", ".", "..")
+    return "/" + "/".join(segs) + ("/" if trailing and segs else "")
+
+
+def _trim_segments(path: str) -> str:
+    segs = []
+    for seg in path.split("/"):
+        while seg.endswith((".", "%20")) and seg not in (".", ".."):
+            seg = seg[:-1] if seg.endswith(".") else seg[:-3]
+        segs.append(seg)
+    return _resolve_leniently("/".join(segs)) if path.startswith("/") else path
 
 
 def strip_params(path: str) -> str:
@@ -362,6 +458,14 @@ def _header_items(headers: Any) -> Iterable[tuple[str, str]]:
     return headers
 
 
+def is_override_param(name: str) -> bool:
+    """True if a server could read parameter `name` as the method override (`_method`): compared
+    case-insensitively, the way PHP rewrites names (leading spaces dropped, ` ` and `.` become `_`, a
+    `[` starts an array key, a NUL ends the name)."""
+    n = name.split("\x00", 1)[0].split("[", 1)[0].strip().lower()
+    return n.replace(" ", "_").replace(".", "_") in OVERRIDE_PARAMS
+
+
 def override_methods(headers: Any = (), query: str = "") -> list[str]:
     """Methods a request asks the server to use instead of its own (method-override headers and
     `_method` query parameters), upper-cased. A value that is not a method token raises `BadRequest`."""
@@ -373,7 +477,7 @@ def override_methods(headers: Any = (), query: str = "") -> list[str]:
             found.extend(v.strip() for v in value.split(","))
     if query and ("%" in query or "method" in query.lower()):
         for name, value in parse_query(query, "&;"):
-            if name.lower() in OVERRIDE_PARAMS:
+            if is_override_param(name):
                 found.append(value.strip())
     out: list[str] = []
     for value in found:

@@ -14,6 +14,7 @@ import json
 import posixpath
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from . import _yamlfast
 from ._errors import BadRequest, Issue, PolicyError
 from ._glob import path_covers
+from ._limits import parse_network_limits
 from ._model import (
     DEFAULT_PORTS,
     INFERENCE_HOST,
@@ -33,12 +35,14 @@ from ._model import (
     EgressRule,
     Filesystem,
     InferenceRoute,
+    NetworkLimits,
     PathRule,
     Policy,
     Process,
     Resources,
 )
 from ._normalize import normalize_host, normalize_path
+from ._presets import expand_preset, preset_names
 
 T = TypeVar("T")
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
@@ -94,13 +98,14 @@ PUBLIC_SUFFIXES = frozenset(
 )
 
 TOP_KEYS = ("mode", "network", "inference", "filesystem", "process", "resources", "gpu", "description")
-NETWORK_KEYS = ("mode", "egress")
-RULE_KEYS = ("host", "port", "ports", "paths", "methods", "query", "action")
+NETWORK_KEYS = ("mode", "egress", "limits")
+RULE_KEYS = ("host", "port", "ports", "paths", "methods", "query", "addresses", "action")
+PRESET_KEYS = ("preset", "addresses")
 PATH_KEYS = ("path", "methods", "query")
 INFERENCE_KEYS = ("routes",)
 ROUTE_KEYS = ("name", "caller_pattern", "match", "backend", "strip_caller_auth")
 MATCH_KEYS = ("hosts", "paths")
-BACKEND_KEYS = ("url", "auth")
+BACKEND_KEYS = ("url", "auth", "addresses")
 AUTH_KEYS = ("type", "token_from_secret", "header", "param")
 FS_KEYS = ("read_only", "read_write", "hidden")
 PROCESS_KEYS = ("user",)
@@ -278,6 +283,7 @@ class _Validator:
             modes.append((doc["mode"], _val_loc(doc, "mode", top), "mode"))
         network = doc.get("network")
         egress: tuple[EgressRule, ...] = ()
+        limits = NetworkLimits()
         if network is not None:
             nloc = _val_loc(doc, "network", top)
             if self.mapping(
@@ -291,6 +297,8 @@ class _Validator:
                     modes.append((network["mode"], _val_loc(network, "mode", nloc), "network.mode"))
                 if "egress" in network:
                     egress = self.egress(network["egress"], _val_loc(network, "egress", nloc))
+                if "limits" in network:
+                    limits = parse_network_limits(self, network["limits"], _val_loc(network, "limits", nloc))
         if len(modes) > 1:
             self.error(
                 modes[1][1],
@@ -364,6 +372,7 @@ class _Validator:
             process=process,
             resources=resources,
             gpu=gpu,
+            limits=limits,
             source=source,
             text=text,
         )
@@ -377,6 +386,7 @@ class _Validator:
             process=process,
             resources=resources,
             gpu=gpu,
+            limits=limits,
             source=source,
             text=text,
             version=version,
@@ -394,7 +404,46 @@ class _Validator:
             return ()
         if not self.seq(node, "network.egress", loc, "rules", ex):
             return ()
-        return self.each(node, "network.egress", loc, self.rule)
+        rules: list[EgressRule] = []
+        for i, item in enumerate(node):
+            field, iloc = f"network.egress[{i}]", _val_loc(node, i, loc)
+            if isinstance(item, dict) and "preset" in item:
+                rules.extend(self.preset_entry(item, field, iloc, i))
+            elif (rule := self.rule(item, field, iloc, i)) is not None:
+                rules.append(rule)
+        return tuple(replace(r, index=k) for k, r in enumerate(rules))
+
+    def preset_entry(self, node: Any, field: str, loc: Loc, index: int) -> list[EgressRule]:
+        """`- preset: NAME` (optionally with `addresses`): the preset's rules, in its place."""
+        names = preset_names()
+        if not self.mapping(node, field, loc, PRESET_KEYS, "preset: pypi"):
+            return []
+        ploc = _val_loc(node, "preset", loc)
+        name = node["preset"]
+        if not isinstance(name, str) or name not in names:
+            text = name.lower() if isinstance(name, str) else ""
+            close = difflib.get_close_matches(text, names, n=1, cutoff=0.5) if text else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.error(
+                ploc,
+                f"{field}.preset",
+                f"unknown preset {_type_name(name)}{hint}",
+                "one of: " + ", ".join(names),
+                f"preset: {names[0]}",
+            )
+            return []
+        addresses = (
+            self.addresses(node["addresses"], f"{field}.addresses", _val_loc(node, "addresses", loc))
+            if "addresses" in node
+            else ()
+        )
+        line = _node_loc(node, loc)[0]
+        out = []
+        for j, rule_dict in enumerate(expand_preset(name)):
+            rule = self.rule(rule_dict, f"{field}.preset[{name}][{j}]", loc, index)
+            if rule is not None:
+                out.append(replace(rule, line=line, preset=name, addresses=addresses))
+        return out
 
     def each(
         self, node: Any, field: str, loc: Loc, parse: Callable[[Any, str, Loc, int], T | None]
@@ -426,7 +475,19 @@ class _Validator:
                 "a host name",
                 'host: "api.example.com"',
             )
-        ports = self.ports(node, field, loc)
+        ports = self.ports(node, field, loc, None if action == "deny" else DEFAULT_PORTS)
+        addresses: tuple[str, ...] = ()
+        if "addresses" in node:
+            aloc = _val_loc(node, "addresses", loc)
+            addresses = self.addresses(node["addresses"], f"{field}.addresses", aloc)
+            if action == "deny":
+                self.error(
+                    aloc,
+                    f"{field}.addresses",
+                    "`addresses` only matters on allow rules (it lets their requests reach these addresses)",
+                    "no `addresses` on a deny rule",
+                    "remove `addresses`",
+                )
         methods = (
             self.methods(node["methods"], f"{field}.methods", _val_loc(node, "methods", loc))
             if "methods" in node
@@ -452,9 +513,40 @@ class _Validator:
             methods=methods,
             query=query,
             line=line,
+            addresses=addresses,
+            source_index=index,
         )
 
-    def ports(self, node: Any, field: str, loc: Loc) -> tuple[int, ...]:
+    def addresses(self, node: Any, field: str, loc: Loc) -> tuple[str, ...]:
+        """IPs or CIDRs (normalised) that an allow rule's or backend's requests may connect to."""
+        ex = 'addresses: ["127.0.0.1"]'
+        if not self.seq(node, field, loc, "IP addresses or CIDRs", ex):
+            return ()
+        if not node:
+            self.error(loc, field, "empty list of addresses", "at least one IP address or CIDR", ex)
+        out: list[str] = []
+        for i, item in enumerate(node):
+            ifield, iloc = f"{field}[{i}]", _val_loc(node, i, loc)
+            text = self.string(item, ifield, iloc, "an IP address or CIDR", ex)
+            if text is None:
+                continue
+            try:
+                value = str(ipaddress.ip_network(text, strict=True)) if "/" in text else None
+                if value is None:
+                    info = normalize_host(text)
+                    if not info.is_ip:
+                        raise ValueError(f"{text!r} is a name; addresses are IPs (a name would be resolved)")
+                    value = info.value
+            except (ValueError, BadRequest) as exc:
+                self.error(iloc, ifield, f"invalid address: {exc}", "an IP address or CIDR", ex)
+                continue
+            if value not in out:
+                out.append(value)
+        return tuple(out)
+
+    def ports(
+        self, node: Any, field: str, loc: Loc, default: tuple[int, ...] | None
+    ) -> tuple[int, ...] | None:
         if "port" in node and "ports" in node:
             self.error(
                 _key_loc(node, "ports", loc),
@@ -463,24 +555,24 @@ class _Validator:
                 "one of them",
                 "ports: [80, 443]",
             )
-            return DEFAULT_PORTS
+            return default
         if "port" in node:
             p = node["port"]
             ploc = _val_loc(node, "port", loc)
             if not self.port_ok(p, f"{field}.port", ploc):
-                return DEFAULT_PORTS
+                return default
             return (int(p),)
         if "ports" in node:
             ps = node["ports"]
             ploc = _val_loc(node, "ports", loc)
             if not self.seq(ps, f"{field}.ports", ploc, "port numbers", "ports: [80, 443]"):
-                return DEFAULT_PORTS
+                return default
             if not ps:
                 self.error(ploc, f"{field}.ports", "empty list of ports", "at least one port", "ports: [443]")
             ok = [self.port_ok(p, f"{field}.ports[{i}]", _val_loc(ps, i, ploc)) for i, p in enumerate(ps)]
             if all(ok) and ps:
                 return tuple(sorted({int(p) for p in ps}))
-        return DEFAULT_PORTS
+        return default
 
     def port_ok(self, p: Any, field: str, loc: Loc) -> bool:
         if not _is_int(p) or not 0 < p < 65536:
@@ -799,7 +891,7 @@ class _Validator:
                     self.warn(
                         _val_loc(node, "strip_caller_auth", loc),
                         f"{field}.strip_caller_auth",
-                        "caller credentials will be forwarded to the backend",
+                        "the caller's own Authorization reaches the backend when the route has no auth",
                         "true",
                         "strip_caller_auth: true",
                     )
@@ -902,7 +994,12 @@ class _Validator:
             return None
         if auth is None and "auth" in node:
             return None
-        return Backend.from_url(url, auth, host)
+        addresses = (
+            self.addresses(node["addresses"], f"{field}.addresses", _val_loc(node, "addresses", loc))
+            if "addresses" in node
+            else ()
+        )
+        return Backend.from_url(url, auth, host, addresses)
 
     def auth(self, node: Any, field: str, loc: Loc) -> AuthSpec | None:
         ex = 'auth:\n  type: bearer\n  token_from_secret: "openai-api-key"'
@@ -1155,15 +1252,18 @@ class _Validator:
     def shadowing(self, rules: tuple[EgressRule, ...], doc: Any) -> None:
         egress = doc.get("network", {}).get("egress") if isinstance(doc.get("network"), dict) else None
         for later, earlier in _shadowed(rules):
-            loc = _val_loc(egress, later.index, (later.line, 1)) if egress is not None else (later.line, 1)
+            if later.entry == earlier.entry:
+                continue  # two rules of one preset
+            loc = _val_loc(egress, later.entry, (later.line, 1)) if egress is not None else (later.line, 1)
             what = "unreachable" if earlier.action != later.action else "redundant"
+            part = f" (its preset {later.preset!r} rule for {later.host})" if later.preset else ""
             self.warn(
                 loc,
-                f"network.egress[{later.index}]",
-                f"rule is {what}: network.egress[{earlier.index}] ({earlier.action}) already matches "
+                f"network.egress[{later.entry}]",
+                f"rule is {what}{part}: network.egress[{earlier.entry}] ({earlier.action}) already matches "
                 "every request it matches (first match wins)",
                 "narrower rules above broader ones",
-                f"move this rule above network.egress[{earlier.index}], or delete it",
+                f"move this rule above network.egress[{earlier.entry}], or delete it",
             )
 
 
@@ -1223,6 +1323,10 @@ def _host_covers(a: str | None, b: str | None) -> bool:
     return False
 
 
+def _ports_cover(a: tuple[int, ...] | None, b: tuple[int, ...] | None) -> bool:
+    return a is None or (b is not None and set(b) <= set(a))
+
+
 def _effective(
     rule_methods: tuple[str, ...] | None, entry_methods: tuple[str, ...] | None
 ) -> set[str] | None:
@@ -1239,7 +1343,7 @@ def _methods_cover(a: set[str] | None, b: set[str] | None) -> bool:
 
 def rule_covers(a: EgressRule, b: EgressRule) -> bool:
     """Conservative: True only if rule `a` certainly matches every request rule `b` matches."""
-    if not _host_covers(a.host, b.host) or not set(b.ports) <= set(a.ports):
+    if not _host_covers(a.host, b.host) or not _ports_cover(a.ports, b.ports):
         return False
     if a.query and a.query != b.query:
         return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._limits import LIMIT_KEYS, MIN_BODY
 from ._parse import (
     ACTIONS,
     AUTH_KEYS,
@@ -18,10 +19,12 @@ from ._parse import (
     MATCH_KEYS,
     MODES,
     PATH_KEYS,
+    PRESET_KEYS,
     RESOURCE_KEYS,
     ROUTE_KEYS,
     RULE_KEYS,
 )
+from ._presets import preset_names
 
 _METHOD = {"type": "string", "pattern": r"^([A-Z][A-Z0-9_-]{0,31}|\*)$"}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
@@ -40,6 +43,13 @@ _SIZE = {
     ]
 }
 _PATHS = {"type": "array", "items": {"type": "string", "pattern": "^/"}}
+_ADDRESSES = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string", "description": "an IP address or a CIDR"},
+    "description": "addresses this rule's requests may reach although they are loopback, link-local or "
+    "the proxy host's own (a name resolving there is refused otherwise)",
+}
 
 
 def _obj(keys: tuple[str, ...], props: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict:
@@ -71,10 +81,18 @@ def json_schema() -> dict[str, Any]:
             "paths": {"type": "array", "minItems": 1, "items": {"oneOf": [_PATH_GLOB, path_rule]}},
             "methods": {"type": "array", "items": _METHOD, "minItems": 1},
             "query": _QUERY,
+            "addresses": _ADDRESSES,
             "action": {"enum": list(ACTIONS)},
         },
         ("action",),
-        description="first matching rule wins; unmatched requests are denied; ports default to 80, 443",
+        description="first matching rule wins; unmatched requests are denied; ports default to 80, 443 "
+        "on allow rules and to every port on deny rules",
+    )
+    preset = _obj(
+        PRESET_KEYS,
+        {"preset": {"enum": list(preset_names())}, "addresses": _ADDRESSES},
+        ("preset",),
+        description="a named preset, expanded in place to its allow rules (openshell policy presets)",
     )
     auth = _obj(
         AUTH_KEYS,
@@ -103,7 +121,9 @@ def json_schema() -> dict[str, Any]:
                 },
             ),
             "backend": _obj(
-                BACKEND_KEYS, {"url": {"type": "string", "pattern": "^https?://"}, "auth": auth}, ("url",)
+                BACKEND_KEYS,
+                {"url": {"type": "string", "pattern": "^https?://"}, "auth": auth, "addresses": _ADDRESSES},
+                ("url",),
             ),
             "strip_caller_auth": {"type": "boolean", "default": True},
         },
@@ -122,7 +142,12 @@ def json_schema() -> dict[str, Any]:
             "network": {
                 "type": ["object", "null"],
                 "additionalProperties": False,
-                "properties": {"mode": mode, "egress": {"type": ["array", "null"], "items": rule}},
+                "properties": {
+                    "mode": mode,
+                    "egress": {"type": ["array", "null"], "items": {"oneOf": [rule, preset]}},
+                    "limits": _obj(LIMIT_KEYS, {"max_body": {"oneOf": [
+                        {"type": "integer", "minimum": MIN_BODY}, _SIZE["oneOf"][1]]}}),
+                },
             },
             "inference": {
                 "type": ["object", "null"],

@@ -1,12 +1,14 @@
 """Post-allow address checks: resolve an allowed name and refuse addresses a sandbox must not reach.
 
-Refused unless the policy names them explicitly as IPs together with the port (an allow rule whose
-host is that IP or a CIDR holding it and whose ports hold the port, or an inference backend URL with
-that IP and port): loopback, link-local (169.254.169.254
-included), unspecified, multicast and reserved addresses, and every address of the proxy's own host.
+Refused unless the rule that allowed the request names them (`Decision.admits`: the rule's IP or CIDR
+host, or its `addresses`; the rule matched the request's port) or the inference route that took it
+does (`CompiledPolicy.route_admits`: its backend URL's IP, or its backend `addresses`): loopback,
+link-local (169.254.169.254 included), unspecified, multicast and reserved addresses, and every
+address of the proxy's own host. An exception belongs to its rule: naming 127.0.0.1 in one rule
+never lets another rule's names reach it.
 `Resolver.resolve` is the only place the proxy resolves names; it logs each lookup (name only) so
 tests can prove that denied names are never looked up. Pins (`--resolve NAME=IP`) replace DNS for a
-name and are checked like any other answer.
+name and are checked like any other answer; `--resolve NAME=` makes the name not resolve.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ import asyncio
 import ipaddress
 import logging
 import socket
-
-from jupyter_openshell.policy import Policy
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressRefused(Exception):
     """Every address of an allowed destination is forbidden; the message says which and why."""
+
+
+class ResolveFailed(Exception):
+    """The name of an allowed destination did not resolve: an upstream failure, not a refusal."""
 
 
 def _as_ip(text: str) -> IPAddress | None:
@@ -52,22 +56,7 @@ def own_addresses() -> frozenset[IPAddress]:
     return frozenset(out)
 
 
-Explicit = tuple[tuple[IPNetwork, frozenset[int]], ...]
-
-
-def explicit_networks(policy: Policy) -> Explicit:
-    """(IP/CIDR, ports) that `policy` names explicitly: allow rules with their ports, inference
-    backend URLs with their port. Naming 127.0.0.1:8080 opens that port only, never 127.0.0.1:22."""
-    named: list[tuple[str, frozenset[int]]] = [
-        (r.host, frozenset(r.ports)) for r in policy.egress if r.action == "allow" and r.host]
-    named += [(route.backend.host, frozenset({route.backend.port})) for route in policy.routes]
-    nets: list[tuple[IPNetwork, frozenset[int]]] = []
-    for host, ports in named:
-        try:
-            nets.append((ipaddress.ip_network(host, strict=False), ports))
-        except ValueError:
-            continue
-    return tuple(nets)
+Admits = Callable[[IPAddress], bool]
 
 
 def forbidden_reason(ip: IPAddress, own: frozenset[IPAddress]) -> str | None:
@@ -92,29 +81,34 @@ class Resolver:
         self.lookups += 1
         log.info("resolve %s", host)
         if host in self.pins:
+            if not self.pins[host]:  # pinned to nothing: the name does not resolve
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (pinned to no address)")
             return [self.pins[host]]
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [info[4][0] for info in infos]
 
-    async def checked_address(self, host: str, port: int, explicit: Explicit) -> str:
-        """An address of `host` that passes the checks (the one to dial); raises `AddressRefused`.
-        A forbidden address passes only where `explicit` names it together with `port`."""
+    async def checked_address(self, host: str, port: int, admits: Admits) -> tuple[str, bool]:
+        """(address of `host` to dial, whether it is one only `admits` let through); raises
+        `AddressRefused`, or `ResolveFailed` when the name does not resolve. A forbidden address passes
+        only where `admits(ip)` (the deciding rule's exception, which matched this port) holds."""
         literal = _as_ip(host)
         try:
             candidates = [str(literal)] if literal else await self._lookup(host, port)
         except OSError as exc:
-            raise AddressRefused(f"cannot resolve {host}: {exc}") from None
+            raise ResolveFailed(f"cannot resolve {host}: {exc}") from None
         refused: list[str] = []
         for text in candidates:
             ip = _as_ip(text)
             if ip is None:
                 continue
             reason = forbidden_reason(ip, self.own)
-            if reason is None or any(ip in net and port in ports for net, ports in explicit):
-                return str(ip)
+            if reason is None:
+                return str(ip), False
+            if admits(ip):
+                return str(ip), True
             refused.append(f"{ip} ({reason})")
         raise AddressRefused(
             f"{host} resolves only to forbidden addresses: {', '.join(refused) or 'none'} (port {port}); "
-            "name the IP and port explicitly in an allow rule if this is intended"
+            "if intended, name the address in the allowing rule (`addresses: [IP]`, or an IP `host`)"
         )

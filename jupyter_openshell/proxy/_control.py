@@ -2,7 +2,8 @@
 
 Routes (all answer JSON; errors are {"error": "..."} with 4xx/5xx):
   GET    /status                         process, listener, policies (version, last error), sandboxes
-  POST   /sandboxes/<name>               register <name> from its sandbox.json (opens its gateway socket)
+  POST   /sandboxes/<name>               register <name>: {created, policy_file, channel: {kind: "unix",
+                                         socket}} (opens its gateway socket)
   DELETE /sandboxes/<name>               unregister it
   GET    /flows?after=&since=&limit=&sandbox=&created=
                                          flow records, oldest first, and the next cursor (`seq`)

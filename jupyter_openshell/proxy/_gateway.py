@@ -1,9 +1,10 @@
-"""The sandbox gateway: one UNIX listener per registered sandbox at `<chan>/proxy.sock`, relaying each
-connection to the proxy's TCP listener from the sandbox's own source address (its identity).
+"""The sandbox gateway: one UNIX listener per registered sandbox, at the socket its registration names.
 
-The socket is the only way out of a sandbox's network namespace; the relay binds the sandbox's
-127.77.X.Y address before connecting, so the proxy sees which sandbox is speaking. It must never relay
-to anything but the proxy listener, and never bind an address that is not the sandbox's.
+That socket is the only way out of a sandbox's network namespace and is bound into that sandbox alone,
+so a connection accepted on it is that sandbox's: the gateway hands it, with the registration it came
+through, to `dispatch` (which serves it in this process or passes it to a worker), never through a
+network address another local process could take. It must never accept for one sandbox on another's
+listener, and never hand on a connection without its registration.
 """
 
 from __future__ import annotations
@@ -13,89 +14,92 @@ import contextlib
 import logging
 import os
 import socket
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
+from ._registry import SandboxEntry
+
 log = logging.getLogger(__name__)
-SOCKET_NAME = "proxy.sock"
-_CHUNK = 1 << 16
+Dispatch = Callable[[SandboxEntry, socket.socket], None]
+BACKLOG = 128
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        pass
+class _Listener:
+    def __init__(self, entry: SandboxEntry, sock: socket.socket):
+        self.entry, self.sock = entry, sock
+        self.inode = os.stat(entry.socket).st_ino
 
 
 class Gateway:
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self._servers: dict[str, tuple[asyncio.AbstractServer, Path, str, int]] = {}
+    def __init__(self, dispatch: Dispatch):
+        self.dispatch = dispatch
+        self._listeners: dict[str, _Listener] = {}
 
-    async def open(self, name: str, chan_dir: Path, address: str) -> Path:
-        """Listen for sandbox `name` on `<chan_dir>/proxy.sock` (replacing an earlier listener)."""
-        await self.close(name)
-        chan_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
-        path = chan_dir / SOCKET_NAME
+    async def open(self, entry: SandboxEntry) -> Path:
+        """Listen for sandbox `entry.name` on `entry.socket` (replacing an earlier listener)."""
+        await self.close(entry.name)
+        path = entry.socket
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise OSError(f"{path} exists and is not a socket; refusing to replace it")
             path.unlink()
-
-        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                up_reader, up_writer = await asyncio.open_connection(
-                    *self.target, local_addr=(address, 0), family=socket.AF_INET)
-            except OSError as exc:
-                log.warning("gateway %s: cannot reach the proxy at %s:%s: %s", name, *self.target, exc)
-                writer.close()
-                return
-            sock = up_writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
-            finally:
-                for w in (up_writer, writer):
-                    w.close()
-
-        server = await asyncio.start_unix_server(relay, path=str(path))
-        # The sandbox user (any uid inside its user namespace) must be able to connect; the directory
-        # is private to the sandbox and the state dir is 0700 on the host.
-        os.chmod(path, 0o666)
-        self._servers[name] = (server, path, address, os.stat(path).st_ino)
-        log.info("gateway %s: %s -> %s:%s from %s", name, path, *self.target, address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(path))
+            # Any uid inside the sandbox's user namespace must be able to connect; the directory is the
+            # sandbox's own channel, never visible to another sandbox.
+            os.chmod(path, 0o666)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        listener = self._listeners[entry.name] = _Listener(entry, sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, listener)
+        log.info("gateway %s: listening on %s", entry.name, path)
         return path
 
-    def serves(self, name: str, chan_dir: Path, address: str) -> bool:
-        """True if `name`'s listener is at `<chan_dir>/proxy.sock`, relays from `address`, and that
-        path is still our socket (a recreated sandbox has a new channel directory)."""
-        item = self._servers.get(name)
-        if item is None:
-            return False
-        _, path, addr, ino = item
-        if path != chan_dir / SOCKET_NAME or addr != address:
+    def _accept(self, listener: _Listener) -> None:
+        while True:
+            try:
+                conn, _ = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: leave the rest in the backlog until fds are free
+                log.warning("gateway %s: accept failed: %s", listener.entry.name, exc)
+                return
+            conn.setblocking(False)
+            try:
+                self.dispatch(listener.entry, conn)
+            except Exception:
+                log.exception("gateway %s: could not hand a connection on", listener.entry.name)
+                conn.close()
+
+    def serves(self, entry: SandboxEntry) -> bool:
+        """True if `entry`'s listener is open for exactly this registration and its path is still ours."""
+        listener = self._listeners.get(entry.name)
+        if listener is None or listener.entry != entry:
             return False
         try:
-            return os.stat(path).st_ino == ino
+            return os.stat(entry.socket).st_ino == listener.inode
         except OSError:
             return False
 
     async def close(self, name: str) -> None:
-        item = self._servers.pop(name, None)
-        if item is None:
+        listener = self._listeners.pop(name, None)
+        if listener is None:
             return
-        server, path, _, ino = item
-        server.close()
+        asyncio.get_running_loop().remove_reader(listener.sock.fileno())
+        listener.sock.close()
         with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == ino:  # never unlink a newer listener's socket
-                path.unlink()
+            if os.stat(listener.entry.socket).st_ino == listener.inode:  # never a newer listener's socket
+                listener.entry.socket.unlink()
 
     async def close_all(self) -> None:
-        for name in list(self._servers):
+        for name in list(self._listeners):
             await self.close(name)
 
     def listening(self) -> dict[str, str]:
-        return {name: str(item[1]) for name, item in self._servers.items()}
+        return {name: str(item.entry.socket) for name, item in self._listeners.items()}

@@ -25,6 +25,9 @@ from mitmproxy.addons import (
     proxyserver,
     tlsconfig,
 )
+from mitmproxy.proxy.layers.http import HttpStream
+
+from ._state import META_BODY_LIMIT, META_BODY_OVERFLOW
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +121,37 @@ def _no_field_typecheck(self: Any) -> None:
     (mitmproxy's parser and `Response.make` build these)."""
 
 
+_check_body_size = HttpStream.check_body_size
+
+
+def _bounded_request_bodies(self: HttpStream, request: bool) -> Any:
+    """Replaces `HttpStream.check_body_size` for request bodies being received:
+    * a request already answered (refused at `requestheaders`): its body is read and dropped, so it
+      never grows past `stream_large_bodies`, where mitmproxy would switch to streaming it and crash
+      ("Can't set a response and enable streaming at the same time"), leaving the client unanswered;
+    * a request whose body an addon holds back to judge (`META_BODY_LIMIT`): buffered, never switched
+      to streaming (which would send it upstream before the `request` hook); past the limit it is
+      dropped and `META_BODY_OVERFLOW` set, for the `request` hook to answer.
+    Anything else: mitmproxy's own check."""
+    flow = self.flow
+    if request and flow is not None and self.request_body_buf:
+        meta = flow.metadata
+        if flow.response is not None or meta.get(META_BODY_OVERFLOW):
+            self.request_body_buf.clear()
+            return False
+        limit = meta.get(META_BODY_LIMIT)
+        if limit is not None:
+            if len(self.request_body_buf) > limit:
+                meta[META_BODY_OVERFLOW] = True
+                self.request_body_buf.clear()
+            return False
+    return (yield from _check_body_size(self, request))
+
+
 def lean_master(opts: options.Options, pipeline: Pipeline) -> master.Master:
     """A mitmproxy master with only the addons a forward policy proxy needs, plus `pipeline`."""
     mitm_http.MessageData.__post_init__ = _no_field_typecheck  # type: ignore[method-assign]
+    HttpStream.check_body_size = _bounded_request_bodies  # type: ignore[method-assign]
     m = master.Master(opts)
     m.addons = _HookIndex(m)
     m.addons.add(

@@ -1,36 +1,39 @@
-"""Sandbox identity: which sandbox a TCP peer address belongs to.
+"""Sandbox identity: which sandboxes are registered, and how their connections are recognised.
 
-The runtime allocates each sandbox an address `127.77.X.Y` and writes it to
-`<state>/sandboxes/<name>/sandbox.json`; registering a sandbox reads that file. Only the gateway binds
-those addresses, so the peer address of a proxy connection names its sandbox. A peer inside
-127.77.0.0/16 that is not registered belongs to no one and is denied (fail closed); any other peer is
-the host caller. This module holds data only: it must never open sockets.
+A runtime registers a sandbox through the control API with its name, its instance (`created`), its
+policy file and its channel: how its connections reach the proxy. Today one kind exists, `unix`: the
+proxy listens on a UNIX socket that only that sandbox can see (bound into it), and every connection
+accepted there is that sandbox's, whoever the peer claims to be. Identity therefore never comes from a
+network address: a connection that did not arrive through a registered channel is the host caller.
+This module holds data only: it must never open sockets or read a runtime's files.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-SANDBOX_NET = ipaddress.ip_network("127.77.0.0/16")
 HOST_CALLER = "default"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+CHANNEL_KINDS = ("unix",)
 
 
 class RegistryError(ValueError):
-    """A sandbox cannot be registered; the message says which file or field and what to do."""
+    """A sandbox cannot be registered; the message says which field and what to do."""
 
 
 @dataclass(frozen=True)
 class SandboxEntry:
     name: str
-    address: str
     policy_file: Path
-    chan_dir: Path
-    created: float | None = None  # sandbox.json "created": tells two sandboxes of one name apart
+    socket: Path  # channel "unix": where the proxy listens for this sandbox alone
+    created: float | None = None  # tells two sandboxes of one name apart
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "created": self.created, "policy_file": str(self.policy_file),
+                "channel": {"kind": "unix", "socket": str(self.socket)}}
 
 
 def check_name(name: str) -> str:
@@ -42,51 +45,44 @@ def check_name(name: str) -> str:
     return name
 
 
-def read_sandbox(state: Path, name: str) -> SandboxEntry:
-    """Read `<state>/sandboxes/<name>/sandbox.json` into an entry (validating the address)."""
+def _absolute(value: Any, field: str) -> Path:
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+        raise RegistryError(f"field {field!r} must be an absolute path, got {value!r}")
+    return Path(value)
+
+
+def entry_from_dict(name: str, body: Any) -> SandboxEntry:
+    """Validate a registration body: {"created", "policy_file", "channel": {"kind": "unix", "socket"}}."""
     check_name(name)
-    meta_path = state / "sandboxes" / name / "sandbox.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise RegistryError(f"{meta_path}: not found; create the sandbox before registering it") from None
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"{meta_path}: unreadable: {exc}") from None
-    address = meta.get("address")
-    try:
-        ip = ipaddress.ip_address(str(address))
-    except ValueError:
-        raise RegistryError(f"{meta_path}: field 'address' must be an IPv4 address in {SANDBOX_NET}, "
-                            f"got {address!r}") from None
-    if ip not in SANDBOX_NET or ip in (SANDBOX_NET.network_address, SANDBOX_NET.broadcast_address):
-        raise RegistryError(f"{meta_path}: field 'address' {address!r} is outside {SANDBOX_NET}")
-    policy_file = Path(meta.get("policy_file") or state / "policies" / f"{name}.yaml")
-    created = meta.get("created")
-    return SandboxEntry(name, str(ip), policy_file, state / "sandboxes" / name / "chan",
-                        float(created) if isinstance(created, int | float) else None)
+    if not isinstance(body, dict):
+        raise RegistryError("a registration is a JSON object with 'policy_file' and 'channel'")
+    channel = body.get("channel")
+    if not isinstance(channel, dict) or channel.get("kind") not in CHANNEL_KINDS:
+        raise RegistryError(f"field 'channel' must be an object whose 'kind' is one of {CHANNEL_KINDS}, "
+                            f"got {channel!r}")
+    created = body.get("created")
+    if created is not None and (isinstance(created, bool) or not isinstance(created, int | float)):
+        raise RegistryError(f"field 'created' must be a number, got {created!r}")
+    return SandboxEntry(name, _absolute(body.get("policy_file"), "policy_file"),
+                        _absolute(channel.get("socket"), "channel.socket"),
+                        float(created) if created is not None else None)
 
 
 class Registry:
-    """Registered sandboxes by name and by address."""
+    """Registered sandboxes by name."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, SandboxEntry] = {}
-        self._by_address: dict[str, SandboxEntry] = {}
 
     def add(self, entry: SandboxEntry) -> None:
-        other = self._by_address.get(entry.address)
-        if other is not None and other.name != entry.name:
-            raise RegistryError(f"address {entry.address} of sandbox {entry.name!r} is already used by "
-                                f"sandbox {other.name!r}")
-        self.remove(entry.name)
+        for other in self._by_name.values():
+            if other.socket == entry.socket and other.name != entry.name:
+                raise RegistryError(f"channel {entry.socket} of sandbox {entry.name!r} is already sandbox "
+                                    f"{other.name!r}'s")
         self._by_name[entry.name] = entry
-        self._by_address[entry.address] = entry
 
     def remove(self, name: str) -> SandboxEntry | None:
-        entry = self._by_name.pop(name, None)
-        if entry is not None:
-            self._by_address.pop(entry.address, None)
-        return entry
+        return self._by_name.pop(name, None)
 
     def get(self, name: str) -> SandboxEntry | None:
         return self._by_name.get(name)
@@ -94,18 +90,9 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
-    def caller(self, peer_ip: str) -> str | None:
-        """The policy name for a peer: a sandbox name, HOST_CALLER, or None (unknown sandbox address)."""
-        entry = self._by_address.get(peer_ip)
-        if entry is not None:
-            return entry.name
-        try:
-            ip = ipaddress.ip_address(peer_ip)
-        except ValueError:
-            return None
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-            entry = self._by_address.get(str(ip))
-            if entry is not None:
-                return entry.name
-        return None if ip in SANDBOX_NET else HOST_CALLER
+    def entries(self) -> list[SandboxEntry]:
+        return [self._by_name[n] for n in self.names()]
+
+    def current(self, entry: SandboxEntry) -> bool:
+        """True while `entry` (bound to a connection when it arrived) is still the registered sandbox."""
+        return self._by_name.get(entry.name) == entry

@@ -14,6 +14,8 @@ import re
 import stat
 from pathlib import Path
 
+from ._scrub import scrub
+
 ENV_PREFIX = "OPENSHELL_SECRET_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -79,7 +81,8 @@ class SecretStore:
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every secret value the store has handed out in log messages (defence in depth)."""
+    """Redacts every secret value the store has handed out from log messages and tracebacks, in every
+    spelling `_scrub` finds (percent-encoded, base64, JSON-escaped, ...): defence in depth."""
 
     def __init__(self, store: SecretStore):
         super().__init__()
@@ -89,8 +92,18 @@ class RedactingFilter(logging.Filter):
         issued = self.store.issued
         if issued:
             message = record.getMessage()
-            if any(s in message for s in issued):
-                for s in issued:
-                    message = message.replace(s, "[REDACTED]")
-                record.msg, record.args = message, None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            clean = _redact(message, issued)
+            if clean != message:
+                record.msg, record.args = clean, None
+            if record.exc_text:
+                record.exc_text = _redact(record.exc_text, issued)
         return True
+
+
+def _redact(text: str, secrets: set[str]) -> str:
+    data = text.encode("utf-8", "surrogateescape")
+    for secret in secrets:
+        data = scrub(data, secret.encode())
+    return data.decode("utf-8", "surrogateescape")

@@ -2,10 +2,12 @@
 the control API and any worker processes.
 
 Workers: with `workers > 1` every process listens on the same port with SO_REUSEPORT, so the kernel
-spreads client connections across them; each worker is a full proxy (own policy watcher and flow
-log appends). The primary forwards registry changes to workers over their stdin (one JSON line per
-command, one JSON line of answer on stdout) and answers the caller only when every worker applied it.
-It must never accept a sandbox connection anywhere but through the gateway's source address.
+spreads host-caller connections across them; each worker is a full proxy (own policy watcher; its flow
+records go to the primary, which writes the log). Sandbox connections arrive on the gateway (in the
+primary) and are spread round-robin: served here, or passed with their sandbox's name to a worker over a
+private socket pair (SCM_RIGHTS). The primary forwards registry changes to workers over their stdin (one
+JSON line per command, one JSON line of answer on stdout) and answers the caller only when every worker
+applied it. It must never serve a sandbox connection that did not come through that sandbox's channel.
 """
 
 from __future__ import annotations
@@ -28,21 +30,27 @@ from mitmproxy import options
 from mitmproxy.master import Master
 from mitmproxy.proxy import mode_servers
 
+from ..hostproc import SYSTEM_PATH, python_argv, safe_env
+from . import _handoff, _protocol
 from ._addresses import Resolver
 from ._ca import BUNDLE, ensure_ca, upstream_trust
 from ._control import ControlServer
 from ._flowlog import ROTATE_BYTES, ROTATE_KEEP, FlowLog, FlowRing, PipeFlowLog
 from ._gateway import Gateway
+from ._limits import Limits
 from ._pipeline import Pipeline, lean_master
 from ._policies import PolicySet
-from ._registry import HOST_CALLER, Registry, RegistryError, read_sandbox
+from ._registry import HOST_CALLER, Registry, RegistryError, SandboxEntry, entry_from_dict
 from ._secrets import RedactingFilter, SecretStore
 from ._state import ProxyState
 from .addons.addresses import AddressGuard
 from .addons.enforce import EgressEnforcer
 from .addons.flowlog import FlowRecorder
 from .addons.inference import InferenceRouter
+from .addons.limits import BodyLimit, HeadLimits
 from .addons.reload import PolicyWatcher
+from .addons.upgrades import UpgradeGuard
+from .addons.upstream import UpstreamFailures
 
 log = logging.getLogger("jupyter_openshell.proxy")
 STREAM_THRESHOLD = "256k"
@@ -56,17 +64,25 @@ class ProxyConfig:
     listen_port: int = 0
     workers: int = 1
     worker_index: int = 0  # 0: primary
-    upstream_ca: Path | None = None
+    upstream_ca: Path | None = None  # extra CA certificates trusted for upstream TLS
+    upstream_trust: str = "system+certifi"  # or "system", "certifi", or a PEM file trusted alone
+    limits: Limits = field(default_factory=Limits)
+    connect_timeout: float = 30.0  # seconds an upstream connection attempt may take (504 after)
     resolve: dict[str, str] = field(default_factory=dict)
     reload_interval: float = 0.05
     flow_fd: int | None = None  # a worker: the pipe its flow records go to (the primary writes the log)
+    channel_fd: int | None = None  # a worker: the socket pair end sandbox connections arrive on
     flow_max_bytes: int = ROTATE_BYTES  # rotate flows.jsonl when it would pass this size
     flow_keep: int = ROTATE_KEEP  # rotated files kept (flows.jsonl.1 ..)
 
 
-def default_addons(state: ProxyState, reload_interval: float = 0.05) -> list[Any]:
-    """Our addons in hook order: decide, route, check the address, record; plus the policy watcher."""
-    return [EgressEnforcer(state), InferenceRouter(state), AddressGuard(state), FlowRecorder(state),
+def default_addons(state: ProxyState, reload_interval: float = 0.05, limits: Limits | None = None,
+                   connect_timeout: float = 30.0) -> list[Any]:
+    """Our addons in hook order: size limits of the head, decide, body limit, route, upgrades, check
+    the address, answer upstream failures, record; plus the policy watcher."""
+    limits = limits or Limits()
+    return [HeadLimits(state, limits), EgressEnforcer(state), BodyLimit(limits), InferenceRouter(state),
+            UpgradeGuard(), AddressGuard(state), UpstreamFailures(connect_timeout), FlowRecorder(state),
             PolicyWatcher(state, reload_interval)]
 
 
@@ -81,17 +97,28 @@ def _registered_file(state_dir: Path) -> Path:
     return state_dir / "run" / "proxy-sandboxes.json"
 
 
-def _load_registered(state_dir: Path) -> list[str]:
+def _entries(items: Any) -> list[SandboxEntry]:
+    """Registrations from their dicts (the persisted file, a command to a worker); invalid ones skipped."""
+    out = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            out.append(entry_from_dict(item.get("name", ""), item))
+        except (RegistryError, AttributeError) as exc:
+            log.warning("registration %r skipped: %s", item, exc)
+    return out
+
+
+def _load_registered(state_dir: Path) -> list[SandboxEntry]:
     try:
-        return list(json.loads(_registered_file(state_dir).read_text()))
+        return _entries(json.loads(_registered_file(state_dir).read_text()))
     except (OSError, ValueError):
         return []
 
 
-def _save_registered(state_dir: Path, names: list[str]) -> None:
+def _save_registered(state_dir: Path, entries: list[SandboxEntry]) -> None:
     path = _registered_file(state_dir)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sorted(names)))
+    tmp.write_text(json.dumps([e.to_dict() for e in entries]))
     os.replace(tmp, path)
 
 
@@ -132,24 +159,17 @@ class ProxyProcess:
         self.started = time.time()
 
     # -- registry ---------------------------------------------------------------------------
-    def apply_registered(self, names: list[str]) -> dict[str, str]:
-        """Make the registry hold exactly those of `names` whose sandbox.json is valid now (re-reading
-        each: a sandbox recreated under an old name may have a new address); returns the errors.
-        A name whose record is gone or broken is dropped, so its stale entry never holds an address
-        a new sandbox was given, nor serves a policy."""
+    def apply_registered(self, entries: list[SandboxEntry]) -> dict[str, str]:
+        """Make the registry hold exactly `entries`; returns the errors (an entry whose channel another
+        sandbox holds). A sandbox registered again (maybe a new one under an old name) replaces the
+        earlier registration, whose connections then no longer serve a policy."""
         errors: dict[str, str] = {}
-        entries = []
-        for name in names:
-            try:
-                entries.append(read_sandbox(self.cfg.state_dir, name))
-            except RegistryError as exc:
-                errors[name] = str(exc)
         keep = {e.name for e in entries}
         for name in set(self.state.registry.names()) - keep:
             self.state.registry.remove(name)
             self.state.policies.drop(name)
         changed = {e.name for e in entries if self.state.registry.get(e.name) != e}
-        for name in changed:  # free changed addresses before any is taken again
+        for name in changed:  # free changed channels before any is taken again
             self.state.registry.remove(name)
         for entry in entries:
             if entry.name not in changed:
@@ -173,16 +193,23 @@ class ProxyProcess:
     async def start_master(self) -> None:
         if self.cfg.workers > 1:
             _use_reuse_port()
-        opts = options.Options(listen_host=self.cfg.listen_host, listen_port=self.cfg.listen_port,
-                               confdir=str(self.cfg.state_dir / "ca"))
-        self.master = lean_master(opts, Pipeline(default_addons(self.state, self.cfg.reload_interval)))
+        cfg = self.cfg
+        _protocol.install(cfg.limits)
+        try:
+            cafile, capath = upstream_trust(cfg.state_dir / "ca", cfg.upstream_trust, cfg.upstream_ca)
+        except ValueError as exc:
+            raise SystemExit(f"openshell proxy: {exc} (see --upstream-trust and --upstream-ca)") from None
+        opts = options.Options(listen_host=cfg.listen_host, listen_port=cfg.listen_port,
+                               confdir=str(cfg.state_dir / "ca"))
+        self.master = lean_master(opts, Pipeline(default_addons(self.state, cfg.reload_interval, cfg.limits,
+                                                                cfg.connect_timeout)))
         updates: dict[str, Any] = {
             "connection_strategy": "lazy",
             "stream_large_bodies": STREAM_THRESHOLD,
+            "ssl_verify_upstream_trusted_ca": str(cafile),
         }
-        if self.cfg.upstream_ca:
-            updates["ssl_verify_upstream_trusted_ca"] = str(upstream_trust(self.cfg.state_dir / "ca",
-                                                                           self.cfg.upstream_ca))
+        if capath:
+            updates["ssl_verify_upstream_trusted_confdir"] = capath
         self.master.options.update(**updates)
 
     async def wait_listening(self) -> int:
@@ -206,6 +233,8 @@ class Primary:
         self.gateway: Gateway | None = None
         self.control: ControlServer | None = None
         self.workers: list[asyncio.subprocess.Process] = []
+        self._channels: list[socket.socket] = []  # per worker: where its sandbox connections are sent
+        self._next = 0  # round-robin over this process and the workers
         self._flow_pipes: dict[int, bytearray] = {}  # read end of a worker's flow pipe -> partial line
         self._worker_lock = asyncio.Lock()
         self._registry_lock = asyncio.Lock()  # one registry change at a time, workers told in order
@@ -233,7 +262,7 @@ class Primary:
             raise
         cfg.listen_port = port
         target_host = "127.0.0.1" if cfg.listen_host in ("", "0.0.0.0") else cfg.listen_host
-        self.gateway = Gateway((target_host, port))
+        self.gateway = Gateway(self._dispatch)
         for w in range(1, cfg.workers):
             self.workers.append(await self._spawn_worker(w))
         for name, err in (await self._apply(_load_registered(cfg.state_dir))).items():
@@ -263,6 +292,8 @@ class Primary:
             await self.control.stop()
         if self.gateway:
             await self.gateway.close_all()
+        for chan in self._channels:
+            chan.close()
         for w in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 w.terminate()
@@ -278,25 +309,36 @@ class Primary:
     # -- workers ----------------------------------------------------------------------------
     async def _spawn_worker(self, index: int) -> asyncio.subprocess.Process:
         cfg = self.cfg
-        argv = [sys.executable, "-m", "jupyter_openshell", "proxy", "--policy", str(cfg.policy_file),
-                "--listen", f"{cfg.listen_host}:{cfg.listen_port}", "--workers", str(cfg.workers),
-                "--worker-index", str(index), "--state-dir", str(cfg.state_dir)]
+        argv = python_argv("jupyter_openshell", "proxy", "--policy", str(cfg.policy_file),
+                           "--listen", f"{cfg.listen_host}:{cfg.listen_port}", "--workers", str(cfg.workers),
+                           "--worker-index", str(index), "--state-dir", str(cfg.state_dir))
         if cfg.upstream_ca:
             argv += ["--upstream-ca", str(cfg.upstream_ca)]
+        lim = cfg.limits
+        argv += ["--upstream-trust", cfg.upstream_trust, "--connect-timeout", str(cfg.connect_timeout),
+                 "--max-request-line", str(lim.max_request_line),
+                 "--max-header-bytes", str(lim.max_header_bytes),
+                 "--max-header-count", str(lim.max_header_count), "--max-body", str(lim.max_body)]
         for k, v in cfg.resolve.items():
             argv += ["--resolve", f"{k}={v}"]
         read_end, write_end = os.pipe()
         with contextlib.suppress(OSError):  # room for bursts while this loop is busy (1 MiB: the default cap)
             fcntl.fcntl(write_end, 1031, 1 << 20)  # F_SETPIPE_SZ
-        argv += ["--flow-fd", str(write_end)]
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv += ["--flow-fd", str(write_end), "--channel-fd", str(theirs.fileno())]
         try:
-            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
-                                                        stdout=asyncio.subprocess.PIPE, pass_fds=(write_end,))
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                pass_fds=(write_end, theirs.fileno()), cwd="/", env=safe_env({"PATH": SYSTEM_PATH}))
         except BaseException:
             os.close(read_end)
+            ours.close()
             raise
         finally:
             os.close(write_end)
+            theirs.close()
+        ours.setblocking(False)
+        self._channels.append(ours)
         os.set_blocking(read_end, False)
         self._flow_pipes[read_end] = bytearray()
         asyncio.get_running_loop().add_reader(read_end, self._drain_flows, read_end)
@@ -352,21 +394,40 @@ class Primary:
                 return answer
         return {"error": f"worker pid {w.pid} exited"}
 
-    async def _apply(self, names: list[str], reopen: str | None = None) -> dict[str, str]:
-        """Make every process serve exactly `names`; the gateway of `reopen` (a sandbox registering
+    async def _apply(self, entries: list[SandboxEntry], reopen: str | None = None) -> dict[str, str]:
+        """Make every process serve exactly `entries`; the gateway of `reopen` (a sandbox registering
         again, maybe a new one under an old name) and of any entry that changed is opened afresh."""
-        errors = self.proc.apply_registered(names)
+        errors = self.proc.apply_registered(entries)
         assert self.gateway is not None
-        for name in set(self.gateway.listening()) - set(self.proc.state.registry.names()):
+        registry = self.proc.state.registry
+        for name in set(self.gateway.listening()) - set(registry.names()):
             await self.gateway.close(name)
-        for name in self.proc.state.registry.names():
-            entry = self.proc.state.registry.get(name)
-            assert entry is not None
-            if name == reopen or not self.gateway.serves(name, entry.chan_dir, entry.address):
-                await self.gateway.open(name, entry.chan_dir, entry.address)
-        _save_registered(self.cfg.state_dir, self.proc.state.registry.names())
-        await self._tell_workers({"op": "registered", "names": self.proc.state.registry.names()})
+        for entry in registry.entries():
+            if entry.name == reopen or not self.gateway.serves(entry):
+                try:
+                    await self.gateway.open(entry)
+                except OSError as exc:
+                    errors[entry.name] = f"cannot listen on {entry.socket}: {exc}"
+                    registry.remove(entry.name)
+                    self.proc.state.policies.drop(entry.name)
+        _save_registered(self.cfg.state_dir, registry.entries())
+        await self._tell_workers({"op": "registered", "entries": [e.to_dict() for e in registry.entries()]})
         return errors
+
+    def _dispatch(self, entry: SandboxEntry, conn: socket.socket) -> None:
+        """Serve a connection from `entry`'s channel here or in a worker (round-robin)."""
+        self._next = (self._next + 1) % (len(self._channels) + 1)
+        if self._next:
+            message = json.dumps({"name": entry.name, "created": entry.created}).encode()
+            try:
+                socket.send_fds(self._channels[self._next - 1], [message], [conn.fileno()])
+            except OSError:  # that worker is busy or gone: serve it here
+                pass
+            else:
+                conn.close()
+                return
+        assert self.proc.master is not None
+        _handoff.start(self.proc.master, self.proc.state, entry, conn)
 
     # -- control API ------------------------------------------------------------------------
     async def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -375,7 +436,9 @@ class Primary:
             return 200, await self.status()
         if len(parts) == 2 and parts[0] == "sandboxes" and method in ("POST", "DELETE"):
             async with self._registry_lock:  # read-modify-write of the registry, one at a time
-                return await self._register(method, parts[1], query.get("created"))
+                if method == "POST":
+                    return await self._register(parts[1], body)
+                return await self._unregister(parts[1], query.get("created"))
         if parts == ["flows"] and method == "GET":
             return self._flows(query)
         if parts == ["reload"] and method == "POST":
@@ -399,51 +462,45 @@ class Primary:
         raw = query.get("created") or "any"
         created: float | bool | None = True
         if raw == "current" and sandbox is not None:
-            created = self._current_created(sandbox)
+            entry = self.proc.state.registry.get(sandbox)
+            created = entry.created if entry is not None else True
         elif raw not in ("any", "current"):
             try:
                 created = None if raw == "none" else float(raw)
             except ValueError:
-                return 400, {"error": "created must be 'current', 'any', 'none' or a sandbox.json created"}
+                return 400, {"error": "created must be 'current', 'any', 'none' or a registered 'created'"}
         return 200, self.ring.query(sandbox, since, limit, after=after, created=created)
 
-    def _current_created(self, name: str) -> float | bool | None:
-        """The `created` of the sandbox now called `name` (registered, else its sandbox.json); True (any
-        instance) when there is no such sandbox now."""
-        entry = self.proc.state.registry.get(name)
-        if entry is None:
-            try:
-                entry = read_sandbox(self.cfg.state_dir, name)
-            except RegistryError:
-                return True
-        return entry.created
+    async def _register(self, name: str, body: Any) -> tuple[int, Any]:
+        try:
+            entry = entry_from_dict(name, body)
+        except RegistryError as exc:
+            return 400, {"error": str(exc)}
+        others = [e for e in self.proc.state.registry.entries() if e.name != name]
+        errors = await self._apply([*others, entry], reopen=name)
+        if name in errors:
+            await self._apply(others)
+            return 400, {"error": errors[name]}
+        return 200, self.sandbox_status(name)
 
-    async def _register(self, method: str, name: str, created: str | None) -> tuple[int, Any]:
-        names = self.proc.state.registry.names()
-        if method == "POST":
-            errors = await self._apply(sorted(set(names) | {name}), reopen=name)
-            if name in errors:
-                await self._apply([n for n in names if n != name])
-                return 400, {"error": errors[name]}
-            return 200, self.sandbox_status(name)
+    async def _unregister(self, name: str, created: str | None) -> tuple[int, Any]:
         entry = self.proc.state.registry.get(name)
         if created and entry is not None and entry.created is not None:
             try:
                 stale = float(created) != entry.created
             except ValueError:
-                return 400, {"error": "created must be the number in the sandbox's sandbox.json"}
+                return 400, {"error": "created must be the number the sandbox was registered with"}
             if stale:  # a late unregister of an earlier sandbox of this name: keep the newer one
                 return 409, {"error": f"sandbox {name!r} was registered again (created {entry.created}); "
                                       f"the one created {created} is already gone", "unregistered": False}
-        known = name in names
-        await self._apply([n for n in names if n != name])
-        return (200 if known else 404), {"name": name, "unregistered": known}
+        await self._apply([e for e in self.proc.state.registry.entries() if e.name != name])
+        return (200 if entry is not None else 404), {"name": name, "unregistered": entry is not None}
 
     def sandbox_status(self, name: str) -> dict[str, Any]:
         entry = self.proc.state.registry.get(name)
         assert entry is not None and self.gateway is not None
         pol = self.proc.policy_status().get(name, {})
-        return {"name": name, "address": entry.address, "socket": self.gateway.listening().get(name),
+        return {"name": name, "created": entry.created, "socket": self.gateway.listening().get(name),
                 "policy_file": str(entry.policy_file), "policy_version": pol.get("version"),
                 "policy_error": pol.get("last_error")}
 
@@ -482,6 +539,10 @@ async def run_worker(cfg: ProxyConfig) -> int:
         out.write(json.dumps(obj) + "\n")
         out.flush()
 
+    if cfg.channel_fd is not None:
+        channel = socket.socket(fileno=cfg.channel_fd)
+        channel.setblocking(False)
+        loop.add_reader(channel.fileno(), _receive_channel_connections, proc, channel)
     answer({"ready": True, "pid": os.getpid()})
 
     async def commands() -> None:
@@ -489,7 +550,7 @@ async def run_worker(cfg: ProxyConfig) -> int:
             cmd = json.loads(line)
             seq = cmd.get("seq")
             if cmd.get("op") == "registered":
-                answer({"seq": seq, "errors": proc.apply_registered(cmd["names"])})
+                answer({"seq": seq, "errors": proc.apply_registered(_entries(cmd["entries"]))})
             elif cmd.get("op") == "reload":
                 answer({"seq": seq, "changed": proc.state.policies.refresh(force=True)})
             elif cmd.get("op") == "status":
@@ -506,6 +567,31 @@ async def run_worker(cfg: ProxyConfig) -> int:
     finally:
         cmd_task.cancel()
     return 0
+
+
+def _receive_channel_connections(proc: ProxyProcess, channel: socket.socket) -> None:
+    """A worker: serve the sandbox connections the primary passed, each with its sandbox's name; one
+    whose registration this worker does not hold (anymore) is closed unserved."""
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 4096, 4)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not message and not fds:  # the primary went away
+            asyncio.get_running_loop().remove_reader(channel.fileno())
+            return
+        conns = [socket.socket(fileno=fd) for fd in fds]
+        try:
+            sent = json.loads(message)
+            entry = proc.state.registry.get(sent["name"])
+        except (ValueError, KeyError, TypeError):
+            entry = None
+        if entry is None or len(conns) != 1 or entry.created != sent.get("created"):
+            for conn in conns:
+                conn.close()
+            continue
+        assert proc.master is not None
+        _handoff.start(proc.master, proc.state, entry, conns[0])
 
 
 async def _answers(path: Path) -> bool:

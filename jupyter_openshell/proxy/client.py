@@ -20,13 +20,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from jupyter_openshell.hostproc import SYSTEM_PATH, popen, python_argv
 from jupyter_openshell.paths import ensure_private_dir, state_dir
 
 DEFAULT_POLICY = "network:\n  egress:\n    - action: deny\n"
@@ -90,15 +90,18 @@ class ProxyClient:
             return False
         return True
 
-    def register_sandbox(self, name: str) -> dict[str, Any]:
-        """Tell the proxy about `<state>/sandboxes/<name>/sandbox.json`: it opens the gateway socket
-        `<state>/sandboxes/<name>/chan/proxy.sock` and applies `<state>/policies/<name>.yaml` (or the
-        file's `policy_file`) to connections from its address. Returns {name, address, socket,
-        policy_file, policy_version, policy_error}."""
-        return self._call("POST", f"/sandboxes/{quote(name, safe='')}")
+    def register_sandbox(self, name: str, *, socket_path: Path | str, policy_file: Path | str,
+                         created: float | None = None) -> dict[str, Any]:
+        """Register sandbox `name` (the instance `created`): the proxy listens on `socket_path` (a UNIX
+        socket only that sandbox can reach) and serves every connection accepted there as that sandbox,
+        under the policy in `policy_file` (watched: a new version applies to the next request). Returns
+        {name, created, socket, policy_file, policy_version, policy_error}."""
+        body = {"created": created, "policy_file": str(Path(policy_file).resolve()),
+                "channel": {"kind": "unix", "socket": os.path.abspath(socket_path)}}
+        return self._call("POST", f"/sandboxes/{quote(name, safe='')}", body)
 
     def unregister_sandbox(self, name: str, created: float | None = None) -> dict[str, Any]:
-        """Close `name`'s gateway and forget it. With `created` (its sandbox.json "created"), only that
+        """Close `name`'s gateway and forget it. With `created` (as registered), only that
         sandbox is unregistered: a late call for an earlier sandbox of the same name gets ProxyError
         (409) and leaves the newer registration alone."""
         query = f"?created={created!r}" if created is not None else ""
@@ -117,7 +120,7 @@ class ProxyClient:
         proxy restarts and rotated log files; else with `since` the first `limit` at or after that ts;
         else the newest `limit`. With `sandbox`, `created` picks the instance: "current" (the sandbox now
         called so; every record of the name if there is none), "any", None (records of no known
-        instance) or a sandbox.json `created`."""
+        instance) or a registered `created`."""
         params: dict[str, Any] = {"since": since, "limit": limit}
         if after is not None:
             params["after"] = int(after)
@@ -221,13 +224,13 @@ class ProxyClient:
                 fd = os.open(policy_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(DEFAULT_POLICY)
-        argv = [sys.executable, "-m", "jupyter_openshell", "proxy", "--policy", str(policy_file),
-                "--listen", listen, "--workers", str(workers), "--state-dir", str(self.state_dir),
-                *extra_args]
+        argv = python_argv("jupyter_openshell", "proxy", "--policy", str(Path(policy_file).resolve()),
+                           "--listen", listen, "--workers", str(workers),
+                           "--state-dir", str(self.state_dir.resolve()), *extra_args)
         with open(self.log_file, "ab") as log:
             os.chmod(self.log_file, 0o600)
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env={**os.environ, **env})
+            proc = popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                         env={"PATH": SYSTEM_PATH, **env})
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -88,7 +88,10 @@ class RemoteProcess:
             for fd in to_close:
                 os.close(fd)
         self._reader = _wire.ReplyReader(self._sock)
-        first = self._read(None)
+        try:
+            first = self._read(KILL_GRACE_S)
+        except TimeoutError:  # the command stopped its agent before it said the pid: pid stays unknown
+            return
         if first is None:
             self._finish(-signal.SIGKILL)
         elif "pid" in first:
@@ -141,6 +144,8 @@ class RemoteProcess:
                 self._finish(-signal.SIGKILL)
             elif "exit" in message:
                 self._finish(int(message["exit"]))
+            elif "pid" in message and self.pid is None:  # late: its agent was stopped for a while
+                self.pid = int(message["pid"])
 
     def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[Any, Any]:
         results: dict[str, bytes] = {}

@@ -2,8 +2,8 @@
 
 * `load(path)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
   (`<state>/policies/<name>.yaml`, which the proxy watches: a new version applies to the next request).
-* `register(name)` / `unregister(name)`: ask the proxy to open/close the sandbox's gateway socket. A proxy
-  that `register` (or `ensure_proxy`) had to start stops when `unregister` leaves it no sandbox
+* `register(name, created)` / `unregister(name)`: ask the proxy to open/close the sandbox's channel. A
+  proxy that `register` (or `ensure_proxy`) had to start stops when `unregister` leaves it no sandbox
   (`ProxyClient.release_if_unused`; OPENSHELL_KEEP_PROXY=1 or `openshell proxy start` keep it).
 It must never read the proxy's private files (CA key, secrets) and never swallow a policy error.
 """
@@ -86,14 +86,16 @@ def ensure_proxy() -> str | None:
     return None
 
 
-def register(name: str) -> str | None:
-    """Make sure the proxy runs and serves sandbox `name`; returns a warning instead of failing (the
-    sandbox then has no way out at all, and says so to each request)."""
+def register(name: str, created: float) -> str | None:
+    """Make sure the proxy runs and serves sandbox `name` (the instance `created`) on its channel,
+    `<state>/sandboxes/<name>/chan/proxy.sock`; returns a warning instead of failing (the sandbox then has
+    no way out at all, and says so to each request)."""
     try:
         client = _client()
         with client.in_use():  # (no release_if_unused in between)
             client.ensure_running(auto=True)
-            client.register_sandbox(name)
+            socket = paths.state_dir() / "sandboxes" / name / "chan" / "proxy.sock"
+            client.register_sandbox(name, created=created, policy_file=policy_path(name), socket_path=socket)
     except Exception as exc:  # the proxy is another area: any failure there must not leave a half sandbox
         message = f"policy proxy unavailable ({type(exc).__name__}: {exc}); sandbox {name} has no network"
         log.warning(message)

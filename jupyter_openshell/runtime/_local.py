@@ -275,10 +275,10 @@ def reap_shims() -> None:
                 del _SHIMS[pid]
 
 
-def _publish(name: str, text: str) -> str | None:
+def _publish(name: str, text: str, created: float) -> str | None:
     """Make `text` sandbox `name`'s current policy and open its gateway; a warning if the proxy failed."""
     _links.store(name, text)
-    return _links.register(name)
+    return _links.register(name, created)
 
 
 def _in_background(func: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -396,7 +396,7 @@ class LocalBackend(Backend):
             (directory / "chan").symlink_to(chan)
         # While the rest is set up and the sandbox boots: its policy becomes current, then the proxy
         # opens its gateway (both wait on I/O: fsync, the proxy's workers).
-        publish = _in_background(_publish, name, text)
+        publish = _in_background(_publish, name, text, record["created"])
         try:
             if os.geteuid() == 0:
                 _check_reachable([python, os.path.realpath(python), *runtime_paths], uid, python=True)
@@ -690,7 +690,7 @@ class LocalBackend(Backend):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
             name = os.path.basename(directory)
-            _links.unregister(name)  # frees its identity address in the proxy
+            _links.unregister(name)  # closes its channel in the proxy
             chan = Path(directory, "chan")
             if chan.is_symlink():  # root: the exposed dir is named <uid>-<token>, cgroups <name>-<token>
                 exposed = Path(os.readlink(chan)).parent

@@ -15,9 +15,11 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Enum, Float
 
+from .editor import handlers as editor_handlers
 from .flows import handlers as flows_handlers
 from .flows.manager import FlowManager
 from .gpu import handlers as gpu_handlers
+from .kernels import handlers as kernels_handlers
 from .openapi import handlers as openapi_handlers
 from .policies import handlers as policies_handlers
 from .policies.manager import PolicyManager
@@ -57,6 +59,9 @@ class OpenShellExtension(ExtensionApp):
         return server_owner() if mode == "server" else user.username
 
     def initialize_settings(self) -> None:
+        from jupyter_openshell.kernel.local_provisioner import make_default
+
+        make_default()  # kernels of other kernelspecs keep the notebook directory off sys.path
         self.sandboxes = SandboxManager(parent=self)
         self.policies = PolicyManager(parent=self)
         self.flows = FlowManager(parent=self)
@@ -64,7 +69,8 @@ class OpenShellExtension(ExtensionApp):
         self._started_proxy = False
 
     def initialize_handlers(self) -> None:
-        for module in (sandboxes_handlers, policies_handlers, flows_handlers, gpu_handlers, openapi_handlers):
+        for module in (sandboxes_handlers, policies_handlers, flows_handlers, gpu_handlers, openapi_handlers,
+                       editor_handlers, kernels_handlers):
             self.handlers.extend(module.handlers)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:

@@ -5,14 +5,13 @@ Test helpers: production code must never import them.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyter_openshell.hostproc import python_argv, safe_env
 from jupyter_openshell.proxy import ProxyClient, ProxyError
 
 
@@ -62,18 +61,19 @@ def start_proxy(state_dir: Path, policy_file: Path, *, workers: int = 1, upstrea
     `wrap` prefixes the command (e.g. `setpriv --reuid 65534 ...` to run it unprivileged)."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     port = free_port()
-    argv = [sys.executable, "-m", "jupyter_openshell", "proxy", "--policy", str(policy_file),
-            "--listen", f"127.0.0.1:{port}", "--workers", str(workers), "--state-dir", str(state_dir)]
+    argv = python_argv("jupyter_openshell", "proxy", "--policy", str(Path(policy_file).resolve()),
+                       "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+                       "--state-dir", str(state_dir.resolve()))
     if upstream_ca:
         argv += ["--upstream-ca", str(upstream_ca)]
     for k, v in (resolve or {}).items():
         argv += ["--resolve", f"{k}={v}"]
     argv = [*(wrap or []), *argv, *(extra or [])]
     stderr_path = state_dir / "proxy-stderr.log"
-    full_env = {**os.environ, "OPENSHELL_STATE_DIR": str(state_dir), **(env or {})}
+    full_env = safe_env({"OPENSHELL_STATE_DIR": str(state_dir), **(env or {})})
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                env=full_env)
+                                env=full_env, cwd="/")
     client = ProxyClient(state_dir)
     deadline = time.monotonic() + timeout
     while True:

@@ -10,40 +10,16 @@ Skipped, with the reason, where Chromium, chromedriver or selenium is missing.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 
 import nbformat
 import pytest
+from browser import SKIP, chromium, jupyterlab
 
 from jupyter_openshell.kernel.kernelspec import install
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-try:
-    import selenium  # noqa: F401
-except ImportError:
-    HAVE_SELENIUM = False
-else:
-    HAVE_SELENIUM = True
-
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER and HAVE_SELENIUM),
-    reason="needs a headless browser: apt-get install chromium chromium-driver; pip install selenium",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = SKIP
 
 
 @pytest.fixture
@@ -51,59 +27,20 @@ def server(tmp_path, workspace, state_dir):
     """A JupyterLab server on 127.0.0.1 with the 'openshell' kernelspec; yields (base url, token)."""
     prefix = tmp_path / "prefix"
     install(prefix=str(prefix), pool_size=0)
-    port, token = _free_port(), secrets.token_hex(16)
     env = {
-        **os.environ,
         "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "OPENSHELL_STATE_DIR": str(state_dir),
     }
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
-    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={workspace}", "--ServerApp.open_browser=False"]
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=workspace)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError((tmp_path / "server.log").read_text()) from None
-                time.sleep(0.2)
-        yield url, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with jupyterlab(tmp_path, workspace, env) as url_token:
+        yield url_token
 
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"):
-        options.add_argument(arg)
-    if os.geteuid() == 0:
-        options.add_argument("--no-sandbox")  # Chromium's own sandbox refuses root
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _notebook(path, upstream_url: str) -> None:

@@ -45,6 +45,8 @@ def test_explain(tmp_path, capsys):
     assert main(["policy", "explain", str(f), "POST", "https://api.example.com/v1/users/1"]) == 0
     out = capsys.readouterr().out
     assert "decision: deny (403)" in out and "network.egress[1]" in out and "hint:" in out
+    assert "or wider: POST on any path of api.example.com: %policy allow POST https://api.example.com/**" \
+        in out
     assert (
         main(
             [
@@ -60,11 +62,20 @@ def test_explain(tmp_path, capsys):
         == 0
     )
     assert "method override to DELETE" in capsys.readouterr().out
-    assert main(["policy", "explain", str(f), "GET", "https://api.example.com/a%2fb"]) == 0
+    assert main(["policy", "explain", str(f), "GET", "https://api.example.com/a%5cb"]) == 0
     assert "decision: deny (400)" in capsys.readouterr().out
     assert main(["policy", "explain", "--json", str(f), "GET", "http://inference.local/v1/models"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["route"].startswith("inference.routes[0]") and out["action"] == "deny"
+
+
+def test_presets(capsys):
+    assert main(["policy", "presets"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("pypi ")
+    assert main(["policy", "presets", "npm"]) == 0
+    assert 'host: "registry.npmjs.org"' in capsys.readouterr().out
+    assert main(["policy", "presets", "pipy"]) == 1
+    assert "unknown preset 'pipy'" in capsys.readouterr().err
 
 
 def test_schema_and_suggest(tmp_path, capsys):

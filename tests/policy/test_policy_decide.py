@@ -46,7 +46,7 @@ def test_seed_policy(seed):
 def test_unmatched_requests_are_denied_even_without_a_final_deny():
     text = 'network:\n  egress:\n    - host: "a.example.com"\n      action: allow\n'
     d = decide(text, "GET", "https://b.example.com/")
-    assert not d.allowed and d.rule_index is None and d.rule == "no rule matched"
+    assert not d.allowed and d.rule_index is None and d.rule == "no rule matched (default deny)"
     assert decide("", "GET", "https://a.example.com/").status == 403
 
 
@@ -333,7 +333,7 @@ def test_host_with_port_is_split_and_must_agree():
     assert c.decide(RequestInfo("GET", "https", "[::1]", 8443, "/")).status == 403
 
 
-def test_host_may_be_allowed_and_names_address():
+def test_host_may_be_allowed_and_the_addresses_a_decision_admits():
     text = """
 network:
   egress:
@@ -356,12 +356,25 @@ network:
     assert not c.host_may_be_allowed("blocked.example.com", 443)
     assert not c.host_may_be_allowed("other.example.com", 443)
     assert not c.host_may_be_allowed("bad host", 443)
-    assert c.names_address("127.0.0.1") and c.names_address("2130706433") and c.names_address("10.1.2.3")
-    assert not c.names_address("127.0.0.2")
-    assert not c.names_address("169.254.169.254")  # named, but only by a deny rule
-    assert not c.names_address("api.example.com")
+    loop = c.decide(RequestInfo("GET", "http", "2130706433", 9000, "/x"))  # the rule naming 127.0.0.1
+    assert loop.allowed and loop.admits("127.0.0.1") and loop.admits("::ffff:127.0.0.1")
+    assert not loop.admits("127.0.0.2") and not loop.admits("api.example.com")
+    net = c.decide(RequestInfo("GET", "https", "10.1.2.3", 443, "/"))
+    assert net.admits("10.9.9.9") and not net.admits("127.0.0.1")
+    named = c.decide(RequestInfo("GET", "https", "api.example.com", 443, "/v1/x"))
+    assert named.allowed and not named.admits("127.0.0.1") and not named.admits("10.1.2.3")
+    meta = c.decide(RequestInfo("GET", "https", "169.254.169.254", 443, "/"))
+    assert not meta.allowed and not meta.admits("169.254.169.254")  # named, but only by a deny rule
     audit = parse_policy("mode: audit\n" + text).compile()
     assert audit.host_may_be_allowed("other.example.com", 443)
+    audit = parse_policy(
+        'mode: audit\nnetwork:\n  egress:\n    - host: "127.0.0.1"\n      port: 9000\n      paths: ["/ok"]\n'
+        "      action: allow\n"
+    ).compile()
+    would = audit.decide(RequestInfo("POST", "http", "127.0.0.1", 9000, "/x"))  # audit-allowed
+    assert would.action == "audit-allow" and would.admits("127.0.0.1")  # the rule one would widen
+    assert not audit.decide(RequestInfo("GET", "http", "127.0.0.1", 9001, "/")).admits("127.0.0.1")
+    assert not audit.decide(RequestInfo("GET", "https", "x.example.com", 443, "/")).admits("127.0.0.1")
 
 
 _DENY_ADMIN = parse_policy(

@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from jupyter_openshell.policy import (
     BadRequest,
     HostInfo,
+    RequestInfo,
     normalize_host,
     normalize_method,
     normalize_path,
     override_methods,
+    parse_policy,
     parse_query,
     same_authority,
     split_host_port,
@@ -168,8 +170,11 @@ def test_paths_are_canonicalised(raw, expected):
 @pytest.mark.parametrize(
     "raw, why",
     [
-        ("/v1/users%2f..%2fadmin", "encoded /"),
-        ("/v1/users%2F1", "encoded /"),
+        ("/v1/users%2f..%2fadmin", "encoded / making a dot segment"),
+        ("/v1/users%2F%2F1", "encoded / making an empty segment"),
+        ("/v1/%2F1", "encoded / making an empty segment"),
+        ("/v1/users%2F.", "encoded / making a dot segment"),
+        ("/v1/a%2Fb/../c", "encoded / with dot segments (/v1/c or /v1/a/c?)"),
         ("/v1%5cadmin", "encoded backslash"),
         ("/v1\\admin", "raw backslash"),
         ("/v1/%00", "encoded NUL"),
@@ -345,3 +350,65 @@ def test_dot_segments_never_escape_the_root_or_survive(segments):
     n = normalize_path("/" + "/".join(segments))
     assert n.startswith("/") and "/../" not in n + "/" and "/./" not in n + "/"
     assert all(seg in ("a", "b") for seg in n.strip("/").split("/") if seg)
+
+
+# --- deny rules see through every spelling (issue 7, item 5) -------------------------------------
+
+_DENY_ADMIN = parse_policy(
+    'network:\n  egress:\n    - host: api.example.com\n      paths: ["/admin/**"]\n      action: deny\n'
+    "    - host: api.example.com\n      action: allow\n"
+).compile()
+
+
+def _disguise_char(c: str, how: str, upper_hex: bool) -> str:
+    def esc(text: str) -> str:
+        out = "".join(f"%{b:02x}" for b in text.encode())
+        return out.upper() if upper_hex else out
+
+    if how == "case":
+        return c.swapcase()
+    if how == "pct":
+        return esc(c)
+    if how == "double":
+        return esc(c).replace("%", "%25")
+    if how == "fullwidth" and c.isalpha():
+        return esc(chr(ord(c.upper()) - ord("A") + 0xFF21))
+    return c
+
+
+@st.composite
+def disguised_deny_paths(draw):
+    """`/admin/<x>` in any mix of spellings a server may read as it: letter case, `%XX` of any
+    character (either hex case), double encoding, full-width letters, trailing dots/spaces, `;params`,
+    repeated or dotted separators, detours that `..` undoes, and `%2F` as the separator."""
+    hows = st.sampled_from(["plain", "case", "pct", "double", "fullwidth"])
+    segs = []
+    for seg in ["admin", draw(st.sampled_from(["users", "x", "a.b"]))]:
+        text = "".join(_disguise_char(c, draw(hows), draw(st.booleans())) for c in seg)
+        text += draw(st.sampled_from(["", "", ";", ";x=1", ".", "%20", "..", "%2e"]))
+        if draw(st.booleans()):
+            detour = draw(st.sampled_from(["zz", "public"])), draw(st.sampled_from(["..", "%2e%2e"]))
+            text = "/".join((*detour, text))
+        segs.append(text)
+    sep = draw(st.sampled_from(["/", "//", "/./", "%2F", "%2f"]))
+    return draw(st.sampled_from(["/", "//", "/./"])) + sep.join(segs)
+
+
+@settings(max_examples=500, deadline=None)
+@given(disguised_deny_paths())
+def test_no_spelling_of_a_denied_path_is_allowed(path):
+    d = _DENY_ADMIN.decide(RequestInfo("GET", "https", "api.example.com", 443, path))
+    assert not d.allowed, (path, d.path, d.reason)
+    assert d.status in (400, 403)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aAdDmMiInN/%2561ef.;", max_size=24))
+def test_a_path_a_deny_rule_misses_is_decided_alike_in_its_forwarded_form(raw):
+    """The bytes judged are the bytes sent: deciding the forwarded (normalised) path again gives the
+    same decision."""
+    d = _DENY_ADMIN.decide(RequestInfo("GET", "https", "api.example.com", 443, "/" + raw))
+    if d.status == 400:
+        return
+    again = _DENY_ADMIN.decide(RequestInfo("GET", "https", "api.example.com", 443, d.path))
+    assert (again.action, again.rule_index, again.path) == (d.action, d.rule_index, d.path)

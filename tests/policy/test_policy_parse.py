@@ -280,6 +280,7 @@ network:
     - host: "*.example.com"
       action: allow
     - host: "api.example.com"
+      ports: [80, 443]
       paths: ["/v1/**"]
       action: deny
     - host: "api.other.com"

@@ -1,10 +1,15 @@
 """Fixtures for proxy tests: a test CA, recording upstream servers (HTTP and HTTPS), a fake OpenAI
-server, and `make_proxy(policy_text, ...)` that runs the real proxy as a subprocess."""
+server, `make_proxy(policy_text, ...)` that runs the real proxy as a subprocess, and `stock_proxy`
+(unmodified mitmproxy, the control of attack tests)."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +79,49 @@ def curl(proxy: ProxyRun, url: str, *args: str) -> tuple[int, str]:
                                                           if "proxy" not in k.lower()})
     body, _, code = out.stdout.rpartition("\n")
     return int(code or 0), body
+
+
+class StockProxy:
+    """mitmproxy as shipped (`mitmdump`, none of our addons or protocol fixes): the control for attack
+    tests, showing that the attack does what the test looks for where our protections are absent."""
+
+    def __init__(self, confdir: Path):
+        from jupyter_openshell.testing.proxy import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ca_cert = confdir / "mitmproxy-ca-cert.pem"
+        mitmdump = Path(sys.executable).with_name("mitmdump")
+        self.proc = subprocess.Popen(
+            [str(mitmdump), "-q", "--listen-host", "127.0.0.1", "--listen-port", str(self.port),
+             "--set", f"confdir={confdir}", "--set", "connection_strategy=lazy",
+             "--set", "ssl_insecure=true"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("mitmdump did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def stock_proxy(tmp_path_factory):
+    proxy = StockProxy(tmp_path_factory.mktemp("stock-mitmproxy"))
+    yield proxy
+    proxy.stop()
+
+
+def flow_records(proxy: ProxyRun) -> list[dict]:
+    """Every record of the proxy's flow log, oldest first."""
+    path = proxy.state_dir / "flows" / "flows.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -142,8 +142,7 @@ def test_recreated_sandbox_sees_only_its_own_flows(make_proxy, upstream, tmp_pat
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
     allow = SANDBOX_POLICY.format(port=upstream.port)
     url = f"http://127.0.0.1:{upstream.port}/sandbox/x"
-    _make_sandbox(state, "sbi", "127.77.7.1", allow, created=1.5)
-    proxy.client.register_sandbox("sbi")
+    proxy.client.register_sandbox("sbi", **_make_sandbox(state, "sbi", allow, created=1.5))
     agent = AgentForwarder(str(state / "sandboxes" / "sbi" / "chan" / "proxy.sock"))
     assert _get(agent, url) == 200 and _get(agent, url + "y") == 200
     agent.close()
@@ -151,9 +150,9 @@ def test_recreated_sandbox_sees_only_its_own_flows(make_proxy, upstream, tmp_pat
     assert len(old) == 2 and {r["sandbox_created"] for r in old} == {1.5}
     proxy.client.unregister_sandbox("sbi", created=1.5)
     shutil.rmtree(state / "sandboxes" / "sbi")
-    _make_sandbox(state, "sbi", "127.77.7.2", allow, created=2.5)
-    assert proxy.client.flows(sandbox="sbi") == []  # not yet registered: its sandbox.json says who it is
-    info = proxy.client.register_sandbox("sbi")
+    reg = _make_sandbox(state, "sbi", allow, created=2.5)
+    assert proxy.client.flows(sandbox="sbi", created=2.5) == []
+    info = proxy.client.register_sandbox("sbi", **reg)
     assert proxy.client.flows(sandbox="sbi") == []
     agent = AgentForwarder(info["socket"])
     try:

@@ -73,13 +73,15 @@ class AgentForwarder:
         self.sock.close()
 
 
-def _make_sandbox(state, name: str, address: str, policy: str, created: float | None = None) -> None:
-    d = state / "sandboxes" / name
+def _make_sandbox(state, name: str, policy: str, created: float | None = None) -> dict:
+    """What a runtime does before registering: a channel directory and a policy file; returns the
+    registration (keyword arguments of `ProxyClient.register_sandbox`)."""
+    d = state / "sandboxes" / name / "chan"
     d.mkdir(parents=True, exist_ok=True)
     (state / "policies").mkdir(exist_ok=True)
     (state / "policies" / f"{name}.yaml").write_text(policy)
-    meta = {"name": name, "address": address} | ({"created": created} if created is not None else {})
-    (d / "sandbox.json").write_text(json.dumps(meta))
+    return {"socket_path": d / "proxy.sock", "policy_file": state / "policies" / f"{name}.yaml",
+            "created": created}
 
 
 def _get(agent: AgentForwarder, url: str) -> int:
@@ -107,9 +109,9 @@ def test_sandbox_identity_through_gateway(make_proxy, upstream, tmp_path):
     state = tmp_path / "gw-state"
     state.mkdir(mode=0o700)
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
-    _make_sandbox(state, "sb1", "127.77.1.2", SANDBOX_POLICY.format(port=upstream.port))
-    info = proxy.client.register_sandbox("sb1")
-    assert info["address"] == "127.77.1.2" and info["policy_version"]
+    reg = _make_sandbox(state, "sb1", SANDBOX_POLICY.format(port=upstream.port))
+    info = proxy.client.register_sandbox("sb1", **reg)
+    assert info["policy_version"]
     sock_path = state / "sandboxes" / "sb1" / "chan" / "proxy.sock"
     assert info["socket"] == str(sock_path) and stat.S_ISSOCK(sock_path.stat().st_mode)
     agent = AgentForwarder(str(sock_path))
@@ -125,36 +127,37 @@ def test_sandbox_identity_through_gateway(make_proxy, upstream, tmp_path):
         assert s.get(base + "/sandbox/a", proxies=via_host).status_code == 403
         recs = proxy.client.flows(sandbox="sb1")
         assert [(r["path"], r["decision"]) for r in recs] == [("/sandbox/a", "allow"), ("/host/a", "deny")]
-        assert all(r["client"].startswith("127.77.1.2:") for r in recs)
-        assert proxy.client.status()["sandboxes"]["sb1"]["address"] == "127.77.1.2"
+        assert all(r["client"] == "channel:sb1" for r in recs)
+        assert proxy.client.status()["sandboxes"]["sb1"]["socket"] == str(sock_path)
         proxy.client.unregister_sandbox("sb1")
         assert not sock_path.exists()
     finally:
         agent.close()
 
 
-def test_unregistered_sandbox_address_is_denied(make_proxy, upstream):
-    proxy = make_proxy(HOST_POLICY.format(port=upstream.port))
-    conn = socket.create_connection(("127.0.0.1", proxy.port), source_address=("127.77.200.9", 0))
-    target = f"127.0.0.1:{upstream.port}"
-    conn.sendall(f"GET http://{target}/host/a HTTP/1.1\r\nHost: {target}\r\n"
-                 "Connection: close\r\n\r\n".encode())
-    data = b""
-    while chunk := conn.recv(65536):
-        data += chunk
-    assert data.startswith(b"HTTP/1.1 403") and b"unregistered sandbox address" in data
-
-
-def test_register_rejects_bad_sandbox(make_proxy, upstream, tmp_path):
+def test_register_rejects_bad_registration(make_proxy, upstream, tmp_path):
     state = tmp_path / "bad-state"
     state.mkdir(mode=0o700)
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
-    _make_sandbox(state, "evil", "10.0.0.5", SANDBOX_POLICY.format(port=1))
-    with pytest.raises(ProxyError, match=r"outside 127\.77\.0\.0/16"):
-        proxy.client.register_sandbox("evil")
-    with pytest.raises(ProxyError, match="not found"):
-        proxy.client.register_sandbox("missing")
-    assert proxy.client.status()["sandboxes"] == {}
+    reg = _make_sandbox(state, "evil", SANDBOX_POLICY.format(port=1))
+    with pytest.raises(ProxyError, match="invalid sandbox name"):
+        proxy.client.register_sandbox("Evil!", **reg)
+    with pytest.raises(ProxyError, match="invalid sandbox name"):
+        proxy.client.register_sandbox("default", **reg)
+    with pytest.raises(ProxyError, match="'channel' must be an object"):
+        proxy.client._call("POST", "/sandboxes/evil", {"policy_file": "/x", "channel": {"kind": "tcp"}})
+    with pytest.raises(ProxyError, match="absolute path"):
+        proxy.client._call("POST", "/sandboxes/evil", {"policy_file": "rel.yaml",
+                                                       "channel": {"kind": "unix", "socket": "/x"}})
+    not_a_socket = tmp_path / "plain-file"
+    not_a_socket.write_text("keep me")
+    with pytest.raises(ProxyError, match="not a socket"):
+        proxy.client.register_sandbox("evil", **{**reg, "socket_path": not_a_socket})
+    assert not_a_socket.read_text() == "keep me"
+    proxy.client.register_sandbox("evil", **reg)
+    with pytest.raises(ProxyError, match="already sandbox 'evil'"):
+        proxy.client.register_sandbox("other", **{**reg, "created": 9.0})
+    assert set(proxy.client.status()["sandboxes"]) == {"evil"}
 
 
 def test_ensure_running_stop_and_ca_files(tmp_path):
@@ -208,8 +211,8 @@ def test_two_workers_share_registry_and_reload(make_proxy, upstream, tmp_path):
     state = tmp_path / "workers-state"
     state.mkdir(mode=0o700)
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state, workers=2)
-    _make_sandbox(state, "sbw", "127.77.4.5", SANDBOX_POLICY.format(port=upstream.port))
-    proxy.client.register_sandbox("sbw")
+    reg = _make_sandbox(state, "sbw", SANDBOX_POLICY.format(port=upstream.port))
+    proxy.client.register_sandbox("sbw", **reg)
     agent = AgentForwarder(str(state / "sandboxes" / "sbw" / "chan" / "proxy.sock"))
     base = f"http://127.0.0.1:{upstream.port}"
 
@@ -219,10 +222,10 @@ def test_two_workers_share_registry_and_reload(make_proxy, upstream, tmp_path):
             return session.get(url, proxies={"http": f"http://127.0.0.1:{agent.port}"})
 
     try:
-        for _ in range(12):  # a new connection each time: the kernel spreads them over both workers
+        for _ in range(12):  # a new connection each time: the gateway spreads them over both processes
             assert fresh_get(base + "/sandbox/x").status_code == 200
         pids = {f["id"].split("-")[1] for f in proxy.client.flows(sandbox="sbw")}
-        assert len(pids) == 2, "both workers served the sandbox with its policy"
+        assert len(pids) == 2, "both processes served the sandbox with its policy"
         status = proxy.client.status()
         old = status["policies"]["sbw"]["version"]
         assert [w["index"] for w in status["worker_policies"]] == [0, 1] and status["policies_agree"]
@@ -271,59 +274,60 @@ def test_second_proxy_on_same_state_refuses(make_proxy, upstream, tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sandbox_recreated_under_its_name_without_unregister(make_proxy, upstream, tmp_path, workers):
     """The proxy never heard the first sandbox go (its unregister was lost); a new sandbox of the same
-    name (new channel directory, new address) registers: it gets a fresh gateway relaying from its own
-    address, its policy changes apply, and the old address serves no one."""
+    name (new channel directory) registers: it gets a fresh gateway, its policy changes apply, and a
+    connection of the first one still open serves no policy."""
     state = tmp_path / "re-state"
     state.mkdir(mode=0o700)
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state, workers=workers)
     allow = SANDBOX_POLICY.format(port=upstream.port)
     tight = allow.replace("/sandbox/**", "/sandbox/only")
     url = f"http://127.0.0.1:{upstream.port}/sandbox/x"
-    _make_sandbox(state, "sbr", "127.77.6.1", allow, created=1.5)
-    proxy.client.register_sandbox("sbr")
+    proxy.client.register_sandbox("sbr", **_make_sandbox(state, "sbr", allow, created=1.5))
+    old_conn = socket.socket(socket.AF_UNIX)
+    old_conn.connect(str(state / "sandboxes" / "sbr" / "chan" / "proxy.sock"))  # stays open
     agent = AgentForwarder(str(state / "sandboxes" / "sbr" / "chan" / "proxy.sock"))
     assert _get(agent, url) == 200
     agent.close()
     shutil.rmtree(state / "sandboxes" / "sbr")  # destroyed; the proxy was not told
-    _make_sandbox(state, "sbr", "127.77.6.2", allow, created=2.5)
-    info = proxy.client.register_sandbox("sbr")
-    assert info["address"] == "127.77.6.2"
+    info = proxy.client.register_sandbox("sbr", **_make_sandbox(state, "sbr", allow, created=2.5))
+    assert info["created"] == 2.5
     agent = AgentForwarder(info["socket"])
     try:
         assert _get(agent, url) == 200
         for text, want in ((tight, 403), (allow, 200), (tight, 403)):
             _replace_policy(state, "sbr", text)
             assert _wait_status(agent, url, want) == want
-        recs = proxy.client.flows(sandbox="sbr")
-        assert all(r["client"].startswith("127.77.6.") for r in recs)
-        assert recs[-1]["client"].startswith("127.77.6.2:")
+        recs = proxy.client.flows(sandbox="sbr", created="any")
+        assert all(r["client"] == "channel:sbr" for r in recs)
+        assert recs[0]["sandbox_created"] == 1.5 and recs[-1]["sandbox_created"] == 2.5
         # a late unregister of the first sandbox must not take the name from the second one
         with pytest.raises(ProxyError, match="registered again"):
             proxy.client.unregister_sandbox("sbr", created=1.5)
         assert _get(agent, url) == 403 and "sbr" in proxy.client.status()["sandboxes"]
-        conn = socket.create_connection(("127.0.0.1", proxy.port), source_address=("127.77.6.1", 0))
-        conn.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{upstream.port}\r\nConnection: close\r\n\r\n"
-                     .encode())
-        assert conn.recv(65536).startswith(b"HTTP/1.1 403")  # the old address is nobody's now
-        conn.close()
+        old_conn.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{upstream.port}\r\nConnection: close\r\n\r\n"
+                         .encode())
+        answer = b""
+        while chunk := old_conn.recv(65536):  # the first sandbox's connection serves no policy now
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 403") and b"no longer registered" in answer
         proxy.client.unregister_sandbox("sbr", created=2.5)
         assert "sbr" not in proxy.client.status()["sandboxes"]
     finally:
+        old_conn.close()
         agent.close()
 
 
-def test_stale_registration_never_holds_an_address(make_proxy, upstream, tmp_path):
-    """A sandbox gone without an unregister keeps no address: a new sandbox given it registers."""
+def test_stale_registration_never_holds_a_channel(make_proxy, upstream, tmp_path):
+    """A sandbox gone without an unregister keeps no channel: a new sandbox given its socket registers."""
     state = tmp_path / "stale-state"
     state.mkdir(mode=0o700)
     proxy = make_proxy(HOST_POLICY.format(port=upstream.port), state=state)
     allow = SANDBOX_POLICY.format(port=upstream.port)
-    _make_sandbox(state, "gone", "127.77.7.1", allow)
-    proxy.client.register_sandbox("gone")
-    shutil.rmtree(state / "sandboxes" / "gone")
-    _make_sandbox(state, "fresh", "127.77.7.1", allow)
-    info = proxy.client.register_sandbox("fresh")
-    assert info["address"] == "127.77.7.1"
+    reg = _make_sandbox(state, "gone", allow)
+    proxy.client.register_sandbox("gone", **reg)
+    proxy.client.unregister_sandbox("gone")
+    info = proxy.client.register_sandbox("fresh", **{**reg, "policy_file": _make_sandbox(
+        state, "fresh", allow)["policy_file"]})
     assert set(proxy.client.status()["sandboxes"]) == {"fresh"}
     agent = AgentForwarder(info["socket"])
     try:

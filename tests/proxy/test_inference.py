@@ -22,17 +22,13 @@ network:
     - host: "127.0.0.1"
       ports: [{other_port}]
       action: allow
-    - host: "127.0.0.1"  # names the backend's (loopback) address and port; direct requests: none
-      ports: [{port}]
-      paths:
-        - path: "/nothing-direct"
-      action: allow
     - action: deny
 inference:
   routes:
     - caller_pattern: ".*"
       backend:
         url: "https://llm.test:{port}/v1"
+        addresses: ["127.0.0.1"]  # the fake backend lives on loopback, refused unless named
         auth:
           type: bearer
           token_from_secret: "openai-api-key"
@@ -148,13 +144,6 @@ def test_secret_from_proxy_environment(make_proxy, fake_openai):
 
 
 QUERY_POLICY = """\
-network:
-  egress:
-    - host: "127.0.0.1"  # names the backend's (loopback) address and port explicitly
-      ports: [{port}]
-      paths:
-        - path: "/nothing-direct"
-      action: allow
 inference:
   routes:
     - caller_pattern: "^host$"
@@ -162,6 +151,7 @@ inference:
         hosts: ["inference.local"]
       backend:
         url: "https://llm.test:{port}/v1beta"
+        addresses: ["127.0.0.1"]
         auth:
           type: query
           param: "key"

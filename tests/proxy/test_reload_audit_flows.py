@@ -132,7 +132,8 @@ def test_flow_log_records_and_filters(make_proxy, upstream):
     assert (allow["decision"], allow["status"], allow["path"]) == ("allow", 200, "/v1/public")
     assert allow["bytes_in"] > 0 and allow["duration_ms"] > 0 and allow["sandbox"] is None
     assert (deny["decision"], deny["status"], deny["path"]) == ("deny", 403, "/v1/private")
-    assert deny["rule"] == "no rule matched" and deny["policy_version"] == allow["policy_version"]
+    assert deny["rule"] == "no rule matched (default deny)"
+    assert deny["policy_version"] == allow["policy_version"]
     assert "token=abc" not in "\n".join(lines)  # queries are never logged
     assert (proxy.state_dir / "flows" / "flows.jsonl").stat().st_mode & 0o077 == 0
     assert [r["id"] for r in proxy.client.flows(since=t_mid)] == [deny["id"]]

@@ -3,11 +3,13 @@
 mitmproxy re-frames HTTP/1 requests, but it forwards header values, methods and queries byte for
 byte; an HTTP/2 client can put CR/LF in them, and an HTTP/1 client a bare CR, which an HTTP/1
 upstream (here Python's http.server, which splits header lines on a bare CR too) reads as new
-header lines or a whole second request that no rule ever judged. Real proxy, real h2 client, real
-upstream servers on loopback."""
+header lines or a whole second request that no rule ever judged. An HTTP/2 body need not state its
+length; forwarded unframed to an HTTP/1 upstream it would be read as further requests. Real proxy,
+real h2 client, real upstream servers on loopback; the controls run stock mitmproxy."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 
@@ -16,9 +18,12 @@ import h2.connection
 import h2.events
 import pytest
 
+from .conftest import NAMES, flow_records
+from .rawserver import RawConn, RawServer, ok
 from .test_enforcement import PINS, SEED
 from .test_inference import REAL_KEY
 from .test_inference import routed as routed  # the inference route fixture, shared
+from .wire import h2_request
 
 
 @pytest.fixture
@@ -128,3 +133,60 @@ def test_upstream_gets_the_host_header_that_was_judged(seed_proxy, upstream):
     assert code == 200
     hosts = [v for k, v in upstream.requests[0].headers if k.lower() == "host"]
     assert hosts == [f"api.example.com:{upstream.port}"]
+
+
+# -- an HTTP/2 body without a length, forwarded to an HTTP/1 upstream --------------------------------
+
+def _heads(conn: RawConn) -> None:
+    """Serves requests one after the other, framing bodies as HTTP/1 does; `conn.heads` lists them."""
+    conn.heads = []  # type: ignore[attr-defined]
+    while head := conn.read_head():
+        conn.heads.append(head)  # type: ignore[attr-defined]
+        lower = head.lower()
+        if b"transfer-encoding: chunked" in lower and not conn.read_chunked_body():
+            return
+        if m := re.search(rb"content-length: *(\d+)", lower):
+            conn.read_exact(int(m.group(1)))
+        conn.send(ok())
+
+
+H2_SMUGGLE_POLICY = """\
+network:
+  egress:
+    - host: "127.0.0.1"
+      ports: [{port}]
+      paths:
+        - path: "/v1/upload"
+          methods: ["POST"]
+      action: allow
+    - action: deny
+"""
+
+
+def _smuggle(proxy_port: int, ca, port: int) -> None:
+    authority = f"127.0.0.1:{port}"
+    second = f"DELETE /admin/users HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n".encode()
+    headers = [(":method", "POST"), (":scheme", "https"), (":authority", authority), (":path", "/v1/upload")]
+    status, _, _ = h2_request(proxy_port, authority, ca, headers, body=second)
+    assert status == 200
+
+
+def test_h2_body_without_length_is_framed_for_http1(make_proxy, test_ca):
+    """No content-length in an HTTP/2 request: the body must not reach an HTTP/1 upstream unframed,
+    where the DELETE inside it would be a second request that no rule judged."""
+    with RawServer(_heads, tls=test_ca.server_context(NAMES)) as server:
+        proxy = make_proxy(H2_SMUGGLE_POLICY.format(port=server.port))
+        _smuggle(proxy.port, proxy.ca_bundle, server.port)
+        server.conns[-1].closed.wait(3)
+        heads = [h for c in server.conns for h in c.heads]
+        assert [h.split(b" ", 2)[:2] for h in heads] == [[b"POST", b"/v1/upload"]]
+        assert b"transfer-encoding: chunked" in heads[0].lower()
+        assert len(flow_records(proxy)) == 1
+
+
+def test_control_stock_mitmproxy_smuggles_the_h2_body(stock_proxy, test_ca):
+    with RawServer(_heads, tls=test_ca.server_context(NAMES)) as server:
+        _smuggle(stock_proxy.port, stock_proxy.ca_cert, server.port)
+        server.conns[-1].closed.wait(3)
+        heads = [h for c in server.conns for h in c.heads]
+        assert [h.split(b" ", 2)[0] for h in heads] == [b"POST", b"DELETE"]

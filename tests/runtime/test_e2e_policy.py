@@ -26,12 +26,7 @@ network:
           methods: ["GET", "HEAD"]
         - path: "/simple/**"
           methods: ["GET"]
-      action: allow
-    - host: "127.0.0.1"  # the test upstreams live on loopback, which the proxy refuses unless named
-      ports: [{port}, {tls_port}]
-      paths:
-        - path: "/loopback-pin"
-          methods: ["GET"]
+      addresses: ["127.0.0.1"]  # the test upstreams live on loopback, refused unless the rule names it
       action: allow
     - action: deny
 """
@@ -43,12 +38,7 @@ network:
       paths:
         - path: "/v1/data"
           methods: ["GET", "HEAD"]
-      action: allow
-    - host: "127.0.0.1"  # the test upstreams live on loopback, which the proxy refuses unless named
-      ports: [{port}, {tls_port}]
-      paths:
-        - path: "/loopback-pin"
-          methods: ["GET"]
+      addresses: ["127.0.0.1"]  # the test upstreams live on loopback, refused unless the rule names it
       action: allow
     - action: deny
 """

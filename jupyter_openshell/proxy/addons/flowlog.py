@@ -1,11 +1,14 @@
 """Flow log addon: one record per decision (see `_flowlog.FIELDS`), written when the answer is done.
 
-`sandbox_created` (the `created` of the caller's sandbox.json, as registered) tells two sandboxes of one
-name apart; `seq` is given by the writer (`_flowlog.FlowLog`).
+`sandbox` and `sandbox_created` name the sandbox instance whose channel the connection came through
+(`created`, as registered, tells two sandboxes of one name apart; `client` is then `channel:<name>`);
+`seq` is given by the writer (`_flowlog.FlowLog`).
 
 `bytes_out` counts request body bytes sent towards the destination, `bytes_in` response body bytes
 received for the caller (streamed bodies are counted as they pass). Records carry the normalised
-path without query, never header values or bodies.
+path without query, never header values or bodies. A refusal that is not the policy's names its own
+rule (`META_RULE`, e.g. "limits"); an allowed request that failed upstream keeps its decision, with the
+proxy's 502/504 status and the `error` text.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ import time
 
 from mitmproxy import http
 
-from .._registry import HOST_CALLER
 from .._state import (
     META_ACTIVE,
-    META_CALLER,
     META_DECISION,
     META_DENIED,
     META_ROUTE,
+    META_RULE,
     META_START,
     META_TARGET,
     ProxyState,
@@ -74,8 +76,9 @@ class FlowRecorder:
         denied = meta.get(META_DENIED)
         if denied is not None:
             action, reason = "deny", denied
-            rule = decision.rule if decision is not None and not decision.allowed else (
-                "address check" if decision is not None else "no rule matched")
+            rule = meta.get(META_RULE) or (
+                decision.rule if decision is not None and not decision.allowed
+                else "address check" if decision is not None else "no rule matched")
         elif route is not None:
             action, rule, reason = "allow", route.describe(), "inference route"
         elif decision is not None:
@@ -96,17 +99,16 @@ class FlowRecorder:
         else:
             bytes_in = 0
         bytes_out = req_counter.n if req_counter is not None else len(req.raw_content or b"")
-        caller = meta.get(META_CALLER)
-        sandbox = None if caller in (HOST_CALLER, None) else caller
-        entry = self.state.registry.get(sandbox) if sandbox is not None else None
+        entry = self.state.channel(flow)  # the sandbox instance the connection came from, registered or not
         start = meta.get(META_START)
         peer = flow.client_conn.peername
+        client = f"channel:{entry.name}" if entry is not None else f"{peer[0]}:{peer[1]}" if peer else None
         self.state.flowlog.write({
             "id": self.state.flowlog.new_id(),
             "ts": round(time.time(), 6),
-            "sandbox": sandbox,
+            "sandbox": entry.name if entry is not None else None,
             "sandbox_created": entry.created if entry is not None else None,
-            "client": f"{peer[0]}:{peer[1]}" if peer else None,
+            "client": client,
             "method": req.method,
             "scheme": scheme,
             "host": host,

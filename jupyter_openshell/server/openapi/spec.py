@@ -81,6 +81,91 @@ def openapi_document(base: str = "/openshell/api") -> dict:
                     "responses": {"200": _json("#/components/schemas/ExecResult"), "400": _ERR, "404": _E404},
                 },
             },
+            "/sandboxes/{name}/stop": {
+                "parameters": [_name_param()],
+                "post": {
+                    "summary": "Stop a sandbox's processes (files and policy stay)",
+                    "responses": {"200": _json("#/components/schemas/Sandbox"), "404": _E404, "409": _ERR},
+                },
+            },
+            "/sandboxes/{name}/logs": {
+                "parameters": [_name_param()],
+                "get": {
+                    "summary": "The end of a sandbox's log",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}
+                    ],
+                    "responses": {
+                        "200": {"description": "{name, logs, truncated}",
+                                "content": {"application/json": {"schema": obj}}},
+                        "404": _E404,
+                    },
+                },
+            },
+            "/kernels/{kernel_id}": {
+                "parameters": [
+                    {"name": "kernel_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "The sandbox of a running OpenShell kernel ({kernel_id, sandbox})",
+                    "responses": {
+                        "200": {"description": "ok", "content": {"application/json": {"schema": obj}}},
+                        "404": {**_ERR, "description": "no such kernel, not OpenShell's, or not yours"},
+                    },
+                },
+            },
+            "/policy/validate": {
+                "post": {
+                    "summary": "Validate policy text (nothing is written): issues with line, column, field, "
+                    "message, expected, example, severity, did_you_mean",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": obj}}},
+                    "responses": {"200": _json("#/components/schemas/Validation"), "400": _ERR, "413": _ERR},
+                },
+            },
+            "/policy/presets": {
+                "get": {
+                    "summary": "Policy presets to insert ({presets: [{name, description, yaml}]})",
+                    "responses": {
+                        "200": {"description": "ok", "content": {"application/json": {"schema": obj}}},
+                        "501": _ERR,
+                    },
+                },
+                "post": {
+                    "summary": "{name, yaml} -> {name, policy}: the text with the preset's rules inserted "
+                    "(nothing is written)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": obj}}},
+                    "responses": {
+                        "200": {"description": "ok", "content": {"application/json": {"schema": obj}}},
+                        "400": _ERR,
+                        "404": _ERR,
+                        "501": _ERR,
+                    },
+                },
+            },
+            "/docs/{page}": {
+                "parameters": [
+                    {"name": "page", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "A documentation page as markdown ({name, markdown}); page: policy-format",
+                    "responses": {
+                        "200": {"description": "ok", "content": {"application/json": {"schema": obj}}},
+                        "404": _ERR,
+                    },
+                },
+            },
+            "/policy/variants": {
+                "post": {
+                    "summary": "Rules that allow {method, url}, narrowest first; with {sandbox}, each "
+                    "also as that sandbox's policy with the rule staged (nothing is written)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": obj}}},
+                    "responses": {
+                        "200": {"description": "ok", "content": {"application/json": {"schema": obj}}},
+                        "400": _ERR,
+                        "404": _E404,
+                    },
+                },
+            },
             "/policies/{name}": {
                 "parameters": [_name_param()],
                 "get": {
@@ -187,7 +272,16 @@ def openapi_document(base: str = "/openshell/api") -> dict:
                     "type": "object",
                     "properties": {
                         k: {"type": ["string", "integer", "null"]}
-                        for k in ("file", "line", "column", "field", "message", "expected", "example")
+                        for k in ("file", "line", "column", "field", "message", "expected", "example",
+                                  "severity", "did_you_mean")
+                    },
+                },
+                "Validation": {
+                    "type": "object",
+                    "properties": {
+                        "valid": {"type": "boolean"},
+                        "version": {"type": ["string", "null"]},
+                        "issues": {"type": "array", "items": {"$ref": "#/components/schemas/Issue"}},
                     },
                 },
                 "SandboxCreate": {

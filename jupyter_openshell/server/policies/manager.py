@@ -1,11 +1,16 @@
 """Policies of the caller's sandboxes over REST: read, validate-and-apply (hot reload), history.
 
 A thin layer over `jupyter_openshell.magics.ops.PolicyOps` (the same operations as `%policy`). It must never
-write a policy that did not validate.
+write a policy that did not validate, nor change the policy of a kernel's sandbox whose kernel may not
+change it (the kernelspec's `policy_edits`), unless `editable_kernel_sandboxes` names that sandbox: code in
+the sandbox could otherwise widen its own egress through the user's browser session.
 """
 
 from __future__ import annotations
 
+import fnmatch
+
+from traitlets import List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from jupyter_openshell.magics.ops import OpsError, PolicyOps
@@ -18,6 +23,29 @@ def _ops(name: str) -> PolicyOps:
 
 
 class PolicyManager(LoggingConfigurable):
+    editable_kernel_sandboxes = List(
+        Unicode(),
+        help="Sandboxes of kernels (glob patterns of sandbox names, e.g. 'analysis-*' for %%sandbox names) "
+        "whose policy the REST API may change although their kernelspec does not set policy_edits.",
+    ).tag(config=True)
+
+    def check_editable(self, name: str) -> None:
+        """403 for a kernel's sandbox whose policy edits are off (kernelspec and server setting)."""
+        from jupyter_openshell.kernel.session import kernel_policy_edits
+
+        if kernel_policy_edits(name) is not False:
+            return
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.editable_kernel_sandboxes):
+            return
+        raise ApiError(
+            403,
+            f"sandbox {name!r} runs a kernel whose policy may not be changed from outside the host's own "
+            "tools: code in the sandbox could use your browser session to widen its own egress. To allow "
+            'it, set "policy_edits": true in the kernelspec\'s kernel_provisioner config (then the kernel '
+            "itself may change it too), or set c.PolicyManager.editable_kernel_sandboxes = "
+            f"[{name!r}] in the server's configuration; or change it with %policy from a host kernel.",
+        )
+
     def get(self, name: str) -> dict:
         try:
             return _ops(name).show()
@@ -25,6 +53,7 @@ class PolicyManager(LoggingConfigurable):
             raise ApiError(404, str(exc)) from None
 
     def put(self, name: str, text: str) -> dict:
+        self.check_editable(name)
         try:
             result = _ops(name).put(text, source="policy")
         except OpsError as exc:

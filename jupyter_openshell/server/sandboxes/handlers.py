@@ -1,4 +1,5 @@
-"""REST handlers for /openshell/api/sandboxes: list, create, get, delete, exec (owner only, else 404).
+"""REST handlers for /openshell/api/sandboxes: list, create, get, delete, exec, stop, logs (owner only,
+else 404).
 They must never reveal another user's sandbox (404, not 403).
 """
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..base import API_PREFIX, OpenShellAPIHandler
+from ..base import API_PREFIX, OpenShellAPIHandler, query_int
 
 NAME = r"(?P<name>[^/]+)"
 
@@ -47,8 +48,25 @@ class SandboxExecHandler(OpenShellAPIHandler):
         self.reply(await self.openshell.sandboxes.exec(self.owner, name, self.json_body()))
 
 
+class SandboxStopHandler(OpenShellAPIHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        self.reply(await self.openshell.sandboxes.stop(self.owner, name))
+
+
+class SandboxLogsHandler(OpenShellAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        limit = query_int(self, "limit", 65536, 1, 1 << 20)
+        self.reply(await self.openshell.sandboxes.logs(self.owner, name, limit))
+
+
 handlers = [
     (rf"{API_PREFIX}/sandboxes", SandboxesHandler),
     (rf"{API_PREFIX}/sandboxes/{NAME}", SandboxHandler),
     (rf"{API_PREFIX}/sandboxes/{NAME}/exec", SandboxExecHandler),
+    (rf"{API_PREFIX}/sandboxes/{NAME}/stop", SandboxStopHandler),
+    (rf"{API_PREFIX}/sandboxes/{NAME}/logs", SandboxLogsHandler),
 ]

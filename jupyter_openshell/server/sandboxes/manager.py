@@ -158,6 +158,23 @@ class SandboxManager(LoggingConfigurable):
         self._records.pop(name, None)
         self.owners.remove(name)
 
+    async def stop(self, owner: str, name: str) -> dict:
+        """Stop the sandbox's processes (its files and policy stay; remove it to delete them)."""
+        from jupyter_openshell.runtime import SandboxError
+
+        self._check_owner(owner, name)
+        try:
+            info = await asyncio.to_thread(self._backend().stop, name)
+        except SandboxError as exc:
+            raise ApiError(409, f"sandbox {name!r} could not be stopped: {exc}") from None
+        return self._dict(info)
+
+    async def logs(self, owner: str, name: str, limit: int) -> dict:
+        """The last `limit` characters of the sandbox's log (agent, bwrap and channel messages)."""
+        self._check_owner(owner, name)
+        text = await asyncio.to_thread(self._backend().logs, name)
+        return {"name": name, "logs": text[-limit:], "truncated": len(text) > limit}
+
     async def exec(self, owner: str, name: str, body: dict) -> dict:
         self._check_owner(owner, name)
         argv = body.get("argv")
