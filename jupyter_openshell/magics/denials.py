@@ -30,7 +30,6 @@ from jupyter_openshell.flowtext import (
 )
 
 __all__ = ["DenialWatcher", "notice", "url_of"]
-NOTICE_META = "openshell_denial"  # display metadata key marking a notice (the %%sandbox relay drops them)
 
 
 def _hints(denial: Denial, name: str | None, sandbox: str, edits: bool) -> list[tuple[str, str]]:
@@ -113,8 +112,7 @@ class DenialWatcher:
             edits = self.name is not None or self._may_edit()
             sandbox = str(getattr(self.ops, "name", "") or "")
             for denial in denials:
-                display(notice(denial, self.name, sandbox, edits), raw=True,
-                        metadata={NOTICE_META: {"method": denial.method, "url": denial.url}})
+                display(notice(denial, self.name, sandbox, edits), raw=True)
         return fresh
 
     def before_traceback(self, shell: Any, etype: type, value: BaseException, tb: Any,

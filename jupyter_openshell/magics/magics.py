@@ -129,10 +129,15 @@ class OpenShellMagics(Magics):
         self.current = args.name
         watcher = self.watchers.setdefault(args.name, DenialWatcher(ops_for(args.name), args.name))
         watcher.mark(time.time())
+        failed = None
         try:
             box.run(cell, timeout=args.timeout)
+        except remote.SandboxCellError as exc:
+            failed = exc
+            raise
         finally:
-            watcher.check()
+            if watcher.check() and failed is not None:  # the notices above say why: the error line stays
+                failed.traceback = failed.traceback[-1:]
 
     def _sandbox_line(self, words: list[str]) -> None:
         if not words or words[0] == "ls":

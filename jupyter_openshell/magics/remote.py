@@ -19,7 +19,9 @@ from IPython.display import publish_display_data
 
 from jupyter_openshell.outputs.bundle import OutputOptions, filter_bundle
 
-from .denials import NOTICE_META
+# The host cell shows the sandbox's denials (with the host's hint): its kernel's own notices would repeat
+# them.
+HOST_SHOWS_DENIALS = "from jupyter_openshell.magics import host_shows_denials\nhost_shows_denials()"
 
 
 class SandboxCellError(Exception):
@@ -51,7 +53,10 @@ class RemoteSandbox:
         self.client.start_channels()
         try:
             self.client.wait_for_ready(timeout=30)
-        except RuntimeError:
+            self.client.execute_interactive(
+                HOST_SHOWS_DENIALS, silent=True, store_history=False, timeout=30, output_hook=lambda msg: None
+            )
+        except (RuntimeError, TimeoutError):
             self.close()
             raise
 
@@ -69,8 +74,6 @@ class RemoteSandbox:
                 stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
                 stream.write(content.get("text", ""))
                 stream.flush()
-            elif kind == "display_data" and NOTICE_META in (content.get("metadata") or {}):
-                pass  # the sandbox kernel's own denial notice: this cell shows it, with the host's hint
             elif kind in ("display_data", "execute_result", "update_display_data"):
                 transient = content.get("transient") or {}
                 data, metadata = filter_bundle(content.get("data"), content.get("metadata"), OutputOptions())

@@ -12,7 +12,6 @@ from jupyter_client.manager import AsyncKernelManager
 
 from jupyter_openshell.kernel import pool
 from jupyter_openshell.kernel.kernelspec import install
-from jupyter_openshell.magics.denials import NOTICE_META
 
 PANEL = """
 from jupyter_openshell.widgets import PolicyPanel
@@ -73,7 +72,8 @@ def _text(msgs: list[dict]) -> str:
 
 def _notices(msgs: list[dict]) -> list[str]:
     return [m["content"]["data"]["text/plain"] for m in msgs
-            if m["msg_type"] == "display_data" and NOTICE_META in m["content"].get("metadata", {})]
+            if m["msg_type"] == "display_data"
+            and m["content"]["data"].get("text/plain", "").startswith("OpenShell denied ")]
 
 
 async def test_notices_in_a_kernel_that_cannot_change_its_policy(kernels, upstream):
