@@ -13,8 +13,8 @@ extras="[demo]"
 product_apt="bwrap:bubblewrap setpriv:util-linux timeout:coreutils curl:curl git:git ip:iproute2 node:nodejs npm:npm"
 # and `--test` adds what the tests run (tests/test_setup_packages.py checks that every command the tests
 # call is named here or comes with every Debian system): ACLs on workspaces, JupyterLab and Notebook 7 in
-# a headless browser.
-test_apt="setfacl:acl chromium:chromium chromedriver:chromium-driver"
+# a headless browser, a C compiler (a real LD_PRELOAD library), network namespaces of one's own.
+test_apt="setfacl:acl chromium:chromium chromedriver:chromium-driver cc:gcc gcc:gcc unshare:util-linux"
 need_apt=()
 test_missing=()
 for pair in $product_apt; do
