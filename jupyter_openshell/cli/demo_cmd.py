@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     demo = prepare()
     print(f"openshell demo: upstream on {demo.upstream.url}, kernel '{KERNEL_NAME}' in {demo.kernelspec_dir}",
           flush=True)
-    argv = python_argv("jupyterlab", f"--ServerApp.root_dir={notebook.parent}", notebook.name)
+    argv = python_argv("jupyterlab", f"--ServerApp.root_dir={notebook.parent}", str(notebook))
     if args.no_browser:
         argv.append("--no-browser")
     if os.geteuid() == 0:

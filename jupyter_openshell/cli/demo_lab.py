@@ -21,12 +21,12 @@ STOP_GRACE_S = 60.0  # JupyterLab shutting several kernels (and their sandboxes)
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _notebook_url(pid: int, notebook: str, deadline: float) -> str | None:
+def _notebook_url(proc: subprocess.Popen, notebook: str, deadline: float) -> str | None:
     from jupyter_server.serverapp import list_running_servers
 
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         for info in list_running_servers():
-            if info.get("pid") == pid:
+            if info.get("pid") == proc.pid:
                 token = info.get("token")
                 return f"{info['url'].rstrip('/')}/lab/tree/{notebook}" + (f"?token={token}" if token else "")
         time.sleep(0.2)
@@ -62,7 +62,7 @@ def serve(argv: list[str], notebook: str, print_url: bool) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in STOPS}
     try:
         if print_url:
-            url = _notebook_url(proc.pid, notebook, time.monotonic() + 120)
+            url = _notebook_url(proc, notebook, time.monotonic() + 120)
             if url and proc.poll() is None:
                 print(f"openshell demo: open {url}", flush=True)
         while True:
