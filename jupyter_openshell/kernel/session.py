@@ -106,6 +106,12 @@ def destroy_all() -> list[str]:
 atexit.register(destroy_all)
 
 
+def _state_dir() -> Path:
+    from jupyter_openshell.paths import state_dir
+
+    return state_dir()
+
+
 @functools.cache
 def _backend(name: str) -> Any:
     from jupyter_openshell.runtime import get_backend
@@ -168,6 +174,8 @@ class KernelSandbox:
         self.relay = Relay(str(self.chan / "k"), self.home / "host", self.key)
         self.relay.start()
         (self.home / "sandbox").write_text(self.name)  # lets cleanup_stale() find the sandbox of a dead host
+        (self.home / "state").write_text(str(_state_dir()))  # ... of this state directory (as root the
+        # kernels directory is shared by every state directory)
         if self.config.policy_edits:  # read by the REST API (kernel_policy_edits); never seen in the sandbox
             (self.home / "policy-edits").touch(mode=0o600)
         spec = SandboxSpec(
@@ -371,16 +379,21 @@ def kernel_policy_edits(name: str) -> bool | None:
 def cleanup_stale(backend: str = "local") -> list[str]:
     """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
 
-    A server killed without shutting its kernels down leaves them running; the next server start calls this.
+    A server killed without shutting its kernels down leaves them running; the next server start and
+    `openshell sandbox gc` call this. Only kernels of this state directory: another one's sandbox would not
+    be found here, and removing its channel would leave it running where nothing finds it.
     """
     import socket
 
-    cleaned = []
+    cleaned, ours = [], str(_state_dir())
     for home in kernels_dir().iterdir():
         try:
             name = (home / "sandbox").read_text().strip()
         except OSError:
             continue
+        with contextlib.suppress(OSError):
+            if (home / "state").read_text() != ours:
+                continue
         with socket.socket(socket.AF_UNIX) as sock:
             try:
                 sock.connect(str(home / "chan" / "broker.sock"))

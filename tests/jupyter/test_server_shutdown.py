@@ -88,3 +88,28 @@ def test_gc_removes_the_kernel_sandboxes_of_a_killed_server(tmp_path, workspace,
         assert f"removed sandbox {name}: its owner, process {pid}, is gone" in done.stdout, done.stdout
     assert not set(owned) & {i.name for i in get_backend().list()}
     assert _sandbox_processes(state_dir, list(owned)) == []
+
+
+def test_gc_leaves_the_kernel_channels_of_another_state_directory_alone(state_dir):
+    """As root every state directory's kernels share one channel directory: a dead one of another state
+    directory is not this gc's to remove (its sandbox lives elsewhere). Control: the same one of this
+    state directory is removed."""
+    from jupyter_openshell.kernel.session import cleanup_stale, kernels_dir
+
+    homes = {}
+    for who, state in (("foreign", "/nonexistent-other-state"), ("ours", str(state_dir))):
+        home = kernels_dir() / f"test-{who}-{os.getpid()}"
+        home.mkdir(mode=0o711)
+        (home / "sandbox").write_text(f"kernel-{who}-{os.getpid()}")  # no broker answers: its host is gone
+        (home / "state").write_text(state)
+        homes[who] = home
+    try:
+        cleaned = cleanup_stale()
+        assert f"kernel-ours-{os.getpid()}" in cleaned and not homes["ours"].exists()
+        assert f"kernel-foreign-{os.getpid()}" not in cleaned and homes["foreign"].exists()
+    finally:
+        for home in homes.values():
+            if home.exists():
+                for child in home.iterdir():
+                    child.unlink()
+                home.rmdir()
