@@ -1,6 +1,7 @@
 """The `openshell` command: a thin dispatcher over per-area subcommand modules.
 
-Each area (policy, proxy, sandbox, secret, demo) owns a module here with `register(subparsers)` and,
+Each area (policy, proxy, sandbox, secret, demo) owns a module here with `register(parser, argv)` (argv:
+the words after the area's name, so that an area may build only the parser of the action run) and,
 optionally, `USER_ERRORS`: exception types that mean bad input or state, which `main` prints as
 `openshell AREA: message` (exit status 1) instead of a traceback. Only the area being run is imported
 (agents call `openshell sandbox exec` in loops: its start-up must not pay for the policy parser, the
@@ -24,9 +25,9 @@ _AREAS = [
 ]
 
 
-def build_parser(area: str | None = None) -> argparse.ArgumentParser:
+def build_parser(area: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with `area`, only that area's module is imported and its subcommands registered
-    (the others are listed in --help by name only)."""
+    (the others are listed in --help by name only), given `argv` (the words after it)."""
     parser = argparse.ArgumentParser(
         prog="openshell", description="jupyter-openshell sandboxes and policy proxy"
     )
@@ -37,14 +38,14 @@ def build_parser(area: str | None = None) -> argparse.ArgumentParser:
             continue
         mod = importlib.import_module(f"{__name__}.{module}")
         parsed.set_defaults(user_errors=getattr(mod, "USER_ERRORS", ()))
-        mod.register(parsed)
+        mod.register(parsed, argv or ())
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     area = argv[0] if argv and argv[0] in {name for name, _, _ in _AREAS} else ""
-    args = build_parser(area).parse_args(argv)  # ("": no area named: --help or a usage error)
+    args = build_parser(area, argv[1:]).parse_args(argv)  # ("": no area named: --help or a usage error)
     try:
         rc = args.func(args)
     except args.user_errors as exc:

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         demo.stop()
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     parser.add_argument(
         "--no-browser", action="store_true", help="start JupyterLab without opening a browser; print the "
         "notebook's URL"

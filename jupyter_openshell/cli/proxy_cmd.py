@@ -13,6 +13,7 @@ import json
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def _trust(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected {', '.join(TRUST_STORES)} or a PEM file, got {text!r}")
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     parser.add_argument("action", nargs="?", choices=["run", "start", "status", "stop"], default="run",
                         help="run (default) the proxy in the foreground; start it in the background "
                         "(kept until stop); status or stop the running one")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from ..runtime import SandboxError
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
 USER_ERRORS = (SandboxError,)
+ACTIONS = ("create", "exec", "ls", "logs", "flows", "policy", "allow", "stop", "rm", "gc")
 
 
 def _show_proxy_notices() -> None:
@@ -134,80 +136,111 @@ def _gc(args: argparse.Namespace) -> int:
     return gc(_backend(args), args.backend)
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def _action(argv: Sequence[str]) -> str | None:
+    """The action named in `argv` (the words after `sandbox`), skipping `--backend NAME`."""
+    words = iter(argv)
+    for word in words:
+        if word == "--backend":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
+    """The `sandbox` subcommands; with `argv` naming one, only that one (argparse builds a parser per
+    action: the other nine cost `sandbox exec` ~10 ms)."""
     parser.add_argument("--backend", default="local", help="sandbox backend (default: local)")
     sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
+    only = _action(argv)
+    if only not in ACTIONS:
+        only = None
 
-    p = sub.add_parser("create", help="create a sandbox and print its name")
-    p.add_argument("--name", help="sandbox name (default: generated)")
-    p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
-    p.add_argument("--workspace", help="host directory mounted read-write at /workspace")
-    p.add_argument("--gpu", action="store_true", help="make the NVIDIA GPUs available inside")
-    p.add_argument("--json", action="store_true", help="print the sandbox's details as JSON")
-    p.set_defaults(func=_create)
+    def want(action: str) -> bool:
+        return only is None or action == only
 
-    p = sub.add_parser(
-        "exec",
-        help="run a command in a sandbox; streams output, returns its exit code",
-        usage="openshell sandbox exec [--cwd DIR] [--env VAR=VALUE ...] NAME -- CMD [ARGS...]",
-    )
-    p.add_argument("name")
-    p.add_argument("--cwd", help="working directory inside (default /workspace)")
-    p.add_argument("--env", action="append", metavar="VAR=VALUE", help="extra environment variable")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
-    p.set_defaults(func=_exec)
+    if want("create"):
+        p = sub.add_parser("create", help="create a sandbox and print its name")
+        p.add_argument("--name", help="sandbox name (default: generated)")
+        p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
+        p.add_argument("--workspace", help="host directory mounted read-write at /workspace")
+        p.add_argument("--gpu", action="store_true", help="make the NVIDIA GPUs available inside")
+        p.add_argument("--json", action="store_true", help="print the sandbox's details as JSON")
+        p.set_defaults(func=_create)
 
-    p = sub.add_parser("ls", help="list sandboxes, their state and which resource enforcement is active")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_ls)
+    if want("exec"):
+        p = sub.add_parser(
+            "exec",
+            help="run a command in a sandbox; streams output, returns its exit code",
+            usage="openshell sandbox exec [--cwd DIR] [--env VAR=VALUE ...] NAME -- CMD [ARGS...]",
+        )
+        p.add_argument("name")
+        p.add_argument("--cwd", help="working directory inside (default /workspace)")
+        p.add_argument("--env", action="append", metavar="VAR=VALUE", help="extra environment variable")
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+        p.set_defaults(func=_exec)
 
-    p = sub.add_parser(
-        "logs", help="print a sandbox's log (agent, proxy channel, start-up errors), then its denials"
-    )
-    p.add_argument("name")
-    p.set_defaults(func=_logs)
+    if want("ls"):
+        p = sub.add_parser("ls", help="list sandboxes, their state and which resource enforcement is active")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=_ls)
 
-    p = sub.add_parser(
-        "flows", help="list the proxy's decisions on a sandbox's requests (method, host, path, rule, status)"
-    )
-    p.add_argument("name")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing new decisions until Ctrl-C")
-    p.add_argument("--denied", action="store_true", help="only denials")
-    p.add_argument("--json", action="store_true", help="one JSON flow record per line")
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="the last N decisions (default 50)")
-    p.set_defaults(func=_flows)
+    if want("logs"):
+        p = sub.add_parser(
+            "logs", help="print a sandbox's log (agent, proxy channel, start-up errors), then its denials"
+        )
+        p.add_argument("name")
+        p.set_defaults(func=_logs)
 
-    p = sub.add_parser("policy", help="show a sandbox's policy, or --set FILE to replace it (hot)")
-    p.add_argument("name")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
-    what.add_argument("--history", action="store_true", help="list the versions applied, oldest first")
-    what.add_argument("--diff", metavar="VERSION", help="diff from an earlier version to the current policy")
-    what.add_argument("--rollback", metavar="VERSION", help="apply an earlier version again (hot)")
-    p.set_defaults(func=_policy)
+    if want("flows"):
+        p = sub.add_parser(
+            "flows",
+            help="list the proxy's decisions on a sandbox's requests (method, host, path, rule, status)",
+        )
+        p.add_argument("name")
+        p.add_argument("--follow", "-f", action="store_true", help="keep printing new decisions until Ctrl-C")
+        p.add_argument("--denied", action="store_true", help="only denials")
+        p.add_argument("--json", action="store_true", help="one JSON flow record per line")
+        p.add_argument("--limit", type=int, default=50, metavar="N", help="the last N decisions (default 50)")
+        p.set_defaults(func=_flows)
 
-    p = sub.add_parser(
-        "allow",
-        help="add the narrowest allow rule for one request to a sandbox's policy (hot), e.g. "
-        "`openshell sandbox allow NAME GET https://pypi.org/simple/`",
-    )
-    p.add_argument("name")
-    p.add_argument("method", help="HTTP method, e.g. GET")
-    p.add_argument("url", help="the URL the sandbox requested, e.g. https://pypi.org/simple/requests/")
-    p.set_defaults(func=_allow)
+    if want("policy"):
+        p = sub.add_parser("policy", help="show a sandbox's policy, or --set FILE to replace it (hot)")
+        p.add_argument("name")
+        what = p.add_mutually_exclusive_group()
+        what.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
+        what.add_argument("--history", action="store_true", help="list the versions applied, oldest first")
+        what.add_argument("--diff", metavar="VERSION",
+                          help="diff from an earlier version to the current policy")
+        what.add_argument("--rollback", metavar="VERSION", help="apply an earlier version again (hot)")
+        p.set_defaults(func=_policy)
 
-    p = sub.add_parser("stop", help="end a sandbox's processes, keep its files")
-    p.add_argument("name")
-    p.set_defaults(func=_stop)
+    if want("allow"):
+        p = sub.add_parser(
+            "allow",
+            help="add the narrowest allow rule for one request to a sandbox's policy (hot), e.g. "
+            "`openshell sandbox allow NAME GET https://pypi.org/simple/`",
+        )
+        p.add_argument("name")
+        p.add_argument("method", help="HTTP method, e.g. GET")
+        p.add_argument("url", help="the URL the sandbox requested, e.g. https://pypi.org/simple/requests/")
+        p.set_defaults(func=_allow)
 
-    p = sub.add_parser("rm", help="end every process of a sandbox and remove its state")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--all", action="store_true", help="remove every sandbox")
-    p.set_defaults(func=_rm)
+    if want("stop"):
+        p = sub.add_parser("stop", help="end a sandbox's processes, keep its files")
+        p.add_argument("name")
+        p.set_defaults(func=_stop)
 
-    p = sub.add_parser(
-        "gc",
-        help="remove what crashed or exited sandboxes left behind, and sandboxes whose owner (a Jupyter "
-        "server, a kernel's host) is gone",
-    )
-    p.set_defaults(func=_gc)
+    if want("rm"):
+        p = sub.add_parser("rm", help="end every process of a sandbox and remove its state")
+        p.add_argument("names", nargs="*")
+        p.add_argument("--all", action="store_true", help="remove every sandbox")
+        p.set_defaults(func=_rm)
+
+    if want("gc"):
+        p = sub.add_parser(
+            "gc",
+            help="remove what crashed or exited sandboxes left behind, and sandboxes whose owner (a Jupyter "
+            "server, a kernel's host) is gone",
+        )
+        p.set_defaults(func=_gc)
