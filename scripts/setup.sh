@@ -13,8 +13,11 @@ extras="[demo]"
 product_apt="bwrap:bubblewrap setpriv:util-linux timeout:coreutils curl:curl git:git ip:iproute2 node:nodejs npm:npm"
 # and `--test` adds what the tests run (tests/test_setup_packages.py checks that every command the tests
 # call is named here or comes with every Debian system): ACLs on workspaces, JupyterLab and Notebook 7 in
-# a headless browser, a C compiler (a real LD_PRELOAD library), network namespaces of one's own.
-test_apt="setfacl:acl chromium:chromium chromedriver:chromium-driver cc:gcc gcc:gcc unshare:util-linux"
+# a headless browser, a C compiler (a real LD_PRELOAD library), network namespaces of one's own, and the
+# docker backend's engine (the tests start dockerd where none runs) and debootstrap (which builds its
+# default sandbox image without a container registry).
+test_apt="setfacl:acl chromium:chromium chromedriver:chromium-driver cc:gcc gcc:gcc unshare:util-linux
+  dockerd:docker.io debootstrap:debootstrap"
 need_apt=()
 test_missing=()
 for pair in $product_apt; do
@@ -22,11 +25,13 @@ for pair in $product_apt; do
 done
 if [ "$extras" = "[demo,test]" ]; then
   for pair in $test_apt; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || test_missing+=("${pair#*:}")
+    PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || test_missing+=("${pair#*:}")
   done
 fi
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] \
   || need_apt+=(libseccomp2)
+# As root, a sandbox's private workspace is a loop-mounted ext4 image of `resources.disk` (mkfs.ext4).
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/sbin/mkfs.ext4 ] && [ ! -x /sbin/mkfs.ext4 ]; then need_apt+=(e2fsprogs); fi
 # The sandbox runs Python as an unprivileged uid: the venv must be built on a Python every uid can read
 # (a Python under a 0700 home, such as root's pyenv, is not). Debian's /usr/bin/python3 is.
 py=/usr/bin/python3

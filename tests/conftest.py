@@ -53,7 +53,7 @@ def _stop_state(state: Path) -> None:
     from jupyter_openshell.kernel.pool import shutdown_pools
     from jupyter_openshell.kernel.session import cleanup_stale
     from jupyter_openshell.proxy import ProxyClient
-    from jupyter_openshell.runtime import get_backend
+    from jupyter_openshell.runtime import available_backends, get_backend
 
     previous = os.environ.get("OPENSHELL_STATE_DIR")
     os.environ["OPENSHELL_STATE_DIR"] = str(state)
@@ -63,12 +63,13 @@ def _stop_state(state: Path) -> None:
             with contextlib.suppress(Exception):
                 cleanup_stale()  # kernel sandboxes whose test died before destroying them
         if (state / "sandboxes").is_dir():
-            backend = get_backend()
-            for info in backend.list():
+            for name in available_backends():
                 with contextlib.suppress(Exception):
-                    backend.destroy(info.name)
-            with contextlib.suppress(Exception):
-                backend.cleanup()  # shims whose record a crashed test lost
+                    backend = get_backend(name)
+                    for info in backend.list():
+                        with contextlib.suppress(Exception):
+                            backend.destroy(info.name)
+                    backend.cleanup()  # shims and containers whose record a crashed test lost
         with contextlib.suppress(Exception):
             ProxyClient(state).stop()
     finally:

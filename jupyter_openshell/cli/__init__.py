@@ -20,6 +20,7 @@ _AREAS = [
     ("policy", "policy_cmd", "validate, explain, suggest policies; print the JSON Schema"),
     ("proxy", "proxy_cmd", "run, start, stop the L7 egress policy proxy, or show its status"),
     ("sandbox", "sandbox_cmd", "create, exec into, list, watch and remove sandboxes"),
+    ("image", "image_cmd", "build the docker backend's default sandbox image"),
     ("secret", "secret_cmd", "store, list and remove the secrets inference routes inject"),
     ("demo", "demo_cmd", "set up state and open the demo notebook in JupyterLab"),
 ]

@@ -21,8 +21,8 @@ ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def run(backend: str, name: str, argv: list[str], cwd: str | None, env: dict[str, str]) -> int:
-    proc = exec_in(name, argv, backend=backend, cwd=cwd, env=env)
+def run(name: str, argv: list[str], cwd: str | None, env: dict[str, str]) -> int:
+    proc = exec_in(name, argv, cwd=cwd, env=env)
     asked_to_end: list[float] = []
 
     def forward(sig: int, _frame: object) -> None:

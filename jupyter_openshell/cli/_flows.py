@@ -20,9 +20,9 @@ POLL_S = 0.5
 
 
 def _created(name: str) -> float | None:
-    from ..runtime import get_backend
+    from ..runtime import backend_of
 
-    return get_backend().status(name).created
+    return backend_of(name).status(name).created
 
 
 def _page(name: str, after: int | None, limit: int) -> dict[str, Any]:

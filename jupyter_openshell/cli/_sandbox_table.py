@@ -29,21 +29,25 @@ def _cell(value: str, entry: dict) -> str:
 
 
 def print_table(infos: list[Any]) -> None:
-    rows = [("NAME", "STATE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "DISK", "AGE", "WORKSPACE")]
+    rows = [("NAME", "STATE", "BACKEND", "IMAGE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "DISK",
+             "AGE", "WORKSPACE")]
     notes: dict[str, None] = {}  # (ordered, without repeats)
     for i in infos:
         lim, res = i.limits, i.details.get("resources", {})
+        disk = res.get("disk", {})
         notes.update({f"{name}: {e['note']}": None for name, e in res.items() if e.get("note")})
         rows.append(
             (
                 i.name,
                 i.state,
-                i.address,
+                i.backend,
+                i.details.get("image") or "-",
+                i.address or "-",
                 i.enforcement or "-",
                 _cell(str(lim.get("cpu") or "-"), res.get("cpu", {})),
                 _cell(_size(lim.get("memory")), res.get("memory", {})),
                 _cell(str(lim.get("pids") or "-"), res.get("pids", {})),
-                _cell(_size(lim.get("disk") or i.details.get("tmp_size")), res.get("disk", {})),
+                _cell(_size(disk.get("limit") or i.details.get("tmp_size")), disk),
                 f"{int(time.time() - i.created)}s",
                 i.workspace,
             )

@@ -16,6 +16,7 @@ from ..runtime import SandboxError
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
@@ -34,21 +35,37 @@ def _show_proxy_notices() -> None:
     logger.setLevel(logging.INFO)
 
 
-def _backend(args: argparse.Namespace) -> Any:
-    from ..runtime import get_backend
+def _of(name: str) -> Any:
+    """The backend of sandbox `name` (from its record)."""
+    from ..runtime import backend_of
 
-    return get_backend(args.backend)
+    return backend_of(name)
+
+
+def _each_backend(action: str) -> Iterator[tuple[str, Any]]:
+    """(name, backend) of every backend with sandboxes here; one that cannot answer is reported."""
+    from ..runtime import backends_in_use, get_backend
+
+    for name in backends_in_use():
+        try:
+            yield name, get_backend(name)
+        except SandboxError as exc:
+            print(f"openshell sandbox {action}: {name} sandboxes skipped: {exc}", file=sys.stderr)
 
 
 def _create(args: argparse.Namespace) -> int:
     import json
 
-    from ..runtime import SandboxSpec
+    from ..runtime import SandboxSpec, get_backend
 
     _show_proxy_notices()
-    info = _backend(args).create(
+    info = get_backend(args.backend).create(
         SandboxSpec(
-            name=args.name, policy_file=args.policy, workspace=args.workspace, gpu=True if args.gpu else None
+            name=args.name,
+            policy_file=args.policy,
+            workspace=args.workspace,
+            gpu=True if args.gpu else None,
+            image=args.image,
         )
     )
     for warning in info.details.get("warnings", []):
@@ -64,7 +81,7 @@ def _exec(args: argparse.Namespace) -> int:
     from ._exec_wait import run
 
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    return run(args.backend, args.name, argv, args.cwd, dict(e.split("=", 1) for e in args.env or []))
+    return run(args.name, argv, args.cwd, dict(e.split("=", 1) for e in args.env or []))
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -72,7 +89,12 @@ def _ls(args: argparse.Namespace) -> int:
 
     from ._sandbox_table import print_table
 
-    infos = _backend(args).list()
+    infos = []
+    for _name, backend in _each_backend("ls"):
+        try:
+            infos += backend.list()
+        except SandboxError as exc:
+            print(f"openshell sandbox ls: {_name} sandboxes not listed: {exc}", file=sys.stderr)
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
     else:
@@ -83,7 +105,7 @@ def _ls(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     from ._flows import print_denials
 
-    sys.stdout.write(_backend(args).logs(args.name))
+    sys.stdout.write(_of(args.name).logs(args.name))
     sys.stdout.flush()
     print_denials(args.name)
     return 0
@@ -92,31 +114,33 @@ def _logs(args: argparse.Namespace) -> int:
 def _flows(args: argparse.Namespace) -> int:
     from ._flows import show_flows
 
-    _backend(args).status(args.name)  # (an unknown name is a user error, not an empty list)
+    _of(args.name).status(args.name)  # (an unknown name is a user error, not an empty list)
     return show_flows(args.name, follow=args.follow, denied=args.denied, as_json=args.json, limit=args.limit)
 
 
 def _policy(args: argparse.Namespace) -> int:
     from ._sandbox_policy import policy
 
-    return policy(_backend(args), args)
+    return policy(_of(args.name), args)
 
 
 def _allow(args: argparse.Namespace) -> int:
     from ._sandbox_policy import allow
 
-    return allow(_backend(args), args.name, args.method, args.url)
+    return allow(_of(args.name), args.name, args.method, args.url)
 
 
 def _rm(args: argparse.Namespace) -> int:
     _show_proxy_notices()
-    backend = _backend(args)
-    names = [i.name for i in backend.list()] if args.all else args.names
+    if args.all:
+        names = [(info.name, backend) for _n, backend in _each_backend("rm") for info in backend.list()]
+    else:
+        names = [(name, _of(name)) for name in args.names]
     if not names:
         print("no sandbox to remove" if args.all else "name the sandboxes to remove, or --all",
               file=sys.stderr)
         return 0 if args.all else 2
-    for name in names:
+    for name, backend in names:
         backend.destroy(name)
         print(f"removed sandbox {name}")
     return 0
@@ -124,7 +148,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     _show_proxy_notices()
-    _backend(args).stop(args.name)
+    _of(args.name).stop(args.name)
     print(f"stopped sandbox {args.name} (its files stay; `openshell sandbox rm {args.name}` removes them)")
     return 0
 
@@ -133,24 +157,17 @@ def _gc(args: argparse.Namespace) -> int:
     from ._sandbox_gc import gc
 
     _show_proxy_notices()
-    return gc(_backend(args), args.backend)
+    return gc()
 
 
 def _action(argv: Sequence[str]) -> str | None:
-    """The action named in `argv` (the words after `sandbox`), skipping `--backend NAME`."""
-    words = iter(argv)
-    for word in words:
-        if word == "--backend":
-            next(words, None)
-        elif not word.startswith("-"):
-            return word
-    return None
+    """The action named in `argv` (the words after `sandbox`)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     """The `sandbox` subcommands; with `argv` naming one, only that one (argparse builds a parser per
     action: the other nine cost `sandbox exec` ~10 ms)."""
-    parser.add_argument("--backend", default="local", help="sandbox backend (default: local)")
     sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
     only = _action(argv)
     if only not in ACTIONS:
@@ -161,6 +178,13 @@ def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
 
     if want("create"):
         p = sub.add_parser("create", help="create a sandbox and print its name")
+        p.add_argument(
+            "--backend",
+            default=None,
+            help="sandbox backend: local or docker, or an installed plugin (default: $OPENSHELL_BACKEND or "
+            "local); the other commands find a sandbox's backend themselves",
+        )
+        p.add_argument("--image", help="container image (docker backend; default: jupyter-openshell/sandbox)")
         p.add_argument("--name", help="sandbox name (default: generated)")
         p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
         p.add_argument("--workspace", help="host directory mounted read-write at /workspace")

@@ -1,8 +1,9 @@
 """`OpenShellProvisioner`: the jupyter_client kernel provisioner that runs ipykernel inside a sandbox.
 
 Selected by the kernelspec's `metadata.kernel_provisioner` (`openshell-provisioner`), configured there:
-policy_file, backend, workspace ("" = the notebook's directory), resources, gpu, pool_size, policy_edits,
-and the output filter's output_mime_types, widget_modules, trusted_output (docs/output-filter.md).
+policy_file, backend, image (docker), workspace ("" = the notebook's directory), resources, gpu,
+pool_size, policy_edits, and the output filter's output_mime_types, widget_modules, trusted_output
+(docs/output-filter.md).
 Clients get the connection of the kernel's relay, which filters everything the kernel sends.
 Interrupts travel as control messages (`interrupt_mode: message`); a restart relaunches the kernel in the
 same sandbox; shutdown destroys the sandbox. It must never hand the host environment to the kernel, and a
@@ -33,6 +34,9 @@ class OpenShellProvisioner(KernelProvisionerBase):
     backend = Unicode("local", help="Runtime backend (jupyter_openshell.runtime.get_backend name).").tag(
         config=True
     )
+    image = Unicode(
+        "", help="Container image of the sandbox (backend docker; '' = jupyter-openshell/sandbox)."
+    ).tag(config=True)
     workspace = Unicode(
         "", help="Host directory mapped as the workspace ('' = the notebook's directory)."
     ).tag(config=True)
@@ -76,6 +80,7 @@ class OpenShellProvisioner(KernelProvisionerBase):
         policy = os.path.abspath(os.path.expanduser(self.policy_file)) if self.policy_file else ""
         self._config = KernelConfig(
             backend=self.backend,
+            image=self.image,
             policy_file=policy,
             workspace=workspace,
             gpu=self.gpu,

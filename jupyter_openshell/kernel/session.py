@@ -59,6 +59,7 @@ class KernelConfig:
     """What a kernel sandbox is made of; equal configs are interchangeable (the warm-pool key)."""
 
     backend: str = "local"
+    image: str = ""  # container image (docker backend; "" = its default)
     policy_file: str = ""
     workspace: str = ""
     gpu: bool = False
@@ -131,6 +132,7 @@ class KernelSandbox:
         self.broker: Any = None
         self.relay: Any = None
         self.uid: int | None = None
+        self.python = sys.executable  # the kernel's interpreter inside (the backend may name another)
         self._created = False
         self._log: Any = None
         self.facts: dict[str, Any] = {}  # what the kernel's banner shows: backend, enforcement, gpu
@@ -185,6 +187,7 @@ class KernelSandbox:
             gpu=self.config.gpu or None,
             binds=[Bind(str(self.chan), INSIDE_DIR, writable=True)],
             env={},
+            image=self.config.image or None,
             owner_pid=os.getpid(),
         )
         try:
@@ -193,6 +196,9 @@ class KernelSandbox:
             raise KernelStartError(f"OpenShell: sandbox {self.name!r} could not be created: {exc}") from None
         self._created = True
         self.facts = {"backend": info.backend, "enforcement": info.enforcement, "gpu": bool(info.gpu)}
+        if info.details.get("kernel_missing"):  # an image without ipykernel
+            raise KernelStartError(f"OpenShell: {info.details['kernel_missing']}")
+        self.python = info.details.get("python") or sys.executable
         if os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
             self.uid = info.uid
             os.chown(self.chan, info.uid, info.uid)
@@ -258,7 +264,7 @@ class KernelSandbox:
             with contextlib.suppress(FileNotFoundError):
                 (self.chan / f"k-{port}").unlink()
         argv = [
-            sys.executable,
+            self.python,
             "-m",
             "jupyter_openshell.kernel.inside",
             "-f",
@@ -376,7 +382,7 @@ def kernel_policy_edits(name: str) -> bool | None:
     return None
 
 
-def cleanup_stale(backend: str = "local") -> list[str]:
+def cleanup_stale() -> list[str]:
     """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
 
     A server killed without shutting its kernels down leaves them running; the next server start and
@@ -401,7 +407,9 @@ def cleanup_stale(backend: str = "local") -> list[str]:
             except OSError:
                 pass
         with contextlib.suppress(Exception):
-            _backend(backend).destroy(name)
+            from jupyter_openshell.runtime import backend_of
+
+            backend_of(name).destroy(name)
         shutil.rmtree(home, ignore_errors=True)
         cleaned.append(name)
     return cleaned

@@ -90,6 +90,8 @@ def _sandbox_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="")
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--gpu", action="store_true")
+    p.add_argument("--backend", default="")
+    p.add_argument("--image", default="")
     return p
 
 
@@ -105,7 +107,8 @@ class OpenShellMagics(Magics):
     @line_cell_magic
     @_readable(SANDBOX_USAGE)
     def sandbox(self, line: str, cell: str | None = None) -> None:
-        """%%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu]: run the cell in sandbox NAME.
+        """%%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu] [--backend B] [--image IMG]: run the cell
+        in sandbox NAME (a container of IMG with --backend docker).
         %sandbox ls: list sandboxes.  %sandbox rm NAME: stop and remove one."""
         words = shlex.split(line)
         if cell is None:
@@ -116,12 +119,15 @@ class OpenShellMagics(Magics):
             args = _sandbox_parser().parse_args(words)
         except (argparse.ArgumentError, SystemExit) as exc:
             raise MagicUsageError(
-                f"%%sandbox {line}: {exc}\nusage: %%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu]"
+                f"%%sandbox {line}: {exc}\nusage: %%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu] "
+                "[--backend local|docker] [--image IMAGE]"
             ) from None
         from jupyter_openshell.kernel.session import KernelStartError
 
         try:
-            box, created = remote.get_or_start(args.name, policy_file=args.policy, gpu=args.gpu)
+            box, created = remote.get_or_start(
+                args.name, policy_file=args.policy, gpu=args.gpu, backend=args.backend, image=args.image
+            )
         except KernelStartError as exc:
             raise MagicUsageError(str(exc)) from None
         if args.policy and not created:
@@ -141,11 +147,11 @@ class OpenShellMagics(Magics):
 
     def _sandbox_line(self, words: list[str]) -> None:
         if not words or words[0] == "ls":
-            from jupyter_openshell.runtime import get_backend
+            from jupyter_openshell.runtime import backends_in_use, get_backend
 
             attached = remote.live()
             rows = []
-            for info in get_backend().list():
+            for info in (i for b in backends_in_use() for i in get_backend(b).list()):
                 data = info if isinstance(info, dict) else vars(info)
                 name = data.get("name")
                 rows.append(f"{name:24} {'kernel attached' if name in attached else ''}".rstrip())
@@ -156,9 +162,9 @@ class OpenShellMagics(Magics):
             if remote.remove(name):
                 print(f"sandbox {name} removed")
                 return
-            from jupyter_openshell.runtime import get_backend
+            from jupyter_openshell.runtime import backend_of
 
-            get_backend().destroy(name)
+            backend_of(name).destroy(name)
             print(f"sandbox {name} removed")
             return
         raise MagicUsageError("usage: %sandbox ls | %sandbox rm NAME | %%sandbox [NAME] [--policy FILE] ...")

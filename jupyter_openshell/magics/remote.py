@@ -36,12 +36,23 @@ class SandboxCellError(Exception):
 
 
 class RemoteSandbox:
-    def __init__(self, name: str, policy_file: str = "", gpu: bool = False, workspace: str = ""):
+    def __init__(
+        self,
+        name: str,
+        policy_file: str = "",
+        gpu: bool = False,
+        workspace: str = "",
+        backend: str = "",
+        image: str = "",
+    ):
         from jupyter_client.blocking import BlockingKernelClient
 
         from jupyter_openshell.kernel.session import KernelConfig, KernelSandbox
+        from jupyter_openshell.runtime import default_backend
 
         config = KernelConfig(
+            backend=backend or default_backend(),
+            image=image,
             policy_file=os.path.abspath(policy_file) if policy_file else "",
             workspace=os.path.abspath(workspace or os.getcwd()),
             gpu=gpu,
@@ -121,7 +132,9 @@ _lock = threading.Lock()
 _live: dict[str, RemoteSandbox] = {}
 
 
-def get_or_start(name: str, policy_file: str = "", gpu: bool = False) -> tuple[RemoteSandbox, bool]:
+def get_or_start(
+    name: str, policy_file: str = "", gpu: bool = False, backend: str = "", image: str = ""
+) -> tuple[RemoteSandbox, bool]:
     """(sandbox, created): the live sandbox `name` of this process, starting it if needed."""
     with _lock:
         if name in _live and _live[name].box.poll() is None:
@@ -129,7 +142,7 @@ def get_or_start(name: str, policy_file: str = "", gpu: bool = False) -> tuple[R
         stale = _live.pop(name, None)
     if stale:
         stale.close()
-    remote = RemoteSandbox(name, policy_file=policy_file, gpu=gpu)
+    remote = RemoteSandbox(name, policy_file=policy_file, gpu=gpu, backend=backend, image=image)
     with _lock:
         _live[name] = remote
     return remote, True

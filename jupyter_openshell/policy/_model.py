@@ -205,6 +205,9 @@ class Filesystem:
     read_only: tuple[str, ...] = ()
     read_write: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    # Paths relative to the workspace: left writable although protected by default / also protected.
+    workspace_writable: tuple[str, ...] = ()
+    workspace_protected: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,15 @@ class Policy:
                 "read_only": list(self.filesystem.read_only),
                 "read_write": list(self.filesystem.read_write),
                 "hidden": list(self.filesystem.hidden),
+                # (only when set: policies without them keep their versions)
+                **{
+                    k: list(v)
+                    for k, v in (
+                        ("workspace_writable", self.filesystem.workspace_writable),
+                        ("workspace_protected", self.filesystem.workspace_protected),
+                    )
+                    if v
+                },
             },
             "process": {"user": self.process.user},
             "resources": {

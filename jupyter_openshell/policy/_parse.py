@@ -108,6 +108,7 @@ MATCH_KEYS = ("hosts", "paths")
 BACKEND_KEYS = ("url", "auth", "addresses")
 AUTH_KEYS = ("type", "token_from_secret", "header", "param")
 FS_KEYS = ("read_only", "read_write", "hidden")
+FS_NAME_KEYS = ("workspace_writable", "workspace_protected")  # paths relative to the workspace
 PROCESS_KEYS = ("user",)
 RESOURCE_KEYS = ("cpu", "memory", "pids", "disk", "timeout")
 
@@ -1093,7 +1094,7 @@ class _Validator:
             'filesystem:\n  read_only: ["/usr", "/etc"]\n  read_write: ["/workspace"]\n'
             + '  hidden: ["/etc/shadow"]'
         )
-        if not self.mapping(node, "filesystem", loc, FS_KEYS, ex):
+        if not self.mapping(node, "filesystem", loc, FS_KEYS + FS_NAME_KEYS, ex):
             return Filesystem()
         lists: dict[str, tuple[str, ...]] = {}
         for key in FS_KEYS:
@@ -1130,7 +1131,41 @@ class _Validator:
                 "each path in one list",
                 ex,
             )
+        for key in FS_NAME_KEYS:
+            lists[key] = self.workspace_names(node.get(key), key, _val_loc(node, key, loc))
         return Filesystem(**lists)
+
+    def workspace_names(self, items: Any, key: str, kloc: Loc) -> tuple[str, ...]:
+        """Entries of the workspace named relative to it (`.git`, `tools/Makefile`): no globs."""
+        example = f'{key}: [".git", "Makefile"]'
+        if items is None:
+            return ()
+        if not self.seq(items, f"filesystem.{key}", kloc, "paths relative to the workspace", example):
+            return ()
+        got = []
+        for i, p in enumerate(items):
+            pfield, ploc = f"filesystem.{key}[{i}]", _val_loc(items, i, kloc)
+            text = self.string(p, pfield, ploc, "a path relative to the workspace", example)
+            if text is None:
+                continue
+            parts = text.split("/")
+            if (
+                text.startswith("/")
+                or "\0" in text
+                or any(x in ("", ".", "..") for x in parts)
+                or any(c in text for c in "*?[")
+            ):
+                self.error(
+                    ploc,
+                    pfield,
+                    f"{text!r} is not a path relative to the workspace (no leading '/', '.', '..', empty "
+                    "parts or glob characters)",
+                    "a path relative to the workspace",
+                    example,
+                )
+                continue
+            got.append(text)
+        return tuple(dict.fromkeys(got))
 
     def process(self, node: Any, loc: Loc) -> Process:
         if not self.mapping(node, "process", loc, PROCESS_KEYS, 'process:\n  user: "sandbox"'):

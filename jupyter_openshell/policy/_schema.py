@@ -16,6 +16,7 @@ from ._parse import (
     AUTH_TYPES,
     BACKEND_KEYS,
     FS_KEYS,
+    FS_NAME_KEYS,
     MATCH_KEYS,
     MODES,
     PATH_KEYS,
@@ -155,10 +156,16 @@ def json_schema() -> dict[str, Any]:
                 "properties": {"routes": {"type": ["array", "null"], "items": route}},
             },
             "filesystem": _obj(
-                FS_KEYS,
+                FS_KEYS + FS_NAME_KEYS,
                 {
-                    k: {"type": ["array", "null"], "items": {"type": "string", "pattern": "^/"}}
-                    for k in FS_KEYS
+                    **{
+                        k: {"type": ["array", "null"], "items": {"type": "string", "pattern": "^/"}}
+                        for k in FS_KEYS
+                    },
+                    **{
+                        k: {"type": ["array", "null"], "items": {"type": "string", "pattern": "^[^/*?[]"}}
+                        for k in FS_NAME_KEYS
+                    },
                 },
             ),
             "process": {

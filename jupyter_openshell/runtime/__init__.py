@@ -1,13 +1,13 @@
 """Sandbox runtime: run commands in isolated sandboxes whose only way out is the policy proxy.
 
 Public API (see docs/ARCHITECTURE.md): `get_backend(name=None)`, `backend_of(sandbox)`,
-`available_backends()`, `exec_in`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`, `ExecProcess`,
-`SandboxError`, `KILL_GRACE_S`. Backends are plugins: classes named by the entry point group
-`jupyter_openshell.backends` (the built-in ones are also known without scanning entry points, which keeps
-the CLI fast); every backend records its sandboxes under `<state>/sandboxes/<name>/sandbox.json` with its
-name in "backend", so any process finds the backend of a sandbox. This module must never import a backend
-eagerly, nor the dataclass types (`_types`) before they are asked for (`openshell sandbox exec` needs
-neither).
+`available_backends()`, `backends_in_use()`, `exec_in`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`,
+`ExecProcess`, `SandboxError`, `KILL_GRACE_S`. Backends are plugins: classes named by the entry point
+group `jupyter_openshell.backends` (the built-in ones are also known without scanning entry points, which
+keeps the CLI fast); every backend records its sandboxes under `<state>/sandboxes/<name>/sandbox.json`
+with its name in "backend", so any process finds the backend of a sandbox. This module must never import
+a backend eagerly, nor the dataclass types (`_types`) before they are asked for (`openshell sandbox exec`
+needs neither).
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "jupyter_openshell.backends"
 BACKEND_ENV = "OPENSHELL_BACKEND"
-_BUILTIN = {"local": "jupyter_openshell.runtime._local:LocalBackend"}
+_BUILTIN = {
+    "local": "jupyter_openshell.runtime._local:LocalBackend",
+    "docker": "jupyter_openshell.runtime.docker:DockerBackend",
+}
 _TYPES = ("Backend", "Bind", "ExecProcess", "SandboxInfo", "SandboxSpec")
 
 
@@ -65,6 +68,14 @@ def get_backend(name: str | None = None) -> Backend:
     return getattr(import_module(module), attr)()
 
 
+def backends_in_use() -> list[str]:
+    """Names of the backends that have sandboxes recorded in this state directory ("local" first)."""
+    from . import _state
+
+    used = {(_state.read(n) or {}).get("backend") or "local" for n in _state.names()}
+    return sorted(used, key=lambda n: (n != "local", n))
+
+
 def backend_of(sandbox: str) -> Backend:
     """The backend that made sandbox `sandbox` (from its record); SandboxError if there is none."""
     from ._attach import record
@@ -98,6 +109,7 @@ __all__ = [
     "SandboxSpec",
     "available_backends",
     "backend_of",
+    "backends_in_use",
     "default_backend",
     "exec_in",
     "get_backend",

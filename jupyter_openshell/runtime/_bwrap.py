@@ -162,8 +162,12 @@ def build(
     state_dir: str,
     gpu: list[tuple[str, str]] | None,
     binds: list[tuple[str, str, bool]] = (),
+    protect: list[tuple[str, int, bool]] = (),
 ) -> None:
-    """Append namespaces, mounts and identity to `cmd` (the command to run comes after)."""
+    """Append namespaces, mounts and identity to `cmd` (the command to run comes after).
+
+    `protect`: (path relative to the workspace, O_PATH fd of it already in `cmd.fds`, writable), each
+    bound onto itself, in order (see `_protect.plan`)."""
     cmd.add(
         "--unshare-user",
         "--unshare-ipc",
@@ -186,12 +190,15 @@ def build(
     )
     _system(cmd)
     _identity(cmd, name, user, uid)
-    for path in runtime_paths:  # the agent's Python and package, read-only
-        cmd.add("--ro-bind", path, path)
     cmd.add("--proc", "/proc", "--dev", "/dev")
     cmd.add("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp")
     cmd.add("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm")
+    # After the private /tmp and /dev/shm, which would hide a Python or venv installed below them.
+    for path in runtime_paths:  # the agent's Python and package, read-only
+        cmd.add("--ro-bind", path, path)
     cmd.add("--dir", "/run", "--ro-bind", chan, CHAN_PATH, "--bind", workspace, WORKSPACE)
+    for rel, fd, writable in protect:  # (the fd, not the name: nothing can be swapped in between)
+        cmd.add("--bind-fd" if writable else "--ro-bind-fd", str(fd), f"{WORKSPACE}/{rel}")
     if ca_pem:
         cmd.data(ca_pem, CA_PATH, mount=False)
     for path in read_only:

@@ -1,6 +1,8 @@
 """Host side of `exec`: sends a command and the caller's stdio fds to a sandbox's agent and tracks it.
 
-`RemoteProcess` is Popen-like (pid, poll, wait, communicate, send_signal, kill). It must never copy
+`RemoteProcess` is Popen-like (pid, poll, wait, communicate, send_signal, kill). With `peer_pid`, the
+socket must belong to that process (a backend whose control socket lives where the sandbox could put
+another one checks its agent this way before sending it anything). It must never copy
 the command's output itself: the agent receives the caller's fds, the command writes to them.
 """
 
@@ -11,6 +13,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -44,6 +47,12 @@ def _stdio(value: Any, index: int, to_close: list[int]) -> tuple[int, Any]:
     return value.fileno(), None
 
 
+def _peer_pid(sock: socket.socket) -> int:
+    """The pid (in our namespace) of the process that made the listening socket `sock` reached."""
+    cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", cred)[0]
+
+
 class RemoteProcess:
     def __init__(
         self,
@@ -56,6 +65,7 @@ class RemoteProcess:
         stdout: Any,
         stderr: Any,
         sandbox: str,
+        peer_pid: int | None = None,
     ) -> None:
         self.args = list(argv)
         self.pid: int | None = None
@@ -83,6 +93,12 @@ class RemoteProcess:
                     f"see `openshell sandbox logs {sandbox}`, "
                     f"or remove it with `openshell sandbox rm {sandbox}`"
                 ) from exc
+            if peer_pid is not None and _peer_pid(self._sock) != peer_pid:
+                self._sock.close()  # someone else's socket at the agent's path: send it nothing
+                raise SandboxError(
+                    f"sandbox {sandbox}: the process at its control socket is not its agent; "
+                    f"remove the sandbox with `openshell sandbox rm {sandbox}`"
+                )
             _wire.send_request(self._sock, {"argv": self.args, "env": dict(env or {}), "cwd": cwd}, fds)
         finally:
             for fd in to_close:

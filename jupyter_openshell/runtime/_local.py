@@ -17,8 +17,10 @@ import contextlib
 import fcntl
 import importlib.machinery
 import json
+import logging
 import marshal
 import os
+import pwd
 import secrets
 import select
 import shutil
@@ -37,9 +39,11 @@ from typing import Any
 import jupyter_openshell
 
 from .. import paths
-from . import _acl, _attach, _bwrap, _gpu, _links, _resources, _seccomp, _state
+from . import _acl, _attach, _bwrap, _disk, _gpu, _links, _protect, _resources, _seccomp, _state
 from ._exec import RemoteProcess
 from ._types import Backend, SandboxError, SandboxInfo, SandboxSpec, check_name
+
+log = logging.getLogger("jupyter_openshell.runtime")
 
 PROXY_URL = "http://127.0.0.1:3128"
 PROXY_PORT = 3128
@@ -47,6 +51,8 @@ HOME = "/tmp/home"
 READY_TIMEOUT = 20.0
 DEFAULT_TMP = 512 << 20
 SHIM_MARK = "OPENSHELL_SANDBOX_DIR"
+RELAY_MAX_ENV = "OPENSHELL_RELAY_MAX_CONNECTIONS"  # connections through a sandbox's relay at once
+RELAY_MAX = 256
 RESERVED = ("/proc", "/dev", "/sys", "/run/openshell", "/workspace", "/tmp/home")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 EXPOSED_ROOT = Path("/var/lib/openshell-sandboxes")
@@ -178,7 +184,9 @@ def _sandbox_user(policy: Any) -> tuple[str, int]:
 
 
 def _check_workspace(workspace: Path) -> None:
-    """A given workspace becomes writable by the sandbox: never a system directory or the state dir."""
+    """A given workspace becomes writable by the sandbox: never a system directory, the state dir, nor
+    a home directory (where the user's shell, git, Jupyter and ssh read their start-up files) or
+    one of its parents."""
     state = os.path.realpath(paths.state_dir())
     if (
         str(workspace) in SYSTEM_WORKSPACES
@@ -189,6 +197,28 @@ def _check_workspace(workspace: Path) -> None:
             f"--workspace {workspace} is a system directory (or holds one, or is in the openshell state); "
             "a sandbox may write its workspace, so give it a directory of its own (e.g. /srv/work/NAME)"
         )
+    for home in _homes(workspace):
+        if _inside(home, str(workspace)):
+            what = "a home directory" if home == str(workspace) else f"a parent of the home directory {home}"
+            raise SandboxError(
+                f"workspace {workspace} is {what}: a sandbox may write its workspace, and your shell, git, "
+                "Jupyter and ssh run or trust files there (.bashrc, .jupyter, .ssh/authorized_keys). Give it "
+                f"a project directory below it instead (e.g. {home}/projects/NAME); for Jupyter, open the "
+                "notebook from (or start the server in) such a project directory"
+            )
+
+
+def _homes(workspace: Path) -> set[str]:
+    """The home directories a workspace must not be or hold: the caller's ($HOME and its passwd
+    entry) and that of the workspace's owner."""
+    uids = {os.getuid()}
+    with contextlib.suppress(OSError):
+        uids.add(workspace.stat().st_uid)
+    found = {os.environ.get("HOME") or ""}
+    for uid in uids:
+        with contextlib.suppress(KeyError):
+            found.add(pwd.getpwuid(uid).pw_dir)
+    return {os.path.realpath(h) for h in found if h.startswith("/") and h != "/"}
 
 
 def _host_uid(reserved: int | None, workspace: Path, created: bool, exposed: Path) -> int:
@@ -323,11 +353,21 @@ class LocalBackend(Backend):
     # --- create -------------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> SandboxInfo:
         name = check_name(spec.name or f"sb-{secrets.token_hex(4)}")
+        if spec.image:
+            raise SandboxError(
+                f"the local backend runs this machine's own system, not an image ({spec.image}); "
+                "use --backend docker for images, or leave out --image"
+            )
         bwrap, timeout = _which("bwrap", "bubblewrap"), _which("timeout", "coreutils")
         text = Path(spec.policy_file).read_text() if spec.policy_file else _links.DENY_ALL
         policy = _links.load(spec.policy_file) if spec.policy_file else _links.default_policy()
         with _state.locked():
             existing = _state.read(name)
+            if existing is not None and existing.get("backend", self.name) != self.name:
+                raise SandboxError(
+                    f"sandbox {name} exists on the {existing['backend']} backend; pick another --name "
+                    f"or remove it with `openshell sandbox rm {name}`"
+                )
             if existing is not None:
                 if self._alive(existing):
                     raise SandboxError(
@@ -345,6 +385,7 @@ class LocalBackend(Backend):
                 "state": "creating",
                 "created": _state.now(),
                 "policy_file": str(_links.policy_path(name)),
+                "creator": [os.getpid(), _state.start_time(os.getpid())],
             }
             if spec.owner_pid:
                 record["owner"] = {"pid": spec.owner_pid, "start": _state.start_time(spec.owner_pid)}
@@ -386,6 +427,8 @@ class LocalBackend(Backend):
             workspace, own_ws = exposed / "workspace", True
             workspace.mkdir(mode=0o700, exist_ok=True)
             created = True
+        record.update(workspace=str(workspace), workspace_owned=own_ws)
+        disk = self._attach_disk(record, workspace, own_ws, limits.disk, exposed)
         uid = _host_uid(reserved, workspace, created, exposed)
         chan = exposed / "chan"
         chan.mkdir(exist_ok=True)
@@ -397,12 +440,16 @@ class LocalBackend(Backend):
         # While the rest is set up and the sandbox boots: its policy becomes current, then the proxy
         # opens its gateway (both wait on I/O: fsync, the proxy's workers).
         publish = _in_background(_publish, name, text, record["created"])
+        cmd = _bwrap.Command()
         try:
             if os.geteuid() == 0:
                 _check_reachable([python, os.path.realpath(python), *runtime_paths], uid, python=True)
                 acl = (exposed / WORKSPACE_ACL).exists()  # the leaf's ACL lets uid in: check its parents
                 _check_reachable([str(workspace.parent if acl else workspace), str(chan)], uid, python=False)
             enforcement = _resources.plan(name, limits, token)
+            protect_fds = [
+                (rel, int(cmd.fd(fd)), rw) for rel, fd, rw in self._protect(record, workspace, disk, policy)
+            ]
             record.update(
                 workspace=str(workspace),
                 workspace_owned=own_ws,
@@ -430,7 +477,6 @@ class LocalBackend(Backend):
             if not ca_pem:  # first sandbox of this state dir: the proxy makes the CA
                 _links.ensure_proxy()
                 ca_pem = _links.ca_bundle()
-            cmd = _bwrap.Command()
             ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
             info_r, info_w = os.pipe2(os.O_CLOEXEC)
             go_r, go_w = os.pipe2(os.O_CLOEXEC)  # host -> agent: every process is in the cgroups
@@ -439,7 +485,8 @@ class LocalBackend(Backend):
                 ro = [*runtime_paths, *policy.filesystem.read_only, *(t for _, t in gpu_binds or [])]
                 rw = list(policy.filesystem.read_write) + [b.target for b in spec.binds if b.writable]
                 ro += [b.target for b in spec.binds if not b.writable]
-                cmd.add(bwrap, "--info-fd", info_arg, "--seccomp", cmd.fd(_seccomp.filter_fd()))
+                cmd.add(*_disk.shim_prefix(disk), bwrap, "--info-fd", info_arg)
+                cmd.add("--seccomp", cmd.fd(_seccomp.filter_fd()))
                 _bwrap.build(
                     cmd,
                     name=name,
@@ -456,6 +503,7 @@ class LocalBackend(Backend):
                     state_dir=str(paths.state_dir()),
                     gpu=gpu_binds,
                     binds=[(b.source, b.target, b.writable) for b in spec.binds],
+                    protect=protect_fds,
                 )
                 config = self._agent_config(
                     name,
@@ -502,12 +550,13 @@ class LocalBackend(Backend):
                 for fd in (ready_r, info_r, go_w):  # (closing "go" unsent: the agent exits)
                     os.close(fd)
             warning = publish()
-            record["warnings"] = [warning] if warning else []
+            record["warnings"] = [*([warning] if warning else []), *record["protect"].get("warnings", [])]
             child = info.get("child-pid")
             record.update(
                 child_pid=child, child_start=_state.start_time(child) if child else None, state="running"
             )
         except BaseException:
+            cmd.close()
             with contextlib.suppress(BaseException):
                 publish()  # (before the teardown unregisters it)
             raise
@@ -554,6 +603,7 @@ class LocalBackend(Backend):
             "go_fd": int(go_fd),
             "proxy_sock": f"{_bwrap.CHAN_PATH}/proxy.sock",
             "listen": ["127.0.0.1", PROXY_PORT],
+            "relay_max": _relay_max(),
             "env": env,
             "workdir": _bwrap.WORKSPACE,
             "rlimits": enforcement.rlimits,
@@ -563,6 +613,95 @@ class LocalBackend(Backend):
                 "list": ["/"],
             },
         }
+
+    def _attach_disk(
+        self, record: dict, workspace: Path, private: bool, size: int | None, exposed: Path
+    ) -> _disk.Disk:
+        """Limit the workspace (see `_disk`). The plan is on disk before anything is mounted, so that a
+        teardown, or `gc` after a crash, finds what to undo."""
+        disk = _disk.plan(workspace, private, size, os.geteuid() == 0, exposed)
+        record["disk"] = disk.to_dict()
+        _state.write(record)
+        try:
+            _disk.attach(disk)
+        except OSError as exc:
+            if disk.mechanism != "ext4 image":
+                raise SandboxError(
+                    f"cannot limit the workspace {workspace} ({disk.mechanism}): {exc}"
+                ) from exc
+            # (no loop devices here, e.g. in a container: the shim mounts a tmpfs instead)
+            disk = _disk.Disk("tmpfs", disk.limit, disk.inodes, str(workspace))
+            log.warning(
+                "workspace image of sandbox %s not mounted (%s): a tmpfs instead", record["name"], exc
+            )
+        if disk.mechanism == "project quota":  # (a workspace shared with live sandboxes: theirs to restore)
+            shared = [
+                d
+                for d in self._live_disks(record["name"])
+                if (d.workspace, d.projid) == (disk.workspace, disk.projid)
+            ]
+            if shared:
+                disk.saved = shared[0].saved
+        record["disk"] = disk.to_dict()
+        return disk
+
+    def _protect(
+        self, record: dict, workspace: Path, disk: _disk.Disk, policy: Any
+    ) -> list[tuple[str, int, bool]]:
+        """Protect the workspace's entries that host tools run or trust (see `_protect`); returns the
+        fds to bind. Only in a workspace the caller gave (a host directory where the user's tools run):
+        a private one is the sandbox's own scratch space, removed with it (or a tmpfs no host tool sees)."""
+        fs = policy.filesystem
+        writable, extra = getattr(fs, "workspace_writable", ()), getattr(fs, "workspace_protected", ())
+        if record.get("workspace_owned") or disk.mechanism == "tmpfs":
+            record["protect"] = _protect.Protection(str(workspace), writable=sorted(writable)).to_dict()
+            return []
+        owner = (workspace.stat().st_uid, workspace.stat().st_gid) if os.geteuid() == 0 else None
+        with _state.locked(".protect.lock"):  # (sandboxes sharing a workspace share its placeholders)
+            protection, fds = _protect.plan(
+                str(workspace), writable, extra, owner, self._placeholders_in_use(record["name"])
+            )
+            record["protect"] = protection.to_dict()
+            _state.write(record)
+        return fds
+
+    def _live_records(self, name: str) -> list[dict]:
+        """Records of the other sandboxes whose processes run (or that a live process is creating)."""
+        out = []
+        for other in _state.names():
+            record = _state.read(other) if other != name else None
+            if record and self._in_use(record):
+                out.append(record)
+        return out
+
+    def _in_use(self, record: dict) -> bool:
+        if record.get("state") == "creating":
+            return _state.alive(*(record.get("creator") or [None, None]))
+        return record.get("state") in ("running", "starting") and self._alive(record)
+
+    def _placeholders_in_use(self, name: str) -> set[tuple[int, int]]:
+        found: set[tuple[int, int]] = set()
+        for record in self._live_records(name):
+            found |= _protect.placeholder_ids(_protect.Protection.from_dict(record.get("protect")))
+        return found
+
+    def _live_disks(self, name: str) -> list[_disk.Disk]:
+        disks = (_disk.Disk.from_dict(r.get("disk")) for r in self._live_records(name))
+        return [d for d in disks if d is not None]
+
+    def _release(self, name: str, record: dict, remove: bool) -> None:
+        """Undo `_protect` and `_attach_disk` (its processes are gone)."""
+        with _state.locked(".protect.lock"):
+            _protect.remove_placeholders(
+                _protect.Protection.from_dict(record.get("protect")), self._placeholders_in_use(name)
+            )
+        disk = _disk.Disk.from_dict(record.get("disk"))
+        shared = disk is not None and disk.mechanism == "project quota"
+        if shared and any(
+            (d.workspace, d.projid) == (disk.workspace, disk.projid) for d in self._live_disks(name)
+        ):
+            return  # (the last sandbox on this workspace restores the quota)
+        _disk.release(disk, remove)
 
     def _spawn(self, cmd: Any, timeout: str, limits: Any, directory: Path, uid: int) -> subprocess.Popen:
         # `timeout` (0: none) is bwrap's parent, whose exit --die-with-parent watches: it must outlive
@@ -647,6 +786,7 @@ class LocalBackend(Backend):
             self._kill(record)
         finally:
             unregister()
+        self._release(name, record, remove)
         directory = _state.directory(name)
         with contextlib.suppress(FileNotFoundError):
             (directory / "control.sock").unlink()
@@ -675,7 +815,7 @@ class LocalBackend(Backend):
         out = []
         for name in _state.names():
             record = _state.read(name)
-            if record is not None:
+            if record is not None and record.get("backend", self.name) == self.name:
                 out.append(self._info(record))
         return out
 
@@ -698,6 +838,7 @@ class LocalBackend(Backend):
                 enforcement.kill()
                 enforcement.remove()
                 if exposed.parent == EXPOSED_ROOT:
+                    _disk.unmount(str(exposed / "workspace"))  # (the record, and with it the plan, is lost)
                     _release_workspace(exposed)
                     _rmtree(exposed)
             _rmtree(Path(directory))
@@ -707,8 +848,8 @@ class LocalBackend(Backend):
     def _info(self, record: dict) -> SandboxInfo:
         reap_shims()
         state = record.get("state", "exited")
-        if state in ("running", "starting") and not self._alive(record):
-            state = "exited"
+        if state in ("running", "starting", "creating") and not self._in_use(record):
+            state = "exited"  # (a create whose process died midway included)
         enforcement = record.get("enforcement") or {}
         return SandboxInfo(
             name=record["name"],
@@ -733,7 +874,10 @@ class LocalBackend(Backend):
                     record.get("limits", {}),
                     enforcement.get("rlimits", {}),
                     record.get("tmp_size") or DEFAULT_TMP,
+                    _disk.Disk.from_dict(record.get("disk")),
+                    state,
                 ),
+                "protected": _protected(record.get("protect")),
             },
         )
 
@@ -769,6 +913,29 @@ def _owner(record: dict) -> dict:
     if not owner.get("pid"):
         return {}
     return {"pid": owner["pid"], "alive": _state.alive(owner["pid"], owner.get("start"))}
+
+
+def _relay_max() -> int:
+    value = os.environ.get(RELAY_MAX_ENV) or str(RELAY_MAX)
+    if not value.isdigit() or not 1 <= int(value) <= 60000:
+        raise SandboxError(
+            f"{RELAY_MAX_ENV}={value!r}: give a number of connections from 1 to 60000 (default {RELAY_MAX})"
+        )
+    return int(value)
+
+
+def _protected(data: dict | None) -> dict:
+    """What `_protect` made read-only in the workspace, for SandboxInfo.details["protected"]."""
+    protection = _protect.Protection.from_dict(data)
+    if protection is None:
+        return {}
+    return {
+        "bound": protection.bind,
+        "placeholders": [p[0] for p in protection.placeholders],
+        "pinned": protection.pinned,
+        "writable": protection.writable,
+        "warnings": protection.warnings,
+    }
 
 
 def _read_info(fd: int) -> dict:

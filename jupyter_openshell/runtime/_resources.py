@@ -15,6 +15,9 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from . import _disk
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
@@ -246,8 +249,9 @@ RLIMIT_NOTES = {  # what rlimits can and cannot do, said in `openshell sandbox l
 }
 
 
-def describe(kind: str, limits: dict, rlimits: dict, tmp_size: int) -> dict[str, dict]:
-    """What enforces each resource of a sandbox: {resource: {"limit", "by", "note"}} (for `ls`)."""
+def describe(kind: str, limits: dict, rlimits: dict, tmp_size: int, disk: Any, state: str) -> dict[str, dict]:
+    """What enforces each resource of a sandbox: {resource: {"limit", "by", "note"}} (for `ls`);
+    "disk" also has "workspace": {"by", "limit", "inodes", "note"} (`disk`: its `_disk.Disk`)."""
     out: dict[str, dict] = {}
     for resource in ("cpu", "memory", "pids"):
         if kind in CGROUP_FILES:
@@ -256,14 +260,20 @@ def describe(kind: str, limits: dict, rlimits: dict, tmp_size: int) -> dict[str,
             by, note = RLIMIT_NOTES[resource]
         out[resource] = {"limit": limits.get(resource), "by": by, "note": note}
     files = rlimits.get("FSIZE")
-    note = f"/tmp and /dev/shm are tmpfs of {tmp_size} bytes each (their pages count as memory)"
+    ws_by, ws_note = _disk.describe(disk, state)
+    note = f"{ws_note}; /tmp and /dev/shm are tmpfs of {tmp_size} bytes each (their pages count as memory)"
     if files:
         note += f"; no file may grow past {files} bytes (RLIMIT_FSIZE)"
-    note += "; the workspace has no quota (that would need project quotas on its filesystem)"
     out["disk"] = {
-        "limit": limits.get("disk"),
-        "by": "tmpfs" + (" + RLIMIT_FSIZE" if files else ""),
+        "limit": (disk.limit if disk is not None else None) or limits.get("disk"),
+        "by": ws_by + (" + RLIMIT_FSIZE" if files else ""),
         "note": note,
+        "workspace": {
+            "by": ws_by,
+            "limit": disk.limit if disk is not None and disk.mechanism != "none" else None,
+            "inodes": disk.inodes if disk is not None else None,
+            "note": ws_note,
+        },
     }
     timeout = limits.get("timeout")
     out["timeout"] = {"limit": timeout, "by": "timeout -s KILL" if timeout else "none", "note": ""}

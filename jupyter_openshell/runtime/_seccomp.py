@@ -1,5 +1,6 @@
 """The sandbox's seccomp filter, generated with libseccomp (through ctypes) and exported as BPF.
 
+The rules are data (`rules()`): the Docker backend's seccomp profile is generated from the same list.
 `filter_fd()` returns a sealed memfd holding the compiled classic-BPF program that bubblewrap loads
 with `--seccomp FD`. The filter allows by default and refuses the calls that open kernel attack
 surface or break the sandbox's walls (list below). Architectures other than the native one, x32
@@ -13,12 +14,13 @@ import ctypes.util
 import errno
 import os
 import socket
+from dataclasses import dataclass
 from functools import cache
 
 _ACT_KILL_PROCESS = 0x80000000
 _ACT_ALLOW = 0x7FFF0000
 _ATTR_ACT_BADARCH = 2
-_CMP_EQ, _CMP_GT, _CMP_MASKED_EQ = 4, 6, 7
+_CMP = {"EQ": 4, "GT": 6, "MASKED_EQ": 7}
 
 # Calls refused outright (EPERM); names the running libseccomp does not know are skipped.
 DENIED = (
@@ -144,38 +146,50 @@ def _rule(lib: ctypes.CDLL, ctx: int, action: int, name: str, *cmps: tuple[int, 
         raise OSError(-rc, f"seccomp_rule_add({name}) failed: {os.strerror(-rc)}")
 
 
-def _add_rules(lib: ctypes.CDLL, ctx: int) -> None:
-    eperm = _errno_action(errno.EPERM)
-    for name in DENIED:
-        _rule(lib, ctx, eperm, name)
-    for name in ENOSYS_CALLS:
-        _rule(lib, ctx, _errno_action(errno.ENOSYS), name)
-    for flag in NAMESPACE_FLAGS.values():
-        _rule(lib, ctx, eperm, "clone", (0, _CMP_MASKED_EQ, flag, flag))
-    for request in (TIOCSTI, TIOCLINUX):  # the kernel reads the request as 32 bits: mask it
-        _rule(lib, ctx, eperm, "ioctl", (1, _CMP_MASKED_EQ, 0xFFFFFFFF, request))
-    refused = _errno_action(errno.EAFNOSUPPORT)
+@dataclass(frozen=True)
+class Rule:
+    """One refusal: `syscall` answers `errno` when every argument condition holds (none: always).
+    A condition is (argument index, op, a, b): op "EQ" (arg == a), "GT" (arg > a) or "MASKED_EQ"
+    (arg & a == b), libseccomp's and Docker's meaning of the two values."""
+
+    syscall: str
+    errno: int
+    args: tuple[tuple[int, str, int, int], ...] = ()
+
+
+def rules() -> tuple[Rule, ...]:
+    """Every rule of the filter, in order: the one list both libseccomp (here) and the Docker seccomp
+    profile (`runtime.docker._profile`) are built from."""
+    out = [Rule(name, errno.EPERM) for name in DENIED]
+    out += [Rule(name, errno.ENOSYS) for name in ENOSYS_CALLS]
+    out += [Rule("clone", errno.EPERM, ((0, "MASKED_EQ", f, f),)) for f in NAMESPACE_FLAGS.values()]
+    # the kernel reads the ioctl request as 32 bits: mask it
+    out += [Rule("ioctl", errno.EPERM, ((1, "MASKED_EQ", 0xFFFFFFFF, r),)) for r in (TIOCSTI, TIOCLINUX)]
     top = max(ALLOWED_FAMILIES)
-    for family in range(top):
-        if family not in ALLOWED_FAMILIES:
-            _rule(lib, ctx, refused, "socket", (0, _CMP_EQ, family, 0))
-    _rule(lib, ctx, refused, "socket", (0, _CMP_GT, top, 0))
+    out += [
+        Rule("socket", errno.EAFNOSUPPORT, ((0, "EQ", family, 0),))
+        for family in range(top)
+        if family not in ALLOWED_FAMILIES
+    ]
+    out.append(Rule("socket", errno.EAFNOSUPPORT, ((0, "GT", top, 0),)))
     # Raw and packet sockets of the allowed IP families: EPERM, as without CAP_NET_RAW. Only for those
     # families, so that a refused family is EAFNOSUPPORT whatever its type (netlink is SOCK_RAW).
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for kind in (SOCK_RAW, SOCK_PACKET):
-            _rule(
-                lib,
-                ctx,
-                eperm,
-                "socket",
-                (0, _CMP_EQ, family, 0),
-                (1, _CMP_MASKED_EQ, SOCK_TYPE_MASK, kind),
-            )
+    out += [
+        Rule("socket", errno.EPERM, ((0, "EQ", family, 0), (1, "MASKED_EQ", SOCK_TYPE_MASK, kind)))
+        for family in (socket.AF_INET, socket.AF_INET6)
+        for kind in (SOCK_RAW, SOCK_PACKET)
+    ]
+    return tuple(out)
 
 
-def compile_bpf() -> bytes:
-    """The filter as classic BPF bytes (what `seccomp_export_bpf` writes)."""
+def add_rules(lib: ctypes.CDLL, ctx: int, filter_rules: tuple[Rule, ...]) -> None:
+    for rule in filter_rules:
+        cmps = [(index, _CMP[op], a, b) for index, op, a, b in rule.args]
+        _rule(lib, ctx, _errno_action(rule.errno), rule.syscall, *cmps)
+
+
+def compile_bpf(filter_rules: tuple[Rule, ...] | None = None) -> bytes:
+    """The filter (`rules()`, or `filter_rules`) as classic BPF bytes (what `seccomp_export_bpf` writes)."""
     lib = _lib()
     ctx = lib.seccomp_init(_ACT_ALLOW)
     if not ctx:
@@ -184,7 +198,7 @@ def compile_bpf() -> bytes:
         rc = lib.seccomp_attr_set(ctx, _ATTR_ACT_BADARCH, _ACT_KILL_PROCESS)
         if rc < 0:
             raise OSError(-rc, "seccomp_attr_set(ACT_BADARCH) failed")
-        _add_rules(lib, ctx)
+        add_rules(lib, ctx, rules() if filter_rules is None else filter_rules)
         fd = os.memfd_create("openshell-seccomp", os.MFD_CLOEXEC)
         try:
             rc = lib.seccomp_export_bpf(ctx, fd)

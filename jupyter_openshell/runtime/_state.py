@@ -35,8 +35,10 @@ def record_path(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[None]:
-    fd = os.open(root() / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def locked(lock: str = ".lock") -> Iterator[None]:
+    """Exclusive across processes: ".lock" for records, ".protect.lock" for workspace placeholders
+    (taken inside the first, never the other way round)."""
+    fd = os.open(root() / lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

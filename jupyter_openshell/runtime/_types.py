@@ -38,9 +38,10 @@ class Bind:
 class SandboxSpec:
     """What to create. `name=None` picks a fresh name; `policy_file=None` means deny all egress with
     default resources; `workspace=None` makes a private one under the state directory; `gpu=None`
-    takes the policy's `gpu`; `env` is added to every command's environment; `owner_pid`: the host
-    process the sandbox serves (a Jupyter server, a kernel's host): once it is gone (pid + start time),
-    `cleanup()` removes the sandbox (None: it lives until removed)."""
+    takes the policy's `gpu`; `env` is added to every command's environment; `image` names the
+    container image for backends that run images (None: the backend's default; the local backend
+    refuses one); `owner_pid`: the host process the sandbox serves (a Jupyter server, a kernel's host):
+    once it is gone (pid + start time), `cleanup()` removes the sandbox (None: it lives until removed)."""
 
     name: str | None = None
     policy_file: str | Path | None = None
@@ -48,6 +49,7 @@ class SandboxSpec:
     gpu: bool | None = None
     binds: Sequence[Bind] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
     owner_pid: int | None = None
 
 

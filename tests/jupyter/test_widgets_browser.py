@@ -90,7 +90,7 @@ def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
             try:
                 wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
                 shift_enter()
-                first = WebDriverWait(driver, 15, 0.2).until(
+                first = WebDriverWait(driver, 45, 0.2).until(
                     ec.presence_of_element_located((By.XPATH, MONITOR))
                 ).text
                 break

@@ -74,7 +74,12 @@ def test_cli_lifecycle(cli):
     assert "running" in row and "127.77." in row
     assert ("cgroup v1" in row or "cgroup v2" in row) if cli.mode == "root" else "rlimits" in row
     # each resource says what enforces it; what rlimits cannot do is said, not implied
-    assert "512M tmpfs" in row and "the workspace has no quota" in listing
+    # the private workspace is limited by default (1 GiB) and says how: an ext4 image (root), else a tmpfs
+    if cli.mode == "root":
+        assert "1G ext4-image" in row and "loop-mounted ext4 image of 1Gi" in listing
+    else:
+        assert "1G tmpfs" in row and "LOST WHEN THE SANDBOX STOPS" in listing
+    assert "/tmp and /dev/shm are tmpfs of 536870912 bytes each" in listing
     if cli.mode == "root":
         assert "1.0 cgroup" in row and "2G cgroup" in row and "256 cgroup" in row
         assert "NOT-ENFORCED" not in listing
@@ -84,7 +89,9 @@ def test_cli_lifecycle(cli):
     as_json = json.loads(cli("ls", "--json").stdout)[0]["details"]["resources"]
     expected = ("cgroup v1 (cpu.cfs_quota_us)", "cgroup v2 (cpu.max)") if cli.mode == "root" else ("none",)
     assert as_json["cpu"]["by"] in expected
-    assert as_json["disk"]["by"] == "tmpfs" and as_json["disk"]["limit"] is None
+    mechanism = "ext4-image" if cli.mode == "root" else "tmpfs"
+    assert as_json["disk"]["by"] == mechanism and as_json["disk"]["limit"] == 1 << 30
+    assert as_json["disk"]["workspace"]["by"] == mechanism and as_json["disk"]["workspace"]["inodes"] == 65536
 
     done = cli("exec", "cli-box", "--", "sh", "-c", "echo out; echo err >&2; exit 5")
     assert (done.returncode, done.stdout, done.stderr) == (5, "out\n", "err\n")

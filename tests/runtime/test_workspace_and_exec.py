@@ -245,8 +245,9 @@ def test_a_command_that_stops_its_agent_cannot_hold_the_caller(backend):
     name = f"stop-{uuid.uuid4().hex[:8]}"
     backend.create(SandboxSpec(name=name))
     try:
-        proc = backend.exec(name, ["sh", "-c", "kill -STOP $PPID; sleep 300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = backend.exec(
+            name, ["sh", "-c", "kill -STOP $PPID; sleep 300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         with pytest.raises(subprocess.TimeoutExpired):
             proc.communicate(timeout=1)
         started = time.monotonic()
@@ -274,13 +275,29 @@ def test_cli_exec_gives_up_on_a_stopped_agent_instead_of_hanging(backend):
     try:
         # (a file, not a pipe: the command, never killed by its stopped agent, keeps a pipe open)
         with tempfile.TemporaryFile() as err:
-            cli = subprocess.Popen([sys.executable, "-m", "jupyter_openshell", "sandbox", "exec", name, "--",
-                                    "sh", "-c", "kill -STOP $PPID; sleep 300"],
-                                   stdout=subprocess.DEVNULL, stderr=err)
+            cli = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyter_openshell",
+                    "sandbox",
+                    "exec",
+                    name,
+                    "--",
+                    "sh",
+                    "-c",
+                    "kill -STOP $PPID; sleep 300",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
             until = time.monotonic() + 30  # the CLI forwards signals, and the agent is stopped
-            while not (_catches(cli.pid, signal.SIGTERM) and _stopped_agent()) and time.monotonic() < until:
+            shim = backend.status(name).pid
+            while (
+                not (_catches(cli.pid, signal.SIGTERM) and _stopped_agent(shim)) and time.monotonic() < until
+            ):
                 time.sleep(0.1)
-            assert cli.poll() is None and _stopped_agent()
+            assert cli.poll() is None and _stopped_agent(shim)
             cli.send_signal(signal.SIGTERM)
             assert cli.wait(timeout=2 * KILL_GRACE_S + 5) == 137
             err.seek(0)
@@ -297,13 +314,13 @@ def _catches(pid: int, sig: int) -> bool:
     return False
 
 
-def _stopped_agent() -> bool:
-    """Is some sandbox agent in the stopped state (T)?"""
-    for proc in Path("/proc").iterdir():
+def _stopped_agent(shim: int) -> bool:
+    """Is the agent of the sandbox whose shim is `shim` in the stopped state (T)? (Only that sandbox's
+    tree: other sandboxes on the machine may have stopped agents of their own.)"""
+    for pid in _resources._descendants(shim):
         try:
-            stat = (proc / "stat").read_text()
-            stopped = stat[stat.rindex(")") + 2] == "T"
-            if stopped and b"_agent" in (proc / "cmdline").read_bytes():
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat[stat.rindex(")") + 2] == "T" and b"_agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return True
         except (OSError, ValueError):
             continue

@@ -1,7 +1,10 @@
 """Attack-suite fixtures: the `openshell sandbox` CLI driven as root and as an unprivileged user.
 
 `mode` is parametrized: "root" runs the CLI as root with its own state directory; "user" runs it
-under `setpriv --reuid 65534 --regid 65534 --clear-groups` with a state directory owned by that uid.
+under `setpriv --reuid 65534 --regid 65534 --clear-groups` with a state directory owned by that uid;
+"root-docker" is "root" with `--backend docker` (never unprivileged: access to the Docker socket is
+root-equivalent). A test that checks something only the local backend has is marked `local_only` with
+the reason.
 Each mode's CLI starts its own policy proxy (deny-all default). Sandboxes are created through the
 CLI exactly as a user would; helpers read `sandbox.json` to learn host-side facts (pids, uid).
 """
@@ -35,13 +38,15 @@ pytestmark = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap is not in
 
 class Mode:
     def __init__(self, name: str, root: Path) -> None:
-        self.name = name
+        self.label = name
+        self.name, _, self.backend = name.partition("-")  # "root" | "user"; backend "" = local
+        self.backend = self.backend or "local"
         self.root = root
         self.state = root / "state"
         self.inputs = root / "inputs"  # policy files, readable by the CLI's uid
         self.state.mkdir(mode=0o700)
         self.inputs.mkdir(mode=0o755)
-        if name == "user":
+        if self.name == "user":
             for path in (self.state, self.inputs):
                 os.chown(path, NOBODY, NOBODY)
 
@@ -51,15 +56,25 @@ class Mode:
             return ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *base]
         return base
 
-    def env(self) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         env["OPENSHELL_STATE_DIR"] = str(self.state)
         if self.name == "user":
             env["HOME"] = str(self.inputs)
+        env.update(extra)
         return env
 
+    @property
+    def uid(self) -> int:
+        return NOBODY if self.name == "user" else 0
+
     def cli(
-        self, *args: str, input: str | None = None, timeout: float = 60, check: bool = True
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 60,
+        check: bool = True,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             self.argv(*args),
@@ -67,7 +82,7 @@ class Mode:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=self.env(),
+            env=self.env(**(env or {})),
             cwd="/",
         )
         if check and proc.returncode != 0:
@@ -92,13 +107,35 @@ class Mode:
         path.chmod(0o644)
         return str(path)
 
-    def create(self, policy: str | None = None, name: str | None = None) -> str:
+    def create(
+        self,
+        policy: str | None = None,
+        name: str | None = None,
+        workspace: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
         name = name or f"sec-{uuid.uuid4().hex[:8]}"
-        args = ["create", "--name", name]
+        args = ["create", "--name", name, "--backend", self.backend]
         if policy is not None:
             args += ["--policy", self.policy(policy)]
-        self.cli(*args)
+        if workspace is not None:
+            args += ["--workspace", str(workspace)]
+        self.cli(*args, env=env)
         return name
+
+    def workspace(self) -> Path:
+        """A fresh directory of this mode's uid, outside its home, to give as --workspace."""
+        path = self.root / f"ws-{uuid.uuid4().hex[:8]}"
+        path.mkdir(mode=0o755)
+        os.chown(path, self.uid, self.uid)
+        return path
+
+    def as_owner(self, argv: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a host tool as this mode's uid (what the user does later in the workspace)."""
+        if self.name == "user":
+            argv = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", *argv]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.inputs), "LANG": "C.UTF-8"}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
     def sh(
         self, name: str, script: str, timeout: float = 60, input: str | None = None
@@ -140,13 +177,33 @@ def modes():
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["root", "user"])
+@pytest.fixture(scope="session")
+def docker_engine(scratch) -> None:
+    """An answering Docker Engine (started where none runs) and the default image; skips without one."""
+    from jupyter_openshell.testing.docker_engine import default_image, engine
+
+    why = engine(scratch("dockerd-"))
+    if why is not None:
+        pytest.skip(f"no Docker Engine: {why}")
+    default_image()
+
+
+@pytest.fixture(params=["root", "user", "root-docker"])
 def mode(request, modes) -> Mode:
-    if request.param == "root" and os.geteuid() != 0:
+    if request.param.startswith("root") and os.geteuid() != 0:
         pytest.skip("the root path needs root")
     if request.param == "user" and os.geteuid() != 0:
         pytest.skip("switching to an unprivileged uid needs root (setpriv)")
+    if request.param == "root-docker":
+        reason = request.node.get_closest_marker("local_only")
+        if reason is not None:
+            pytest.skip(f"local backend only: {reason.args[0]}")
+        request.getfixturevalue("docker_engine")
     return modes(request.param)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "local_only(reason): checks what only the local backend has")
 
 
 def processes_with(marker: str) -> list[int]:

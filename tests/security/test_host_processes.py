@@ -104,18 +104,21 @@ def test_sandbox_create_from_a_planted_workspace_runs_nothing(mode):
     workspace, markers = _dirs(mode, "cli")
     _wait_stopped(mode.state)  # `create` then starts the proxy itself, from the workspace
     env = mode.env()
+    name = f"hp-{secrets.token_hex(3)}"
     proc = subprocess.run([*_wrap(mode), str(BIN / "openshell"), "sandbox", "create", "--name",
-                           f"hp-{secrets.token_hex(3)}", "--workspace", str(workspace)],
+                           name, "--workspace", str(workspace), "--backend", mode.backend],
                           capture_output=True, text=True, timeout=120, env=env, cwd=workspace)
     assert proc.returncode == 0, proc.stderr
     assert ProxyClient(mode.state).is_running()
     assert _markers(markers) == [], "the proxy imported code from the workspace"
+    mode.rm(name)
     # control: a naive `python -m` from the workspace runs the planted package (and sitecustomize)
     subprocess.run([*_wrap(mode), sys.executable, "-m", "jupyter_openshell", "--help"],
                    capture_output=True, timeout=60, env=env, cwd=workspace)
     assert "jupyter_openshell" in _markers(markers)
 
 
+@pytest.mark.local_only("host processes only (the proxy and its workers): no sandbox backend involved")
 def test_proxy_children_never_inherit_a_poisoned_environment(mode):
     workspace, markers = _dirs(mode, "env")
     lib = _preload_library(mode.root, markers)
@@ -150,6 +153,7 @@ def test_proxy_children_never_inherit_a_poisoned_environment(mode):
         assert "ld_preload" in seen
 
 
+@pytest.mark.local_only("host processes only (Jupyter and a stock kernel): no sandbox backend involved")
 def test_jupyter_server_and_its_other_kernels_run_nothing_planted(mode, tmp_path):
     """`jupyter lab` started from a planted notebook directory: the extension's proxy supervisor and a
     stock `python3` kernel (cwd = that directory) import nothing from it."""

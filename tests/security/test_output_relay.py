@@ -18,7 +18,7 @@ from jupyter_openshell.kernel.session import KernelConfig, KernelSandbox
 from jupyter_openshell.proxy import ProxyClient
 
 ProxyClient().ensure_running()
-box = KernelSandbox.start(KernelConfig(), timeout=60)
+box = KernelSandbox.start(KernelConfig(backend=BACKEND), timeout=60)
 CODE = '''
 import json, os
 from IPython.display import display, HTML
@@ -57,7 +57,8 @@ finally:
 
 
 def test_kernel_output_is_filtered_and_the_relay_out_of_reach(mode):
-    out = json.loads(mode.host_python(HOST, timeout=180).stdout.strip().splitlines()[-1])
+    host = HOST.replace("backend=BACKEND", f"backend={mode.backend!r}")
+    out = json.loads(mode.host_python(host, timeout=180).stdout.strip().splitlines()[-1])
     assert out["relayed"] == ["<b>x</b><img>", ""], out  # the forged <svg onload> is emptied too
     assert "<script>" in out["raw"][0] and "onload" in out["raw"][1]  # CONTROL: the payload is live
     assert out["said"]["relay_visible"] is False
