@@ -13,11 +13,11 @@ extras="[demo]"
 product_apt="bwrap:bubblewrap setpriv:util-linux timeout:coreutils curl:curl git:git ip:iproute2 node:nodejs npm:npm"
 # and `--test` adds what the tests run (tests/test_setup_packages.py checks that every command the tests
 # call is named here or comes with every Debian system): ACLs on workspaces, JupyterLab and Notebook 7 in
-# a headless browser, a C compiler (a real LD_PRELOAD library), network namespaces of one's own, and the
-# docker backend's engine (the tests start dockerd where none runs) and debootstrap (which builds its
-# default sandbox image without a container registry).
+# a headless browser, a C compiler (a real LD_PRELOAD library), namespaces of one's own, workspace disk
+# images, and the docker backend's engine (the tests start dockerd where none runs) and debootstrap (which
+# builds its default sandbox image without a container registry).
 test_apt="setfacl:acl chromium:chromium chromedriver:chromium-driver cc:gcc gcc:gcc unshare:util-linux
-  dockerd:docker.io debootstrap:debootstrap"
+  setsid:util-linux mkfs.ext4:e2fsprogs mount:mount umount:mount dockerd:docker.io debootstrap:debootstrap"
 need_apt=()
 test_missing=()
 for pair in $product_apt; do

@@ -22,14 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "scripts" / "setup.sh"
 SCANNED = [ROOT / "tests", ROOT / "jupyter_openshell" / "testing"]
 
-# Debian Essential packages (coreutils, dash, bash, grep, sed, findutils, dpkg, hostname) and POSIX shell
-# builtins (kill, read, wait ...): on every Debian system, never installed by setup.sh.
+# Debian Essential packages (coreutils, dash, bash, grep, sed, findutils, dpkg, hostname, libc-bin) and
+# POSIX shell builtins (kill, read, wait ...): on every Debian system, never installed by setup.sh.
 ESSENTIAL = {
     "sh", "bash", "cat", "echo", "true", "false", "sleep", "touch", "kill", "pwd", "read", "exit", "wait",
     "nohup", "env", "id", "ls", "test", "printf", "mkdir", "rm", "cp", "mv", "chmod", "chown", "head",
     "tail", "wc", "sort", "timeout", "dd", "stat", "ln", "readlink", "tee", "yes", "seq", "cut", "tr",
     "grep", "sed", "xargs", "find", "uname", "date", "cd", "export", "set", "exec", "trap", "ulimit",
     "umask", "unset", "command", "type", "source", ":", "[", ".", "whoami", "hostname", "dpkg", "dpkg-query",
+    "ldd", "truncate",
 }
 NOT_APT = {
     "python3": "the interpreter setup.sh builds the venv with (it needs it to run at all)",
