@@ -263,8 +263,13 @@ class KernelSandbox:
         for port in PORTS.values():
             with contextlib.suppress(FileNotFoundError):
                 (self.chan / f"k-{port}").unlink()
+        # -I: the workspace (the kernel's cwd) is not on sys.path while the kernel starts: a
+        # `jupyter_openshell/` there (the runtime's protective placeholder, or code planted by the sandbox)
+        # would shadow the real package and the kernel would start without its extension (no %policy, no
+        # notices). IPython puts the cwd on sys.path afterwards, for the user's own modules.
         argv = [
             self.python,
+            "-I",
             "-m",
             "jupyter_openshell.kernel.inside",
             "-f",

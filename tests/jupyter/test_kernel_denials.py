@@ -140,3 +140,22 @@ async def test_a_kernel_allowed_to_edit_keeps_the_magic_hint_and_the_buttons(ker
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
+
+
+async def test_the_kernel_loads_its_extension_whatever_the_workspace_holds(kernels):
+    """A `jupyter_openshell/` in the workspace (the runtime's protective placeholder, or planted) does not
+    shadow the package the kernel starts from: %policy and the notices work; the workspace's own modules
+    still import (IPython puts the cwd on sys.path after start-up)."""
+    (kernels / "jupyter_openshell").mkdir(exist_ok=True)
+    (kernels / "jupyter_openshell" / "__init__.py").write_text("raise SystemExit('planted')\n")
+    (kernels / "mine.py").write_text("VALUE = 42\n")
+    km, kc = await _kernel("openshell", kernels)
+    try:
+        _, msgs = await _run(kc, "%policy show")
+        assert "# policy kernel-" in _text(msgs), _text(msgs)
+        code = "import mine, jupyter_openshell\nprint(mine.VALUE, jupyter_openshell.__file__)"
+        _, msgs = await _run(kc, code)
+        assert _text(msgs).split()[0] == "42" and "/workspace/" not in _text(msgs), _text(msgs)
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
