@@ -57,9 +57,12 @@ DEFAULT_PROTECTED: dict[str, str] = {
     **{f"{app}_config{ext}": FILE for app in _CONFIGS for ext in (".py", ".json")},
     "ipython_kernel_config.py": FILE,
     "ipython_kernel_config.json": FILE,
-    # `python -m M` and `import M` in the workspace: any form of the module (an empty directory is at
-    # most a namespace package, which the installed module outranks)
-    **{name + suffix: DIR for name in _MODULES for suffix in ("", *importlib.machinery.all_suffixes())},
+    # `python -m M` and `import M` in the workspace: any form of the module. Neither placeholder is
+    # importable: a directory named `M.py` (or `.so`, ...) is no module, and a FILE named `M` is no
+    # package (an empty directory `M` would be a namespace package, which outranks a package that an
+    # editable install serves through its own finder)
+    **{name: FILE for name in _MODULES},
+    **{name + suffix: DIR for name in _MODULES for suffix in importlib.machinery.all_suffixes()},
     **dict.fromkeys(("conftest.py", "noxfile.py", "setup.cfg", ".mcp.json"), FILE),
     **dict.fromkeys(("pytest.ini", "tox.ini", "pyproject.toml", "justfile", "package.json"), DIR),
     "setup.py": SETUP,
