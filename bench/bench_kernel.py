@@ -2,13 +2,15 @@
 
 Measures, in one run and on the same machine, the time from `start_kernel()` to the first `execute_reply`
 (the user's first cell). Target: sandboxed within 1.2x of plain; the warm pool faster than that.
-Usage: .venv/bin/python bench/bench_kernel.py [--runs N]. Prints numbers; asserts nothing.
+Usage: .venv/bin/python bench/bench_kernel.py [--runs N]. Prints numbers; asserts nothing; removes its
+temporary kernelspecs and workspace (and stops the pool and a proxy it started) however it ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,27 +63,30 @@ def main() -> int:
     proxy_was_running = ProxyClient().is_running()
 
     prefix = tempfile.mkdtemp(prefix="openshell-bench-")
-    install_plain(prefix=prefix, kernel_name="plain-python")
-    install(prefix=prefix, name="openshell-cold", pool_size=0)
-    install(prefix=prefix, name="openshell-warm", pool_size=1)
-    os.environ["JUPYTER_PATH"] = str(Path(prefix) / "share" / "jupyter")
     cwd = tempfile.mkdtemp(prefix="openshell-bench-ws-")
-
     results: dict[str, list[float]] = {
         "plain ipykernel": [],
         "openshell (cold)": [],
         "openshell (warm pool)": [],
     }
-    for name in ("plain-python", "openshell-cold", "openshell-warm"):  # page cache warm; the pool primed
-        _one(name, cwd)
-    for _ in range(args.runs):  # interleaved, so that machine noise hits every variant alike
-        results["plain ipykernel"].append(_one("plain-python", cwd))
-        results["openshell (cold)"].append(_one("openshell-cold", cwd))
-        _wait_pool(cwd)
-        results["openshell (warm pool)"].append(_one("openshell-warm", cwd))
-    pool.shutdown_pools()
-    if not proxy_was_running:  # creating sandboxes started it
-        ProxyClient().stop()
+    try:
+        install_plain(prefix=prefix, kernel_name="plain-python")
+        install(prefix=prefix, name="openshell-cold", pool_size=0)
+        install(prefix=prefix, name="openshell-warm", pool_size=1)
+        os.environ["JUPYTER_PATH"] = str(Path(prefix) / "share" / "jupyter")
+        for name in ("plain-python", "openshell-cold", "openshell-warm"):  # page cache warm; the pool primed
+            _one(name, cwd)
+        for _ in range(args.runs):  # interleaved, so that machine noise hits every variant alike
+            results["plain ipykernel"].append(_one("plain-python", cwd))
+            results["openshell (cold)"].append(_one("openshell-cold", cwd))
+            _wait_pool(cwd)
+            results["openshell (warm pool)"].append(_one("openshell-warm", cwd))
+    finally:  # nothing is left: pooled sandboxes, the proxy it started, the kernelspecs, the workspace
+        pool.shutdown_pools()
+        if not proxy_was_running:  # creating sandboxes started it
+            ProxyClient().stop()
+        shutil.rmtree(prefix, ignore_errors=True)
+        shutil.rmtree(cwd, ignore_errors=True)
 
     plain = statistics.median(results["plain ipykernel"])
     print(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 STATE_ENV = "OPENSHELL_STATE_DIR"
@@ -50,6 +49,8 @@ def sub(name: str) -> Path:
 
 def write_private(path: Path, data: str | bytes) -> None:
     """Replace `path` atomically with `data`, mode 0600, synced (readers see old or new, never half)."""
+    import tempfile  # (here: the CLI's exec path reads state without loading it)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

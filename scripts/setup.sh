@@ -9,21 +9,25 @@ cd "$(dirname "$0")/.."
 extras="[demo]"
 [ "${1:-}" = "--test" ] && extras="[demo,test]"
 
+# command:package (Debian). The product runs these on the host or in its sandboxes:
+product_apt="bwrap:bubblewrap setpriv:util-linux timeout:coreutils curl:curl git:git ip:iproute2 node:nodejs npm:npm"
+# and `--test` adds what the tests run (tests/test_setup_packages.py checks that every command the tests
+# call is named here or comes with every Debian system): ACLs on workspaces, JupyterLab and Notebook 7 in
+# a headless browser, a C compiler (a real LD_PRELOAD library), namespaces of one's own, workspace disk
+# images, the docker backend's engine (the tests start dockerd where none runs) and debootstrap (which
+# builds its default sandbox image without a container registry), and podman (+ catatonit, its pause
+# process; runc is the OCI runtime used) to run the Kubernetes backend's rendered Pod (`podman kube play`).
+test_apt="setfacl:acl chromium:chromium chromedriver:chromium-driver cc:gcc gcc:gcc unshare:util-linux
+  setsid:util-linux mkfs.ext4:e2fsprogs mount:mount umount:mount dockerd:docker.io debootstrap:debootstrap
+  podman:podman catatonit:catatonit runc:runc"
 need_apt=()
-for pair in bwrap:bubblewrap curl:curl git:git ip:iproute2 setpriv:util-linux node:nodejs npm:npm; do
+test_missing=()
+for pair in $product_apt; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
-# The tests also drive JupyterLab and Notebook 7 in a headless browser (skipped, with the reason, without one)
-# and the docker backend (skipped, with the reason, where no engine can be started).
-test_apt=()
 if [ "$extras" = "[demo,test]" ]; then
-  # The docker backend's tests: the engine (they start dockerd themselves where none runs) and
-  # debootstrap, which builds the default sandbox image without a container registry.
-  # podman (+ catatonit, its pause process; runc is the OCI runtime the test uses) runs the Kubernetes
-  # backend's rendered Pod with `podman kube play`.
-  for pair in chromium:chromium chromedriver:chromium-driver dockerd:docker.io debootstrap:debootstrap \
-      podman:podman catatonit:catatonit runc:runc; do
-    PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || test_apt+=("${pair#*:}")
+  for pair in $test_apt; do
+    PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || test_missing+=("${pair#*:}")
   done
 fi
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] \
@@ -38,15 +42,24 @@ if [ -x "$py" ] && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; 
 else
   py=$(command -v python3)
 fi
-if [ ${#test_apt[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
-  echo "note: the browser and docker tests will be skipped; to run them: sudo apt-get install ${test_apt[*]}" >&2
-elif [ ${#test_apt[@]} -gt 0 ]; then
-  need_apt+=("${test_apt[@]}")
+if [ ${#test_missing[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "note: tests that need ${test_missing[*]} will fail or be skipped; to run them:" \
+    "sudo apt-get install ${test_missing[*]}" >&2
+elif [ ${#test_missing[@]} -gt 0 ]; then
+  need_apt+=("${test_missing[@]}")
 fi
+# apt's output is shown only when it fails.
+quiet_apt() {
+  local log; log=$(mktemp)
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; echo "apt-get install $* failed (output above)" >&2; exit 1
+  fi
+  rm -f "$log"
+}
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> apt-get install ${need_apt[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    quiet_apt "${need_apt[@]}"
   else
     echo "missing system packages: ${need_apt[*]} — run: sudo apt-get install ${need_apt[*]}" >&2
     exit 1

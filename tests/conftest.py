@@ -5,8 +5,9 @@ Everything a session creates lives below one base directory `/tmp/openshell-test
 there (e.g. the home and state directory of an unprivileged user). At session end every proxy and
 sandbox started under the base is stopped through the project's own APIs (`ProxyClient.stop`,
 `Backend.destroy`/`cleanup`), then any process still naming the base is killed, and the base is
-removed. It must never point tests at the developer's real state directory, nor touch processes or
-directories of another session.
+removed. OPENSHELL_KEEP_PROXY=1: a proxy a test's sandbox started is not stopped each time a test
+removes its last sandbox. It must never point tests at the developer's real state directory, nor touch
+processes or directories of another session.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _BASE.chmod(0o711)  # an unprivileged test user may reach its own scratch direct
 _STATE_ROOT = _BASE / "state"
 _STATE_ROOT.mkdir(mode=0o700)
 os.environ["OPENSHELL_STATE_DIR"] = str(_STATE_ROOT)
+# A proxy started for a sandbox stops with the last one; tests create and remove sandboxes all the time,
+# so the session's proxy is kept (tests/runtime/test_proxy_lifecycle.py checks the default, without this).
+os.environ["OPENSHELL_KEEP_PROXY"] = "1"
 
 
 def scratch_dir(prefix: str, owner: int | None = None) -> Path:

@@ -1,4 +1,5 @@
-"""`openshell demo`: prepare everything the demo notebook needs, then open JupyterLab on it.
+"""`openshell demo`: prepare everything the demo notebook needs, then open JupyterLab on a working copy
+of it (default ~/openshell-demo/, see `demo_workdir`; never the checkout's tracked notebook).
 
 Prepares: the demo policy, a random demo secret for the inference route, the local upstream (data API and
 fake OpenAI-compatible server on 127.0.0.2), the policy proxy, and the "openshell-demo" kernelspec (the
@@ -14,14 +15,14 @@ import argparse
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..hostproc import python_argv, safe_env
+from ..hostproc import python_argv
 from .demo_upstream import HOST, PORT, DemoUpstream
 
 KERNEL_NAME = "openshell-demo"
@@ -245,10 +246,16 @@ def check(timeout: float = 120) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         return check()
+    from . import demo_lab, demo_workdir
+
     preflight("jupyterlab")
+    where = args.dir or demo_workdir.default_dir()
+    notebook, said = demo_workdir.working_copy(examples_dir() / NOTEBOOK, where)
+    print(f"openshell demo: {said}", flush=True)
     demo = prepare()
-    print(f"openshell demo: upstream on {demo.upstream.url}, kernel '{KERNEL_NAME}' in {demo.kernelspec_dir}")
-    argv = python_argv("jupyterlab", f"--ServerApp.root_dir={examples_dir()}", NOTEBOOK)
+    print(f"openshell demo: upstream on {demo.upstream.url}, kernel '{KERNEL_NAME}' in {demo.kernelspec_dir}",
+          flush=True)
+    argv = python_argv("jupyterlab", f"--ServerApp.root_dir={notebook.parent}", str(notebook))
     if args.no_browser:
         argv.append("--no-browser")
     if os.geteuid() == 0:
@@ -256,18 +263,22 @@ def run(args: argparse.Namespace) -> int:
     if args.port:
         argv.append(f"--ServerApp.port={args.port}")
     try:
-        return subprocess.call(argv, cwd=examples_dir(), env=safe_env())
-    except KeyboardInterrupt:
-        return 0
+        return demo_lab.serve(argv, notebook.name, print_url=args.no_browser)
     finally:
         demo.stop()
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     parser.add_argument(
-        "--no-browser", action="store_true", help="start JupyterLab without opening a browser"
+        "--no-browser", action="store_true", help="start JupyterLab without opening a browser; print the "
+        "notebook's URL"
     )
     parser.add_argument("--port", type=int, default=0, help="JupyterLab's port (default: Jupyter's choice)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, metavar="DIR",
+        help="working directory of the demo: its notebook is copied there and served from there "
+        "(default ~/openshell-demo; an edited copy is kept)",
+    )
     parser.add_argument(
         "--check",
         action="store_true",

@@ -7,6 +7,7 @@ stage. It must never push an image anywhere.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from ..runtime import SandboxError
 
@@ -25,7 +26,7 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     sub = parser.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     p = sub.add_parser(
         "build",

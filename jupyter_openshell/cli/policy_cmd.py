@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..policy import (
@@ -23,7 +24,7 @@ from ..policy import (
 )
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     sub = parser.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
 
     p = sub.add_parser("check", help="validate a policy file (errors: exit 1; warnings are printed)")

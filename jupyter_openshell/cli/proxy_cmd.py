@@ -1,5 +1,6 @@
-"""`openshell proxy [run|status|stop]`: run the L7 egress policy proxy in the foreground, or report on /
-stop the one serving this state directory.
+"""`openshell proxy [run|start|status|stop]`: run the L7 egress policy proxy in the foreground, start it
+in the background (kept until `stop`, unlike the one `sandbox create` starts, which stops with the last
+sandbox), or report on / stop the one serving this state directory.
 
 Only argument parsing and printing live here; the proxy itself is `jupyter_openshell.proxy._server`.
 It must never print a secret value.
@@ -12,6 +13,7 @@ import json
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +51,13 @@ def _trust(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected {', '.join(TRUST_STORES)} or a PEM file, got {text!r}")
 
 
-def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", choices=["run", "status", "stop"], default="run",
-                        help="run (default) the proxy in the foreground; status or stop the running one")
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
+    parser.add_argument("action", nargs="?", choices=["run", "start", "status", "stop"], default="run",
+                        help="run (default) the proxy in the foreground; start it in the background "
+                        "(kept until stop); status or stop the running one")
     parser.add_argument("--policy", type=Path,
                         help="policy file for callers that are not a registered sandbox (hot-reloaded); "
-                        "required to run")
+                        "required to run; start: default <state>/policies/default.yaml (deny all)")
     parser.add_argument("--json", action="store_true", help="status: print the raw JSON")
     parser.add_argument("--listen", default="127.0.0.1:0", type=_listen, metavar="ADDR:PORT",
                         help="proxy listener (default 127.0.0.1 on a free port; see <state>/run/proxy.json)")
@@ -117,10 +120,33 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _start(args: argparse.Namespace) -> int:
+    from jupyter_openshell.proxy import ProxyClient
+
+    client = ProxyClient(args.state_dir)
+    if client.is_running():
+        st = client.status()
+        kept = "; it was started for sandboxes and is now kept until `openshell proxy stop`"
+        print(f"openshell proxy: already running (pid {st['pid']} on {st['listen']})"
+              + (kept if client.keep() else ""))
+        return 0
+    extra = [arg for pin in args.resolve for arg in ("--resolve", "=".join(pin))]
+    if args.upstream_ca:
+        extra += ["--upstream-ca", str(args.upstream_ca.resolve())]
+    host, port = args.listen
+    st = client.ensure_running(args.policy.resolve() if args.policy else None,
+                               listen=f"{host}:{port}", workers=args.workers, extra_args=extra)
+    print(f"openshell proxy: started in the background: pid {st['pid']}, listening on {st['listen']}, "
+          f"log {client.log_file}; `openshell proxy stop` stops it")
+    return 0
+
+
 def _control(args: argparse.Namespace) -> int:
     from jupyter_openshell.proxy import ProxyClient
 
     client = ProxyClient(args.state_dir)
+    if args.action == "start":
+        return _start(args)
     if not client.is_running():
         print(f"openshell proxy: no proxy is running for state directory {client.state_dir}")
         return 1 if args.action == "status" else 0
@@ -131,17 +157,22 @@ def _control(args: argparse.Namespace) -> int:
               "until it is started again")
         return 0
     st = client.status()
-    print(json.dumps(st, indent=2) if args.json else "\n".join(_status_lines(st)))
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    print("\n".join(_status_lines(st)))
+    print("  started for sandboxes: stops with the last one (`openshell proxy start` keeps it)"
+          if client.auto_started() else "  kept until `openshell proxy stop`")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action != "run":
+        return _control(args)
     from jupyter_openshell.paths import state_dir
     from jupyter_openshell.proxy._limits import Limits
     from jupyter_openshell.proxy._server import ProxyConfig, serve
 
-    if args.action != "run":
-        return _control(args)
     if args.policy is None:
         print("openshell proxy: --policy FILE is required to run the proxy", file=sys.stderr)
         return 2

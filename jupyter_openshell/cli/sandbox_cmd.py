@@ -1,48 +1,64 @@
-"""`openshell sandbox ...`: create, exec into, list, inspect and remove sandboxes.
+"""`openshell sandbox ...`: create, exec into, list, inspect, watch and remove sandboxes.
 
-A thin layer over `jupyter_openshell.runtime`: parse arguments, call the backend, print. It must
-never contain sandbox logic, and never print a policy's secrets (policies hold only secret names).
+A thin layer over `jupyter_openshell.runtime`: parse arguments, call the backend, print. Each action
+imports what it needs when it runs: `exec` loads only the runtime's exec path (no policy parser, no
+proxy client, no bubblewrap set-up), since agents call it in loops. It must never contain sandbox logic,
+and never print a policy's secrets (policies hold only secret names).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Sequence
 
-from ..policy import PolicyStore
-from ..runtime import (
-    KILL_GRACE_S,
-    ExecProcess,
-    SandboxError,
-    SandboxSpec,
-    available_backends,
-    backend_of,
-    backends_in_use,
-    get_backend,
-)
+from ..runtime import SandboxError
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
 USER_ERRORS = (SandboxError,)
-ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+ACTIONS = ("create", "exec", "ls", "logs", "flows", "policy", "allow", "stop", "rm", "gc")
 
 
-def _size(value: int | None) -> str:
-    if not value:
-        return "-"
-    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
-        if value >= 1 << shift and value % (1 << shift) == 0:
-            return f"{value >> shift}{unit}"
-    return str(value)
+def _show_proxy_notices() -> None:
+    """Print what the proxy client reports (a proxy started or stopped for sandboxes) on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("openshell: %(message)s"))
+    logger = logging.getLogger("jupyter_openshell.proxy")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _of(name: str) -> Any:
+    """The backend of sandbox `name` (from its record)."""
+    from ..runtime import backend_of
+
+    return backend_of(name)
+
+
+def _each_backend(action: str) -> Iterator[tuple[str, Any]]:
+    """(name, backend) of every backend with sandboxes here; one that cannot answer is reported."""
+    from ..runtime import backends_in_use, get_backend
+
+    for name in backends_in_use():
+        try:
+            yield name, get_backend(name)
+        except SandboxError as exc:
+            print(f"openshell sandbox {action}: {name} sandboxes skipped: {exc}", file=sys.stderr)
 
 
 def _create(args: argparse.Namespace) -> int:
+    import json
+
+    from ..runtime import SandboxSpec, get_backend
+
+    _show_proxy_notices()
     info = get_backend(args.backend).create(
         SandboxSpec(
             name=args.name,
@@ -62,251 +78,194 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _exec(args: argparse.Namespace) -> int:
+    from ._exec_wait import run
+
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    proc = backend_of(args.name).exec(
-        args.name, argv, cwd=args.cwd, env=dict(e.split("=", 1) for e in args.env or [])
-    )
-    asked_to_end: list[float] = []
-
-    def forward(sig: int, _frame: object) -> None:
-        proc.send_signal(sig)
-        if sig in ENDING and not asked_to_end:
-            asked_to_end.append(time.monotonic())
-
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
-    try:
-        code = _wait_or_give_up(proc, asked_to_end, args.name)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 128 - code if code < 0 else code
-
-
-def _wait_or_give_up(proc: ExecProcess, asked_to_end: list[float], name: str) -> int:
-    """Wait for the command. Once asked to end (SIGINT/SIGTERM/SIGHUP, forwarded), it gets KILL_GRACE_S,
-    then SIGKILL and KILL_GRACE_S more; a sandbox that still does not answer (code inside can stop its
-    own agent) is given up on, so this CLI never hangs."""
-    killed_at = None
-    while True:
-        try:
-            return proc.wait(0.5)
-        except subprocess.TimeoutExpired:
-            pass
-        now = time.monotonic()
-        if killed_at is None and asked_to_end and now - asked_to_end[0] > KILL_GRACE_S:
-            proc.kill()
-            killed_at = now
-        elif killed_at is not None and now - killed_at > KILL_GRACE_S:
-            proc.abandon()
-            print(f"openshell sandbox: {name} does not end the command (its agent does not answer); "
-                  f"`openshell sandbox rm {name}` ends everything in it", file=sys.stderr)
-            return -signal.SIGKILL
-
-
-def _cell(value: str, entry: dict) -> str:
-    """A limit and what enforces it: "2G cgroup", "2G RLIMIT_AS", "1.0 NOT-ENFORCED", "512M tmpfs"."""
-    by = entry.get("by", "")
-    if not by:
-        return value
-    if by == "none":
-        return f"{value} NOT-ENFORCED" if value != "-" else value
-    return f"{value} {'cgroup' if by.startswith('cgroup') else by.replace(' + ', '+')}"
+    return run(args.name, argv, args.cwd, dict(e.split("=", 1) for e in args.env or []))
 
 
 def _ls(args: argparse.Namespace) -> int:
+    import json
+
+    from ._sandbox_table import print_table
+
     infos = []
-    for backend in backends_in_use():  # every backend's sandboxes; one that cannot answer is reported
+    for _name, backend in _each_backend("ls"):
         try:
-            infos += get_backend(backend).list()
+            infos += backend.list()
         except SandboxError as exc:
-            print(f"openshell sandbox ls: {backend} sandboxes not listed: {exc}", file=sys.stderr)
+            print(f"openshell sandbox ls: {_name} sandboxes not listed: {exc}", file=sys.stderr)
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=2))
-        return 0
-    rows = [
-        (
-            "NAME",
-            "STATE",
-            "BACKEND",
-            "IMAGE",
-            "ADDRESS",
-            "ENFORCEMENT",
-            "CPU",
-            "MEMORY",
-            "PIDS",
-            "DISK",
-            "AGE",
-            "WORKSPACE",
-        )
-    ]
-    notes: dict[str, None] = {}  # (ordered, without repeats)
-    for i in infos:
-        lim, res = i.limits, i.details.get("resources", {})
-        notes.update({f"{name}: {e['note']}": None for name, e in res.items() if e.get("note")})
-        rows.append(
-            (
-                i.name,
-                i.state,
-                i.backend,
-                i.details.get("image") or "-",
-                i.address or "-",
-                i.enforcement or "-",
-                _cell(str(lim.get("cpu") or "-"), res.get("cpu", {})),
-                _cell(_size(lim.get("memory")), res.get("memory", {})),
-                _cell(str(lim.get("pids") or "-"), res.get("pids", {})),
-                _cell(
-                    _size(res.get("disk", {}).get("limit") or i.details.get("tmp_size")), res.get("disk", {})
-                ),
-                f"{int(time.time() - i.created)}s",
-                i.workspace,
-            )
-        )
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    for note in notes:
-        print(f"  {note}")
+    else:
+        print_table(infos)
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
-    sys.stdout.write(backend_of(args.name).logs(args.name))
+    from ._flows import print_denials
+
+    sys.stdout.write(_of(args.name).logs(args.name))
+    sys.stdout.flush()
+    print_denials(args.name)
     return 0
 
 
-def _versions(name: str, lookup: Callable[[], str]) -> str:
-    """`lookup()` over the sandbox's policy history; an unknown version or name is a user error."""
-    try:
-        return lookup()
-    except (LookupError, ValueError) as exc:
-        hint = f"`openshell sandbox policy {name} --history` lists the versions"
-        raise SandboxError(f"{exc.args[0]}; {hint}") from None
+def _flows(args: argparse.Namespace) -> int:
+    from ._flows import show_flows
 
-
-def _print_history(store: PolicyStore, name: str) -> None:
-    current = store.get(name)
-    entries = store.history(name)
-    for e in entries:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts_ms / 1000))
-        mark = "  (current)" if current is not None and e.version == current.version else ""
-        print(f"{when}  {e.version}{mark}")
-    if not entries:
-        print(f"sandbox {name}: no policy history")
+    _of(args.name).status(args.name)  # (an unknown name is a user error, not an empty list)
+    return show_flows(args.name, follow=args.follow, denied=args.denied, as_json=args.json, limit=args.limit)
 
 
 def _policy(args: argparse.Namespace) -> int:
-    backend = backend_of(args.name)
-    store = PolicyStore()
-    if args.history:
-        _print_history(store, args.name)
-        return 0
-    if args.diff:
-        print(_versions(args.name, lambda: store.diff(args.name, args.diff)) or "(no difference)", end="")
-        return 0
-    if args.rollback:
-        text = _versions(args.name, lambda: store.entry(args.name, args.rollback).text())
-    elif args.set:
-        try:
-            text = Path(args.set).read_text()
-        except OSError as exc:
-            raise SandboxError(f"cannot read policy file {args.set}: {exc.strerror}") from None
-    else:
-        sys.stdout.write(backend.get_policy(args.name))
-        return 0
-    policy = backend.set_policy(args.name, text)
-    print(
-        f"sandbox {args.name}: policy version {getattr(policy, 'version', '?')} applied "
-        "(network rules: next request; filesystem/process/resources/gpu: next create)"
-    )
-    for warning in getattr(policy, "warnings", ()):
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    from ._sandbox_policy import policy
+
+    return policy(_of(args.name), args)
+
+
+def _allow(args: argparse.Namespace) -> int:
+    from ._sandbox_policy import allow
+
+    return allow(_of(args.name), args.name, args.method, args.url)
 
 
 def _rm(args: argparse.Namespace) -> int:
+    _show_proxy_notices()
     if args.all:
-        for backend in backends_in_use():
-            for info in get_backend(backend).list():
-                get_backend(backend).destroy(info.name)
-        return 0
-    for name in args.names:
-        backend_of(name).destroy(name)
+        names = [(info.name, backend) for _n, backend in _each_backend("rm") for info in backend.list()]
+    else:
+        names = [(name, _of(name)) for name in args.names]
+    if not names:
+        print("no sandbox to remove" if args.all else "name the sandboxes to remove, or --all",
+              file=sys.stderr)
+        return 0 if args.all else 2
+    for name, backend in names:
+        backend.destroy(name)
+        print(f"removed sandbox {name}")
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    backend_of(args.name).stop(args.name)
+    _show_proxy_notices()
+    _of(args.name).stop(args.name)
+    print(f"stopped sandbox {args.name} (its files stay; `openshell sandbox rm {args.name}` removes them)")
     return 0
 
 
 def _gc(args: argparse.Namespace) -> int:
-    used = backends_in_use()
-    for backend in available_backends():  # (also those without records: what crashed CLIs left)
-        try:
-            cleaned = get_backend(backend).cleanup()
-        except SandboxError as exc:
-            if backend in used:
-                print(f"openshell sandbox gc: {backend} backend skipped: {exc}", file=sys.stderr)
-            continue
-        for item in cleaned:
-            print(f"cleaned {item}")
-    return 0
+    from ._sandbox_gc import gc
+
+    _show_proxy_notices()
+    return gc()
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def _action(argv: Sequence[str]) -> str | None:
+    """The action named in `argv` (the words after `sandbox`)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
+    """The `sandbox` subcommands; with `argv` naming one, only that one (argparse builds a parser per
+    action: the other nine cost `sandbox exec` ~10 ms)."""
     sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
+    only = _action(argv)
+    if only not in ACTIONS:
+        only = None
 
-    p = sub.add_parser("create", help="create a sandbox and print its name")
-    p.add_argument(
-        "--backend",
-        default=None,
-        help="sandbox backend: local, docker or kubernetes, or an installed plugin (default: "
-        "$OPENSHELL_BACKEND or local); the other commands find a sandbox's backend themselves",
-    )
-    p.add_argument("--image", help="container image (docker, kubernetes; default: jupyter-openshell/sandbox)")
-    p.add_argument("--name", help="sandbox name (default: generated)")
-    p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
-    p.add_argument("--workspace", help="host directory mounted read-write at /workspace")
-    p.add_argument("--gpu", action="store_true", help="make the NVIDIA GPUs available inside")
-    p.add_argument("--json", action="store_true", help="print the sandbox's details as JSON")
-    p.set_defaults(func=_create)
+    def want(action: str) -> bool:
+        return only is None or action == only
 
-    p = sub.add_parser(
-        "exec",
-        help="run a command in a sandbox; streams output, returns its exit code",
-        usage="openshell sandbox exec [--cwd DIR] [--env VAR=VALUE ...] NAME -- CMD [ARGS...]",
-    )
-    p.add_argument("name")
-    p.add_argument("--cwd", help="working directory inside (default /workspace)")
-    p.add_argument("--env", action="append", metavar="VAR=VALUE", help="extra environment variable")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
-    p.set_defaults(func=_exec)
+    if want("create"):
+        p = sub.add_parser("create", help="create a sandbox and print its name")
+        p.add_argument(
+            "--backend",
+            default=None,
+            help="sandbox backend: local, docker or kubernetes, or an installed plugin (default: "
+            "$OPENSHELL_BACKEND or local); the other commands find a sandbox's backend themselves",
+        )
+        p.add_argument("--image",
+                       help="container image (docker, kubernetes; default: jupyter-openshell/sandbox)")
+        p.add_argument("--name", help="sandbox name (default: generated)")
+        p.add_argument("--policy", help="policy file (default: deny all egress, default resources)")
+        p.add_argument("--workspace", help="host directory mounted read-write at /workspace")
+        p.add_argument("--gpu", action="store_true", help="make the NVIDIA GPUs available inside")
+        p.add_argument("--json", action="store_true", help="print the sandbox's details as JSON")
+        p.set_defaults(func=_create)
 
-    p = sub.add_parser("ls", help="list sandboxes, their state and which resource enforcement is active")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_ls)
+    if want("exec"):
+        p = sub.add_parser(
+            "exec",
+            help="run a command in a sandbox; streams output, returns its exit code",
+            usage="openshell sandbox exec [--cwd DIR] [--env VAR=VALUE ...] NAME -- CMD [ARGS...]",
+        )
+        p.add_argument("name")
+        p.add_argument("--cwd", help="working directory inside (default /workspace)")
+        p.add_argument("--env", action="append", metavar="VAR=VALUE", help="extra environment variable")
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+        p.set_defaults(func=_exec)
 
-    p = sub.add_parser("logs", help="print a sandbox's log (agent, proxy channel, start-up errors)")
-    p.add_argument("name")
-    p.set_defaults(func=_logs)
+    if want("ls"):
+        p = sub.add_parser("ls", help="list sandboxes, their state and which resource enforcement is active")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=_ls)
 
-    p = sub.add_parser("policy", help="show a sandbox's policy, or --set FILE to replace it (hot)")
-    p.add_argument("name")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
-    what.add_argument("--history", action="store_true", help="list the versions applied, oldest first")
-    what.add_argument("--diff", metavar="VERSION", help="diff from an earlier version to the current policy")
-    what.add_argument("--rollback", metavar="VERSION", help="apply an earlier version again (hot)")
-    p.set_defaults(func=_policy)
+    if want("logs"):
+        p = sub.add_parser(
+            "logs", help="print a sandbox's log (agent, proxy channel, start-up errors), then its denials"
+        )
+        p.add_argument("name")
+        p.set_defaults(func=_logs)
 
-    p = sub.add_parser("stop", help="end a sandbox's processes, keep its files")
-    p.add_argument("name")
-    p.set_defaults(func=_stop)
+    if want("flows"):
+        p = sub.add_parser(
+            "flows",
+            help="list the proxy's decisions on a sandbox's requests (method, host, path, rule, status)",
+        )
+        p.add_argument("name")
+        p.add_argument("--follow", "-f", action="store_true", help="keep printing new decisions until Ctrl-C")
+        p.add_argument("--denied", action="store_true", help="only denials")
+        p.add_argument("--json", action="store_true", help="one JSON flow record per line")
+        p.add_argument("--limit", type=int, default=50, metavar="N", help="the last N decisions (default 50)")
+        p.set_defaults(func=_flows)
 
-    p = sub.add_parser("rm", help="end every process of a sandbox and remove its state")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--all", action="store_true", help="remove every sandbox")
-    p.set_defaults(func=_rm)
+    if want("policy"):
+        p = sub.add_parser("policy", help="show a sandbox's policy, or --set FILE to replace it (hot)")
+        p.add_argument("name")
+        what = p.add_mutually_exclusive_group()
+        what.add_argument("--set", metavar="FILE", help="validate FILE and apply it to the running sandbox")
+        what.add_argument("--history", action="store_true", help="list the versions applied, oldest first")
+        what.add_argument("--diff", metavar="VERSION",
+                          help="diff from an earlier version to the current policy")
+        what.add_argument("--rollback", metavar="VERSION", help="apply an earlier version again (hot)")
+        p.set_defaults(func=_policy)
 
-    p = sub.add_parser("gc", help="clean what crashed or exited sandboxes left behind")
-    p.set_defaults(func=_gc)
+    if want("allow"):
+        p = sub.add_parser(
+            "allow",
+            help="add the narrowest allow rule for one request to a sandbox's policy (hot), e.g. "
+            "`openshell sandbox allow NAME GET https://pypi.org/simple/`",
+        )
+        p.add_argument("name")
+        p.add_argument("method", help="HTTP method, e.g. GET")
+        p.add_argument("url", help="the URL the sandbox requested, e.g. https://pypi.org/simple/requests/")
+        p.set_defaults(func=_allow)
+
+    if want("stop"):
+        p = sub.add_parser("stop", help="end a sandbox's processes, keep its files")
+        p.add_argument("name")
+        p.set_defaults(func=_stop)
+
+    if want("rm"):
+        p = sub.add_parser("rm", help="end every process of a sandbox and remove its state")
+        p.add_argument("names", nargs="*")
+        p.add_argument("--all", action="store_true", help="remove every sandbox")
+        p.set_defaults(func=_rm)
+
+    if want("gc"):
+        p = sub.add_parser(
+            "gc",
+            help="remove what crashed or exited sandboxes left behind, and sandboxes whose owner (a Jupyter "
+            "server, a kernel's host) is gone",
+        )
+        p.set_defaults(func=_gc)

@@ -11,6 +11,7 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Sequence
 
 from .. import paths
 from ..proxy import SecretError, check_secret_name, secret_env_name
@@ -53,7 +54,7 @@ def _rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser("set", help="store a secret read from stdin (or a hidden prompt)")
     p.add_argument("name", help="secret name, as in a route's token_from_secret")

@@ -61,14 +61,24 @@ class Broker:
     def dispatch(self, op: Any, args: dict) -> Any:
         from jupyter_openshell.magics.ops import PolicyOps
 
+        if op == "capabilities":  # what the kernel's notices and PolicyPanel may offer
+            return {"sandbox": self.sandbox, "policy_edits": self.policy_edits, "inside_kernel": True}
         if op in WRITE_OPS and not self.policy_edits:
             raise PermissionError(
-                f"policy changes from inside sandbox {self.sandbox!r} are disabled: run the same %policy "
-                "command from a host kernel, use the PolicyPanel there, or set policy_edits in the kernelspec"
+                f"policy changes from inside sandbox {self.sandbox!r} are disabled: on the host run "
+                f"`openshell sandbox allow {self.sandbox} METHOD URL` or `openshell sandbox policy "
+                f"{self.sandbox} --set FILE`, or the same %policy command (with {self.sandbox}) from a host "
+                "kernel, or set policy_edits in the kernelspec"
             )
         if op not in READ_OPS | WRITE_OPS:
             raise ValueError(f"unknown broker operation {op!r}")
-        return getattr(PolicyOps(self.sandbox), op)(**args)
+        result = getattr(PolicyOps(self.sandbox), op)(**args)
+        if op == "explain" and not self.policy_edits and "allow_with" in result:  # what works from here
+            from jupyter_openshell.flowtext import host_allow_command
+
+            method, url = result["request"].split(" ", 1)
+            result["allow_with"] = f"(on the host) {host_allow_command(self.sandbox, method, url)}"
+        return result
 
     def stop(self) -> None:
         if self._server:

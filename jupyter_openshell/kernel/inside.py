@@ -7,8 +7,10 @@ ipykernel binds one TCP socket of its own (IOPub's pipe for output of forked sub
 TCP addresses with getifaddrs(), whose netlink socket the sandbox's seccomp filter refuses (EAFNOSUPPORT),
 and libzmq (4.3.5, src/ip_resolver.cpp) asserts unless that errno is EINVAL or EOPNOTSUPP: it aborts.
 Here the pipe is an ipc socket in the sandbox's private /tmp instead. The kernel's banner (Jupyter's
-"About" / kernel info) names the sandbox and its facts. This module runs only inside a sandbox; it must
-never open a network socket other than those its connection file names.
+"About" / kernel info) names the sandbox and its facts. Started with `python -I` (the kernel's own modules
+never come from the workspace), it puts the workspace on sys.path for the user's modules, as Jupyter does,
+once it is loaded. This module runs only inside a sandbox; it must never open a network socket other than
+those its connection file names.
 """
 
 from __future__ import annotations
@@ -112,6 +114,13 @@ class SandboxKernelApp(IPKernelApp):
         self.iopub_socket = self.iopub_thread.background_socket
 
 
+def workspace_on_path() -> None:
+    """The working directory (the notebook's) on sys.path before site-packages, as IPython places it."""
+    at = next((i for i, p in enumerate(sys.path) if p.endswith(("site-packages", "dist-packages"))),
+              len(sys.path))
+    sys.path.insert(at, os.getcwd())
+
+
 def _argv(argv: list[str]) -> list[str]:
     """`argv`, plus `-f FILE` when the connection file's content came in the environment (TCP backends):
     written 0600 in a fresh private directory, and taken out of the environment."""
@@ -126,4 +135,5 @@ def _argv(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    workspace_on_path()
     SandboxKernelApp.launch_instance(argv=_argv(sys.argv[1:]))

@@ -11,11 +11,15 @@ environment (OPENSHELL_KERNEL_CONNECTION, never a command-line argument) and, on
 its ports in the pod, its connection information comes back to the server on the exec stream (the
 response-address pattern: $OPENSHELL_RESPONSE_FD, see runtime.kubernetes._exec), so the pod needs no
 route to the server. It must never pass the host's environment (Jupyter token, other kernels' secrets)
-into the sandbox, and `destroy()` must leave nothing behind.
+into the sandbox, and `destroy()` must leave nothing behind. Kernel sandboxes belong to the process that
+started them: recorded as the sandbox's owner (`openshell sandbox gc` removes them once it is gone, e.g.
+killed), and destroyed when it exits (atexit: a Jupyter server stopped by Ctrl-C without a terminal ends
+by KeyboardInterrupt, without shutting its kernels down).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -28,6 +32,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -96,6 +101,28 @@ def kernels_dir() -> Path:
     return base
 
 
+_live_lock = threading.Lock()
+_live: dict[int, KernelSandbox] = {}  # id -> every kernel sandbox of this process not yet destroyed
+
+
+def destroy_all() -> list[str]:
+    """Destroy every kernel sandbox this process started and has not destroyed (at exit); their names."""
+    with _live_lock:
+        boxes = list(_live.values())
+    for box in boxes:
+        box.destroy()
+    return [box.name for box in boxes]
+
+
+atexit.register(destroy_all)
+
+
+def _state_dir() -> Path:
+    from jupyter_openshell.paths import state_dir
+
+    return state_dir()
+
+
 @functools.cache
 def _backend(name: str) -> Any:
     from jupyter_openshell.runtime import get_backend
@@ -149,6 +176,8 @@ class KernelSandbox:
         from .relay import Relay
 
         self.home.mkdir(mode=0o711)
+        with _live_lock:
+            _live[id(self)] = self
         policy_file = self.config.policy_file or None
         try:
             if self.config.policy_file:
@@ -164,6 +193,8 @@ class KernelSandbox:
             self.relay = Relay(str(self.chan / "k"), self.home / "host", self.key)
             self.relay.start()
         (self.home / "sandbox").write_text(self.name)  # lets cleanup_stale() find the sandbox of a dead host
+        (self.home / "state").write_text(str(_state_dir()))  # ... of this state directory (as root the
+        # kernels directory is shared by every state directory)
         if self.config.policy_edits:  # read by the REST API (kernel_policy_edits); never seen in the sandbox
             (self.home / "policy-edits").touch(mode=0o600)
         spec = SandboxSpec(
@@ -174,6 +205,7 @@ class KernelSandbox:
             binds=[] if self.tcp else [Bind(str(self.chan), INSIDE_DIR, writable=True)],
             env={},
             image=self.config.image or None,
+            owner_pid=os.getpid(),
         )
         try:
             info = _backend(self.config.backend).create(spec)
@@ -260,8 +292,13 @@ class KernelSandbox:
         for port in PORTS.values():
             with contextlib.suppress(FileNotFoundError):
                 (self.chan / f"k-{port}").unlink()
+        # -I: the workspace (the kernel's cwd) is not on sys.path while the kernel starts: a
+        # `jupyter_openshell/` there (the runtime's protective placeholder, or code planted by the sandbox)
+        # would shadow the real package and the kernel would start without its extension (no %policy, no
+        # notices). IPython puts the cwd on sys.path afterwards, for the user's own modules.
         argv = [
             self.python,
+            "-I",
             "-m",
             "jupyter_openshell.kernel.inside",
             "-f",
@@ -404,6 +441,8 @@ class KernelSandbox:
             self._log.close()
             self._log = None
         shutil.rmtree(self.home, ignore_errors=True)
+        with _live_lock:
+            _live.pop(id(self), None)
 
 
 def kernel_policy_edits(name: str) -> bool | None:
@@ -427,16 +466,21 @@ def kernel_policy_edits(name: str) -> bool | None:
 def cleanup_stale() -> list[str]:
     """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
 
-    A server killed without shutting its kernels down leaves them running; the next server start calls this.
+    A server killed without shutting its kernels down leaves them running; the next server start and
+    `openshell sandbox gc` call this. Only kernels of this state directory: another one's sandbox would not
+    be found here, and removing its channel would leave it running where nothing finds it.
     """
     import socket
 
-    cleaned = []
+    cleaned, ours = [], str(_state_dir())
     for home in kernels_dir().iterdir():
         try:
             name = (home / "sandbox").read_text().strip()
         except OSError:
             continue
+        with contextlib.suppress(OSError):
+            if (home / "state").read_text() != ours:
+                continue
         with socket.socket(socket.AF_UNIX) as sock:
             try:
                 sock.connect(str(home / "chan" / "broker.sock"))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,33 @@ from . import remote
 from .denials import DenialWatcher
 from .ops import OpsError, inside_sandbox, ops_for
 
+# Bad magic input or a refused change. IPython shows only the message of UsageError itself (it tests
+# `etype is UsageError`): a subclass would get a full traceback.
+MagicUsageError = UsageError
 
-class MagicUsageError(UsageError):
-    """Bad magic input or a refused change; IPython shows its message only."""
+
+SANDBOX_USAGE = (
+    "usage: %%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu] | %sandbox ls | %sandbox rm NAME"
+)
+
+
+def _readable(usage: str) -> Callable:
+    """Bad input or state (unbalanced quotes, an unreadable file, an unknown sandbox, a refusal) is shown
+    as its message and the magic's usage line, never as a traceback of this module."""
+
+    def wrap(magic: Callable) -> Callable:
+        @functools.wraps(magic)
+        def run(self: Any, line: str, cell: str | None = None) -> Any:
+            from jupyter_openshell.runtime import SandboxError
+
+            try:
+                return magic(self, line, cell)
+            except (OpsError, SandboxError, OSError, ValueError) as exc:
+                raise MagicUsageError(f"{exc}\n{usage}") from None
+
+        return run
+
+    return wrap
 
 
 def _raw(text: str, html: str | None = None) -> None:
@@ -79,6 +105,7 @@ class OpenShellMagics(Magics):
     # -- %%sandbox -----------------------------------------------------------------------------------
 
     @line_cell_magic
+    @_readable(SANDBOX_USAGE)
     def sandbox(self, line: str, cell: str | None = None) -> None:
         """%%sandbox [NAME] [--policy FILE] [--timeout S] [--gpu] [--backend B] [--image IMG]: run the cell
         in sandbox NAME (a container of IMG with --backend docker).
@@ -108,10 +135,15 @@ class OpenShellMagics(Magics):
         self.current = args.name
         watcher = self.watchers.setdefault(args.name, DenialWatcher(ops_for(args.name), args.name))
         watcher.mark(time.time())
+        failed = None
         try:
             box.run(cell, timeout=args.timeout)
+        except remote.SandboxCellError as exc:
+            failed = exc
+            raise
         finally:
-            watcher.check()
+            if watcher.check() and failed is not None:  # the notices above say why: the error line stays
+                failed.traceback = failed.traceback[-1:]
 
     def _sandbox_line(self, words: list[str]) -> None:
         if not words or words[0] == "ls":

@@ -201,6 +201,10 @@ class PolicyOps:
 
         return ProxyClient().flows(sandbox=self.name, since=since, limit=limit)
 
+    def capabilities(self) -> dict:
+        """What may be done here: from the host, everything (inside a kernel the broker answers)."""
+        return {"sandbox": self.name, "policy_edits": True, "inside_kernel": False}
+
     def flow_page(self, after: int | None = None, limit: int = 200) -> dict:
         """{"flows", "next_after"}: the current instance's records after the cursor `after` (a seq; None:
         the newest `limit`); pass `next_after` back to get only later ones."""

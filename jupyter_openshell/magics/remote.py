@@ -19,6 +19,10 @@ from IPython.display import publish_display_data
 
 from jupyter_openshell.outputs.bundle import OutputOptions, filter_bundle
 
+# The host cell shows the sandbox's denials (with the host's hint): its kernel's own notices would repeat
+# them.
+HOST_SHOWS_DENIALS = "from jupyter_openshell.magics import host_shows_denials\nhost_shows_denials()"
+
 
 class SandboxCellError(Exception):
     """The cell raised inside the sandbox; `traceback` is the remote (ANSI) traceback."""
@@ -60,7 +64,10 @@ class RemoteSandbox:
         self.client.start_channels()
         try:
             self.client.wait_for_ready(timeout=30)
-        except RuntimeError:
+            self.client.execute_interactive(
+                HOST_SHOWS_DENIALS, silent=True, store_history=False, timeout=30, output_hook=lambda msg: None
+            )
+        except (RuntimeError, TimeoutError):
             self.close()
             raise
 

@@ -2,19 +2,26 @@
 
 The control API is HTTP/1.1 + JSON over `<state>/run/proxy-control.sock`; `ensure_running()` starts
 `openshell proxy` detached when nothing answers there (pid and port land in `<state>/run/proxy.json`,
-its stderr in `<state>/run/proxy.log`). It must never read secrets or policy files itself.
+its stderr in `<state>/run/proxy.log`). A proxy started for a sandbox (`ensure_running(auto=True)`) is
+marked in `<state>/run/proxy-auto.json` and stopped by `release_if_unused()` once no sandbox is
+registered any more; one started on its own (`openshell proxy`, `openshell proxy start`, the Jupyter
+extension) or with OPENSHELL_KEEP_PROXY=1 is kept. Starting and stopping are reported on the
+"jupyter_openshell.proxy" logger (the CLI prints them). It must never read secrets or policy files itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -23,6 +30,8 @@ from jupyter_openshell.hostproc import SYSTEM_PATH, popen, python_argv
 from jupyter_openshell.paths import ensure_private_dir, state_dir
 
 DEFAULT_POLICY = "network:\n  egress:\n    - action: deny\n"
+KEEP_ENV = "OPENSHELL_KEEP_PROXY"  # "1": a proxy started for a sandbox outlives its last sandbox
+log = logging.getLogger("jupyter_openshell.proxy")
 
 
 class ProxyError(RuntimeError):
@@ -48,6 +57,7 @@ class ProxyClient:
         self.control_path = self.state_dir / "run" / "proxy-control.sock"
         self.run_file = self.state_dir / "run" / "proxy.json"
         self.log_file = self.state_dir / "run" / "proxy.log"
+        self.auto_file = self.state_dir / "run" / "proxy-auto.json"
 
     # -- transport ----------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -132,10 +142,13 @@ class ProxyClient:
 
     def ensure_running(self, policy_file: Path | str | None = None, *, listen: str = "127.0.0.1:0",
                        workers: int = 1, extra_args: list[str] | None = None,
-                       env: dict[str, str] | None = None, wait: float = 30.0) -> dict[str, Any]:
+                       env: dict[str, str] | None = None, wait: float = 30.0,
+                       auto: bool = False) -> dict[str, Any]:
         """Start `openshell proxy` in the background unless it answers already; wait until it serves.
 
-        `policy_file` defaults to `<state>/policies/default.yaml` (created deny-all if missing)."""
+        `policy_file` defaults to `<state>/policies/default.yaml` (created deny-all if missing). With
+        `auto` (a sandbox needs it), a proxy this call starts is reported and stops with the last
+        sandbox (`release_if_unused`), unless OPENSHELL_KEEP_PROXY=1."""
         try:
             return self.status()
         except ProxyError:
@@ -147,7 +160,67 @@ class ProxyClient:
             try:
                 return self.status()
             except ProxyError:
-                return self._start(policy_file, listen, workers, extra_args or [], env or {}, wait)
+                status = self._start(policy_file, listen, workers, extra_args or [], env or {}, wait)
+            if auto and os.environ.get(KEEP_ENV, "") not in ("1", "yes", "true"):
+                self._write_auto(status["pid"])
+                ends = ("it stops with the last sandbox (OPENSHELL_KEEP_PROXY=1 keeps it); "
+                        "`openshell proxy stop` stops it now")
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    self.auto_file.unlink()
+                ends = "`openshell proxy stop` stops it"
+            log.info("started the policy proxy: pid %s, listening on %s, log %s; %s",
+                     status["pid"], status["listen"], self.log_file, ends)
+            return status
+
+    def in_use(self) -> contextlib.AbstractContextManager[None]:
+        """Hold while starting and registering a sandbox: `release_if_unused` then waits, so it never
+        stops the proxy between another process's `ensure_running` and its `register_sandbox`."""
+        return self._users_lock(fcntl.LOCK_SH)
+
+    @contextlib.contextmanager
+    def _users_lock(self, how: int) -> Iterator[None]:
+        ensure_private_dir(self.state_dir / "run")
+        path = self.state_dir / "run" / "proxy-users.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, how)
+            yield
+        finally:
+            os.close(fd)
+
+    def auto_started(self) -> int | None:
+        """The pid of the running proxy if it was started for a sandbox (it stops with the last one)."""
+        try:
+            auto = json.loads(self.auto_file.read_text())["pid"]
+            running = json.loads(self.run_file.read_text())["pid"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return int(auto) if auto == running and _alive(int(auto)) else None
+
+    def keep(self) -> int | None:
+        """Keep a proxy that was started for a sandbox (`openshell proxy start` on a running one); its pid."""
+        pid = self.auto_started()
+        with contextlib.suppress(FileNotFoundError):
+            self.auto_file.unlink()
+        return pid
+
+    def release_if_unused(self) -> str | None:
+        """Stop the proxy if it was started for a sandbox and no sandbox is registered any more; returns
+        what was done (also logged), or None when the proxy stays."""
+        if self.auto_started() is None:
+            return None
+        with self._users_lock(fcntl.LOCK_EX):
+            pid = self.auto_started()
+            try:
+                if pid is None or self.status().get("sandboxes"):
+                    return None
+            except ProxyError:
+                return None
+            self.stop()
+        message = f"stopped the policy proxy (pid {pid}) that was started for sandboxes: none is left"
+        log.info(message)
+        return message
 
     def _start(self, policy_file: Path | str | None, listen: str, workers: int, extra_args: list[str],
                env: dict[str, str], wait: float) -> dict[str, Any]:
@@ -180,6 +253,8 @@ class ProxyClient:
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the running proxy; True if one was running."""
+        with contextlib.suppress(FileNotFoundError):
+            self.auto_file.unlink()
         try:
             pid = int(json.loads(self.run_file.read_text())["pid"])
         except (OSError, ValueError, KeyError):
@@ -200,6 +275,13 @@ class ProxyClient:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         return True
+
+    def _write_auto(self, pid: int) -> None:
+        tmp = self.auto_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": pid, "started": time.time()}, fh)
+        os.replace(tmp, self.auto_file)
 
     def _log_tail(self, n: int = 4000) -> str:
         try:

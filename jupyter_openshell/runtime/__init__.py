@@ -1,12 +1,13 @@
 """Sandbox runtime: run commands in isolated sandboxes whose only way out is the policy proxy.
 
 Public API (see docs/ARCHITECTURE.md): `get_backend(name=None)`, `backend_of(sandbox)`,
-`available_backends()`, `backends_in_use()`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`,
+`available_backends()`, `backends_in_use()`, `exec_in`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`,
 `ExecProcess`, `SandboxError`, `KILL_GRACE_S`. Backends are plugins: classes named by the entry point
-group `jupyter_openshell.backends`
-(the built-in ones are also known without scanning entry points, which keeps the CLI fast); every backend
-records its sandboxes under `<state>/sandboxes/<name>/sandbox.json` with its name in "backend", so any
-process finds the backend of a sandbox. This module must never import a backend eagerly.
+group `jupyter_openshell.backends` (the built-in ones are also known without scanning entry points, which
+keeps the CLI fast); every backend records its sandboxes under `<state>/sandboxes/<name>/sandbox.json`
+with its name in "backend", so any process finds the backend of a sandbox. This module must never import
+a backend eagerly, nor the dataclass types (`_types`) before they are asked for (`openshell sandbox exec`
+needs neither).
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from __future__ import annotations
 import os
 from importlib import import_module
 
-from ._types import KILL_GRACE_S, Backend, Bind, ExecProcess, SandboxError, SandboxInfo, SandboxSpec
+from ._errors import KILL_GRACE_S, SandboxError
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from ._types import Backend, Bind, ExecProcess, SandboxInfo, SandboxSpec
 
 ENTRY_POINT_GROUP = "jupyter_openshell.backends"
 BACKEND_ENV = "OPENSHELL_BACKEND"
@@ -23,6 +31,16 @@ _BUILTIN = {
     "docker": "jupyter_openshell.runtime.docker:DockerBackend",
     "kubernetes": "jupyter_openshell.runtime.kubernetes:KubernetesBackend",
 }
+_TYPES = ("Backend", "Bind", "ExecProcess", "SandboxInfo", "SandboxSpec")
+
+
+def __getattr__(name: str) -> Any:
+    """The dataclass types, loaded on first use."""
+    if name in _TYPES:
+        from . import _types
+
+        return getattr(_types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _plugins() -> dict[str, str]:
@@ -61,13 +79,23 @@ def backends_in_use() -> list[str]:
 
 def backend_of(sandbox: str) -> Backend:
     """The backend that made sandbox `sandbox` (from its record); SandboxError if there is none."""
-    from . import _state
-    from ._types import check_name
+    from ._attach import record
 
-    record = _state.read(check_name(sandbox))
-    if record is None:
-        raise SandboxError(f"no sandbox named {sandbox}; `openshell sandbox ls` lists them")
-    return get_backend(record.get("backend") or "local")
+    return get_backend(record(sandbox).get("backend") or "local")
+
+
+def exec_in(
+    name: str, argv: Sequence[str], *, backend: str | None = None, **stdio_env_cwd: Any
+) -> ExecProcess:
+    """`backend_of(name).exec(name, argv, ...)` (or backend `backend`'s) without loading what only `create`
+    needs for a local sandbox: the fast path of `openshell sandbox exec` (keywords: env, cwd, stdin,
+    stdout, stderr)."""
+    from ._attach import exec_local, record
+
+    chosen = backend or record(name).get("backend") or "local"
+    if chosen == "local":
+        return exec_local(name, argv, **stdio_env_cwd)
+    return get_backend(chosen).exec(name, argv, **stdio_env_cwd)
 
 
 __all__ = [
@@ -84,5 +112,6 @@ __all__ = [
     "backend_of",
     "backends_in_use",
     "default_backend",
+    "exec_in",
     "get_backend",
 ]

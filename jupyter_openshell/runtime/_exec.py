@@ -17,11 +17,14 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 from . import _wire
-from ._types import KILL_GRACE_S, SandboxError
+from ._errors import KILL_GRACE_S, SandboxError
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 
 def _stdio(value: Any, index: int, to_close: list[int]) -> tuple[int, Any]:

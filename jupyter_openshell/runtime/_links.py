@@ -2,7 +2,9 @@
 
 * `load(path)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
   (`<state>/policies/<name>.yaml`, which the proxy watches: a new version applies to the next request).
-* `register(name, created)` / `unregister(name)`: ask the proxy to open/close the sandbox's channel.
+* `register(name, created)` / `unregister(name)`: ask the proxy to open/close the sandbox's channel. A
+  proxy that `register` (or `ensure_proxy`) had to start stops when `unregister` leaves it no sandbox
+  (`ProxyClient.release_if_unused`; OPENSHELL_KEEP_PROXY=1 or `openshell proxy start` keep it).
 It must never read the proxy's private files (CA key, secrets) and never swallow a policy error.
 """
 
@@ -76,7 +78,9 @@ def _client() -> Any:
 def ensure_proxy() -> str | None:
     """Start the proxy if it is not running (it creates the CA the sandboxes trust); a warning on failure."""
     try:
-        _client().ensure_running()
+        client = _client()
+        with client.in_use():
+            client.ensure_running(auto=True)
     except Exception as exc:  # the proxy is another area: report, the sandbox then has no network
         return f"policy proxy unavailable ({type(exc).__name__}: {exc})"
     return None
@@ -88,9 +92,10 @@ def register(name: str, created: float) -> str | None:
     no way out at all, and says so to each request)."""
     try:
         client = _client()
-        client.ensure_running()
-        client.register_sandbox(name, created=created, policy_file=policy_path(name),
-                                socket_path=paths.state_dir() / "sandboxes" / name / "chan" / "proxy.sock")
+        with client.in_use():  # (no release_if_unused in between)
+            client.ensure_running(auto=True)
+            socket = paths.state_dir() / "sandboxes" / name / "chan" / "proxy.sock"
+            client.register_sandbox(name, created=created, policy_file=policy_path(name), socket_path=socket)
     except Exception as exc:  # the proxy is another area: any failure there must not leave a half sandbox
         message = f"policy proxy unavailable ({type(exc).__name__}: {exc}); sandbox {name} has no network"
         log.warning(message)
@@ -99,8 +104,9 @@ def register(name: str, created: float) -> str | None:
 
 
 def unregister(name: str, created: float | None = None) -> None:
-    """Ask the proxy to forget sandbox `name` (only the one `created` then, when given). Best effort: a
-    proxy that is not running has nothing to forget; any other failure is logged."""
+    """Ask the proxy to forget sandbox `name` (only the one `created` then, when given), then stop the
+    proxy if it was started for sandboxes and none is left. Best effort: a proxy that is not running has
+    nothing to forget; any other failure is logged."""
     client = _client()
     if not client.control_path.exists():  # no proxy: nothing to forget
         return
@@ -108,6 +114,10 @@ def unregister(name: str, created: float | None = None) -> None:
         client.unregister_sandbox(name, created=created)
     except Exception as exc:  # the proxy re-reads sandbox.json on the next register: never fatal here
         log.warning("sandbox %s: the proxy did not confirm its removal: %s", name, exc)
+    try:
+        client.release_if_unused()
+    except Exception as exc:
+        log.warning("could not stop the policy proxy started for sandboxes: %s", exc)
 
 
 def ca_bundle() -> bytes:

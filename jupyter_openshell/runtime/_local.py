@@ -39,7 +39,7 @@ from typing import Any
 import jupyter_openshell
 
 from .. import paths
-from . import _acl, _bwrap, _disk, _gpu, _links, _protect, _resources, _seccomp, _state
+from . import _acl, _attach, _bwrap, _disk, _gpu, _links, _protect, _resources, _seccomp, _state
 from ._exec import RemoteProcess
 from ._types import Backend, SandboxError, SandboxInfo, SandboxSpec, check_name
 
@@ -387,6 +387,8 @@ class LocalBackend(Backend):
                 "policy_file": str(_links.policy_path(name)),
                 "creator": [os.getpid(), _state.start_time(os.getpid())],
             }
+            if spec.owner_pid:
+                record["owner"] = {"pid": spec.owner_pid, "start": _state.start_time(spec.owner_pid)}
             _state.write(record)
         try:
             return self._start(name, directory, record, spec, policy, text, bwrap, timeout)
@@ -585,6 +587,8 @@ class LocalBackend(Backend):
             "OPENSHELL_SANDBOX": name,
             "NO_PROXY": "localhost,127.0.0.1,::1",
             "no_proxy": "localhost,127.0.0.1,::1",
+            # a denial is final: pip's five retries would only repeat it (and its notice); a spec's env wins
+            "PIP_RETRIES": "0",
         }
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             env[var] = env[var.lower()] = PROXY_URL
@@ -737,19 +741,11 @@ class LocalBackend(Backend):
         stdout: Any = None,
         stderr: Any = None,
     ) -> RemoteProcess:
-        record = self._record(name)
-        if not argv:
-            raise SandboxError("exec needs a command, e.g. `openshell sandbox exec NAME -- python -V`")
-        return RemoteProcess(
-            record["control"], argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr, sandbox=name
-        )
+        return _attach.exec_local(name, argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _record(self, name: str) -> dict:
-        record = _state.read(check_name(name))
-        if record is None:
-            raise SandboxError(f"no sandbox named {name}; `openshell sandbox ls` lists them")
-        return record
+        return _attach.record(name)
 
     @staticmethod
     def _alive(record: dict) -> bool:
@@ -826,7 +822,7 @@ class LocalBackend(Backend):
     def cleanup(self) -> list[str]:
         cleaned = []
         for info in self.list():
-            if info.state == "exited":
+            if info.state == "exited" or info.details.get("owner", {}).get("alive") is False:
                 self._teardown(info.name, _state.read(info.name) or {"name": info.name}, remove=True)
                 cleaned.append(info.name)
         root = str(_state.root())
@@ -869,6 +865,7 @@ class LocalBackend(Backend):
             pid=record.get("pid"),
             uid=record.get("uid"),
             details={
+                "owner": _owner(record),
                 "warnings": record.get("warnings", []),
                 "rlimits": enforcement.get("rlimits", {}),
                 "tmp_size": record.get("tmp_size") or DEFAULT_TMP,
@@ -908,6 +905,14 @@ class LocalBackend(Backend):
     def _log_tail(self, record: dict, lines: int = 20) -> str:
         text = self.logs(record["name"]) if _state.read(record["name"]) else ""
         return "\n".join(text.splitlines()[-lines:]) or "(no log output)"
+
+
+def _owner(record: dict) -> dict:
+    """{"pid", "alive"} of the host process the sandbox serves; {} when it has none (CLI sandboxes)."""
+    owner = record.get("owner") or {}
+    if not owner.get("pid"):
+        return {}
+    return {"pid": owner["pid"], "alive": _state.alive(owner["pid"], owner.get("start"))}
 
 
 def _relay_max() -> int:

@@ -5,26 +5,24 @@ returns. Callers depend only on these and on `get_backend`; this module must nev
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+from ._errors import KILL_GRACE_S, NAME_RE, SandboxError, check_name
 
-
-class SandboxError(RuntimeError):
-    """A sandbox operation failed; the message says what failed and what to do about it."""
-
-
-def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
-        raise SandboxError(
-            f"invalid sandbox name {name!r}: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
-            "starting with a letter or digit (e.g. 'agent-1')"
-        )
-    return name
+__all__ = [
+    "KILL_GRACE_S",
+    "NAME_RE",
+    "Backend",
+    "Bind",
+    "ExecProcess",
+    "SandboxError",
+    "SandboxInfo",
+    "SandboxSpec",
+    "check_name",
+]
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,8 @@ class SandboxSpec:
     default resources; `workspace=None` makes a private one under the state directory; `gpu=None`
     takes the policy's `gpu`; `env` is added to every command's environment; `image` names the
     container image for backends that run images (None: the backend's default; the local backend
-    refuses one)."""
+    refuses one); `owner_pid`: the host process the sandbox serves (a Jupyter server, a kernel's host):
+    once it is gone (pid + start time), `cleanup()` removes the sandbox (None: it lives until removed)."""
 
     name: str | None = None
     policy_file: str | Path | None = None
@@ -51,6 +50,7 @@ class SandboxSpec:
     binds: Sequence[Bind] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None
+    owner_pid: int | None = None
 
 
 @dataclass
@@ -95,11 +95,6 @@ class ExecProcess(Protocol):
     def kill(self) -> None: ...
     def abandon(self) -> None:
         """Give up on a command whose sandbox no longer answers (returncode becomes -SIGKILL)."""
-
-
-# How long a caller should wait for a sandbox to confirm `kill()` before it `abandon()`s the command
-# (code inside a sandbox can stop its own agent; no host thread may wait on it forever).
-KILL_GRACE_S = 5.0
 
 
 class Backend(abc.ABC):
@@ -151,6 +146,6 @@ class Backend(abc.ABC):
     def logs(self, name: str) -> str: ...
 
     def cleanup(self) -> list[str]:
-        """Find what an earlier process left (dead sandboxes, orphan processes) and remove it;
-        returns the names cleaned."""
+        """Find what an earlier process left (dead sandboxes, sandboxes whose owner process is gone,
+        orphan processes) and remove it; returns the names cleaned ("pid N" for an orphan process)."""
         return []

@@ -1,7 +1,8 @@
 """Common base of the openshell REST handlers: authentication, authorization resource, JSON I/O, errors.
 
 Every handler of the extension derives from `OpenShellAPIHandler`; it must never answer a request whose
-user is not authenticated, and never tell a user whether another user's sandbox exists (404 only).
+user is not authenticated, and never tell a user whether another user's sandbox exists (404 only). A
+5xx answer logs its cause (with the traceback) on the server log; the client gets only the message.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ class OpenShellAPIHandler(APIHandler):
         self.finish(json.dumps(data, default=str))
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ApiError) and e.status >= 500:  # the server's fault: its log gets the cause
+            cause = e.__cause__ or e.__context__ or e
+            self.log.error(
+                "openshell: %s %s answered %d: %s",
+                self.request.method,
+                self.request.path,
+                e.status,
+                e.message,
+                exc_info=(type(cause), cause, cause.__traceback__),
+            )
         if isinstance(e, ApiError):
             body: dict[str, Any] = {"message": e.message}
             if e.issues is not None:

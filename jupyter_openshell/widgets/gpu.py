@@ -28,8 +28,9 @@ def _bar(percent: float | None) -> str:
 
 def render(snapshot: dict) -> str:
     if not snapshot.get("available"):
-        reason = html.escape(snapshot.get("reason") or "no GPU")
-        return f'<div style="padding:6px;border:1px solid #ccc"><b>No GPU</b> - {reason}</div>'
+        detail = (snapshot.get("reason") or "").removeprefix("no GPU").lstrip(": ")
+        said = f"<b>No GPU</b>: {html.escape(detail)}" if detail else "<b>No GPU</b> on this machine"
+        return f'<div style="padding:6px;border:1px solid #ccc">{said}</div>'
     rows = []
     for g in snapshot["gpus"]:
         mem_pct = 100.0 * g["memory_used"] / g["memory_total"] if g.get("memory_total") else None

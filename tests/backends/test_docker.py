@@ -248,5 +248,5 @@ def test_cli_create_image_ls_and_gc_of_a_lost_record(docker, docker_ready, confo
     shutil.rmtree(paths.state_dir() / "sandboxes" / name)
     assert len(docker.containers.list(all=True, filters=label)) == 1
     gc = cli("gc")
-    assert gc.returncode == 0 and "cleaned container" in gc.stdout, gc.stderr
+    assert gc.returncode == 0 and "removed container " in gc.stdout, gc.stderr
     assert docker.containers.list(all=True, filters=label) == []

@@ -78,6 +78,25 @@ async def _scenario(kc, upstream) -> None:
     out = text(msgs)
     assert "failed" in out and f"OpenShell denied GET {upstream.url}/x" in out
     assert f"%policy allow GET {upstream.url}/x magic-box" in out
+    assert out.count("OpenShell denied") == 1, out  # one box: the sandbox kernel's own is not relayed
+    # three identical denials and one other: one notice each, with a count
+    thrice = fetch.replace("urllib.request.urlopen(", "[urllib.request.urlopen(").replace(
+        "/x')", "/x') for _ in range(3)]")
+    thrice = thrice.replace("    print('failed', e)", "    print('failed', e)\ntry:\n"
+                            f"    urllib.request.urlopen('{upstream.url}/y')\nexcept Exception:\n    pass")
+    content, msgs = await run(kc, thrice.replace("for _ in range(3)]", "for _ in range(3)]"))
+    out = text(msgs)
+    assert out.count("OpenShell denied") == 2, out
+    assert f"OpenShell denied GET {upstream.url}/y\n" in out
+
+    # usage errors are a message (and the usage line for bad input), never a traceback
+    bad_lines = [('%policy show "unbalanced', "usage: %policy"), ("%sandbox rm no-such-box-xyz", "usage: %"),
+                 ("%policy explain GET", "usage: %policy"), ("%%sandbox x --policy /nope\n1", "/nope")]
+    for bad_line, expected in bad_lines:
+        content, msgs = await run(kc, bad_line)
+        shown = text(msgs)
+        assert content["status"] == "error" and shown.startswith("UsageError: ") and expected in shown, shown
+        assert "jupyter_openshell/" not in shown and "Traceback" not in shown, shown
 
     content, msgs = await run(kc, f"%policy allow GET {upstream.url}/x magic-box")
     assert content["status"] == "ok" and "+" in text(msgs), text(msgs)

@@ -112,6 +112,23 @@ async def test_invalid_policy_on_create_is_400_with_line_and_field(jp_fetch):
     assert json.loads(resp.body)["sandboxes"] == []
 
 
+async def test_a_500_logs_its_cause_with_the_traceback_on_the_server(jp_fetch, caplog):
+    """The runtime refuses the sandbox (a read-only path that does not exist): the client gets the
+    message, the server log the cause with its traceback."""
+    body = {"name": "fails-500", "policy": "filesystem:\n  read_only: [/nonexistent-openshell-path]\n"}
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("openshell", "api", "sandboxes", method="POST", body=json.dumps(body))
+    assert err.value.code == 500
+    message = json.loads(err.value.response.body)["message"]
+    assert "/nonexistent-openshell-path" in message and "Traceback" not in message
+    logged = [r for r in caplog.records if "answered 500" in r.getMessage()]
+    assert logged, caplog.text
+    said = logged[0].getMessage()
+    assert re.search(r"POST /\S*openshell/api/sandboxes answered 500: sandbox 'fails-500'", said), said
+    assert logged[0].exc_info[0].__name__ == "SandboxError"
+    assert "Traceback" in caplog.text and "_check_policy_paths" in caplog.text
+
+
 def _fetch_json(fetch):
     async def call(*parts, method="GET", body=None, headers=None):
         resp = await fetch(

@@ -100,14 +100,47 @@ def test_policy_panel_validates_applies_allows_a_denial_and_rolls_back(sandbox, 
 
 
 def test_gpu_status_shows_a_clear_state():
+    from jupyter_openshell.widgets.gpu import render
+
     widget = GpuStatus(interval=0.2)
     try:
         if widget.snapshot["available"]:
             assert widget.snapshot["gpus"][0]["name"] in widget.view.value
-        else:
-            assert "No GPU" in widget.view.value and widget.snapshot["reason"] in widget.view.value
+        else:  # said once: "No GPU: <why>", never "No GPU - no GPU: ..."
+            detail = widget.snapshot["reason"].removeprefix("no GPU: ")
+            assert f"<b>No GPU</b>: {detail}" in widget.view.value, widget.view.value
+            assert widget.view.value.lower().count("no gpu") == 1
     finally:
         widget.close()
+    assert "<b>No GPU</b>: the NVIDIA driver reports no device" in render(
+        {"available": False, "reason": "no GPU: the NVIDIA driver reports no device"})
+    assert "<b>No GPU</b>: nvidia-ml-py is not installed" in render(
+        {"available": False, "reason": "nvidia-ml-py is not installed"})
+    assert "<b>No GPU</b> on this machine" in render({"available": False, "reason": ""})
+
+
+def test_policy_panel_versions_are_labelled_and_the_current_one_is_selected(sandbox, upstream):
+    """The dropdown reads "v2 · 9b5d… · 14:02 · current" (newest first) and shows the version in force."""
+    import re
+
+    assert "403" in fetch(sandbox, upstream.url + "/labelled")
+    panel = PolicyPanel(sandbox.name)
+    first = PolicyOps(sandbox.name).show()["version"]
+    label = re.compile(r"v(\d+) · ([0-9a-f]{4})… · (\d\d:\d\d|\d{4}-\d\d-\d\d \d\d:\d\d)( · current)?$")
+    (only,) = panel.versions.options
+    assert label.match(only[0]) and only[0].endswith(" · current") and only[0].startswith(f"v1 · {first[:4]}")
+    assert panel.versions.value == first and panel.versions.label == only[0]
+    next(b for b in panel.denials.children if "/labelled" in getattr(b, "description", "")).click()
+    second = PolicyOps(sandbox.name).show()["version"]
+    labels = [text for text, _ in panel.versions.options]
+    assert [label.match(t).group(1) for t in labels] == ["2", "1"]
+    assert labels[0].endswith(" · current") and not labels[1].endswith(" · current")
+    assert panel.versions.value == second and panel.versions.label == labels[0]
+    panel.versions.value = first
+    panel.rollback_button.click()
+    labels = [text for text, _ in panel.versions.options]
+    assert labels[0].startswith(f"v3 · {first[:4]}") and labels[0].endswith(" · current")
+    assert panel.versions.label == labels[0] and not panel.read_only.value  # editable on the host
 
 
 def test_recreated_sandbox_shows_none_of_its_predecessors_flows(sandbox, upstream, tmp_path):

@@ -10,6 +10,7 @@ Skipped, with the reason, where Chromium, chromedriver or selenium is missing.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 
 import nbformat
@@ -120,3 +121,104 @@ def test_traffic_monitor_renders_and_updates_in_the_browser(
     # the kernel really is the sandboxed one, and it is shut down with the server (see the fixture)
     sessions = json.loads(urllib.request.urlopen(f"{base}/api/sessions?token={token}").read())
     assert [s["kernel"]["name"] for s in sessions] == ["openshell"]
+
+
+def _denial_notebook(path, upstream_url: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "openshell", "display_name": "OpenShell", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"import urllib.request\nurllib.request.urlopen({upstream_url + '/browser-denied'!r}, timeout=10)"
+        ),
+        nbformat.v4.new_code_cell("from jupyter_openshell.widgets import PolicyPanel\nPolicyPanel()"),
+    ]
+    nbformat.write(nb, path)
+
+
+NOTICE = "//div[contains(@class,'jp-OutputArea-output')][.//b[.='OpenShell denied']]"
+TRACEBACK = "//div[contains(@class,'jp-OutputArea-output')][contains(., 'HTTPError')]"
+PANEL = "//div[contains(@class,'widget-vbox')][.//b[starts-with(., 'Policy of sandbox')]]"
+
+
+def _button(driver, label: str):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.XPATH, f"{PANEL}//button[normalize-space(.)='{label}']")
+
+
+def test_denial_notice_and_read_only_policy_panel_in_the_browser(
+    server, browser, workspace, upstream, tmp_path
+):
+    """In JupyterLab, in the OpenShell kernel (no policy_edits): the denial notice comes before the
+    (shortened) traceback and names the host-side command; PolicyPanel shows why it is read-only, its
+    Apply and Rollback buttons disabled. Screenshots of both are kept (paths printed)."""
+    from selenium.common.exceptions import ElementNotInteractableException, TimeoutException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, token = server
+    name = "denials.ipynb"
+    _denial_notebook(workspace / name, upstream.url)
+    shots = {"notice": tmp_path / "denial-notice.png", "panel": tmp_path / "policy-panel-read-only.png"}
+
+    def shift_enter():
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+
+    browser.get(f"{base}/lab/tree/{name}?token={token}")
+    wait = WebDriverWait(browser, 90, poll_frequency=0.2)
+    step = "the notebook's cells"
+    try:
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, EDITORS)))
+        step = "the kernel to be idle"
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
+        step = "the denial notice"
+        for attempt in range(5):  # a key pressed while the page still wires the kernel up can be lost
+            try:
+                wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
+                shift_enter()
+                notice = WebDriverWait(browser, 45, 0.2).until(
+                    ec.presence_of_element_located((By.XPATH, NOTICE)))
+                break
+            except (TimeoutException, ElementNotInteractableException):
+                if attempt == 4:
+                    raise TimeoutException() from None
+        traceback = wait.until(ec.presence_of_element_located((By.XPATH, TRACEBACK)))
+        browser.execute_script("arguments[0].scrollIntoView()", notice)
+        browser.save_screenshot(str(shots["notice"]))
+        step = "the PolicyPanel"
+        browser.find_elements(By.CSS_SELECTOR, EDITORS)[1].click()
+        shift_enter()
+        wait.until(ec.presence_of_element_located((By.XPATH, f"{PANEL}//button[normalize-space(.)='Apply']")))
+        panel = browser.find_element(By.XPATH, PANEL)
+        browser.execute_script("arguments[0].scrollIntoView()", panel)
+        browser.save_screenshot(str(shots["panel"]))
+    except TimeoutException:
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        body = browser.find_element(By.TAG_NAME, "body").text
+        shot = tmp_path / "page.png"
+        raise AssertionError(f"waited in vain for {step} ({shot}); page:\n{body[-3000:]}") from None
+    for label, path in shots.items():
+        print(f"screenshot of the {label}: {path}")
+    assert all(path.stat().st_size > 10_000 for path in shots.values())
+
+    said = notice.text
+    assert f"GET {upstream.url}/browser-denied" in said and "cannot change its own policy" in said, said
+    assert "openshell sandbox allow kernel-" in said and "to allow it, run: %policy" not in said, said
+    following = browser.execute_script(
+        "return !!(arguments[0].compareDocumentPosition(arguments[1]) & Node.DOCUMENT_POSITION_FOLLOWING)",
+        notice, traceback)
+    assert following, "the notice comes before the traceback"
+    assert "use %tb to see the full traceback" in browser.find_element(By.CSS_SELECTOR, ".jp-Notebook").text
+
+    text = panel.text
+    assert "Read-only here" in text and "openshell sandbox policy kernel-" in text, text
+    assert not _button(browser, "Apply").is_enabled() and not _button(browser, "Rollback").is_enabled()
+    assert _button(browser, "Validate").is_enabled()
+    assert "on the host: openshell sandbox allow kernel-" in text  # the recent denial, and what works
+    selected = browser.execute_script(
+        "return arguments[0].querySelector('select').selectedOptions[0].text", panel)
+    # visible and labelled (the browser shows the label's spaces as no-break spaces)
+    assert re.match(r"v1\s·\s[0-9a-f]{4}…\s·\s\d\d:\d\d\s·\scurrent$", selected), selected
