@@ -112,14 +112,16 @@ def prepare(prefix: str | None = None, pool_size: int = 1, workspace: Path | Non
     """Set up state, upstream, proxy and kernelspec (into `prefix`; None: the real demo, into sys.prefix,
     or the user's Jupyter directories when sys.prefix is not writable)."""
     from jupyter_openshell.kernel.kernelspec import install
-    from jupyter_openshell.paths import state_dir, sub, write_private
+    from jupyter_openshell.paths import ensure_private_dir, layout, state_dir, write_private
     from jupyter_openshell.proxy import ProxyClient
 
     state = state_dir()
-    policy_file = sub("demo") / "policy.yaml"
+    ensure_private_dir(layout().demo_dir)
+    policy_file = layout().demo_policy
     write_private(policy_file, DEMO_POLICY)
     key = f"sk-demo-{secrets.token_hex(16)}"
-    write_private(sub("secrets") / SECRET_NAME, key + "\n")
+    ensure_private_dir(layout().secrets_dir)
+    write_private(layout().secret(SECRET_NAME), key + "\n")
     try:
         upstream = DemoUpstream(key).start()
     except OSError as exc:

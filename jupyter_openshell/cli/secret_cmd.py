@@ -27,14 +27,15 @@ def _set(args: argparse.Namespace) -> int:
         value = sys.stdin.read()
     if not value.strip():
         raise SecretError(f"secret {name!r}: empty value; pipe it in: `openshell secret set {name} < FILE`")
-    path = paths.sub("secrets") / name
+    paths.ensure_private_dir(paths.layout().secrets_dir)
+    path = paths.layout().secret(name)
     paths.write_private(path, value.strip() + "\n")
     print(f"secret {name} stored in {path} (mode 0600); the proxy uses it from the next request")
     return 0
 
 
 def _ls(args: argparse.Namespace) -> int:
-    directory = paths.sub("secrets")
+    directory = paths.ensure_private_dir(paths.layout().secrets_dir)
     names = sorted(p.name for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
     for name in names:
         shadow = " (overridden by the environment)" if os.environ.get(secret_env_name(name)) else ""
@@ -45,7 +46,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    path = paths.sub("secrets") / check_secret_name(args.name)
+    path = paths.layout().secret(check_secret_name(args.name))
     try:
         path.unlink()
     except FileNotFoundError:

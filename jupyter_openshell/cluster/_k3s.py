@@ -44,7 +44,9 @@ def _errors() -> Any:
 
 
 def kubeconfig_path() -> Path:
-    return paths.sub("kubernetes") / "kubeconfig"
+    layout = paths.layout()
+    paths.ensure_private_dir(layout.kubernetes_dir)
+    return layout.kubeconfig
 
 
 def _missing_image(image: str, why: str) -> SandboxError:
@@ -154,7 +156,7 @@ def up(
 
         _install.install(_settings.load().with_changes(kubeconfig=str(path)), log=log)
         paths.write_private(
-            paths.sub("kubernetes") / "cluster.json",
+            paths.layout().cluster_record,
             json.dumps({"container": container.id, "volume": VOLUME, "port": port, "image": image}),
         )
     except BaseException as exc:
@@ -259,7 +261,7 @@ def down(keep_data: bool = False) -> list[str]:
         with contextlib.suppress(errors.NotFound):
             client.volumes.get(VOLUME).remove(force=True)
             gone.append(f"volume {VOLUME}")
-    for path in (kubeconfig_path(), paths.sub("kubernetes") / "cluster.json"):
+    for path in (kubeconfig_path(), paths.layout().cluster_record):
         if path.exists():
             path.unlink()
             gone.append(str(path))

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import ensure_private_dir, state_dir, write_private
+from ..names import HOST_CALLER, check_policy_name, is_sandbox_name
+from ..paths import Layout, ensure_private_dir, state_dir, write_private
 from ._model import Policy
 from ._parse import load_policy_file, parse_policy
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _HIST = re.compile(r"(\d+)-([0-9a-f]{12})\.yaml\Z")
 
 
@@ -40,17 +40,16 @@ class PolicyStore:
     """Named policies in `<state_dir>/policies` (default: `jupyter_openshell.paths.state_dir()`)."""
 
     def __init__(self, state_dir_: str | os.PathLike[str] | None = None):
-        base = Path(state_dir_) if state_dir_ is not None else state_dir()
-        self.root = ensure_private_dir(base / "policies")
+        self.layout = Layout(Path(state_dir_) if state_dir_ is not None else state_dir())
+        self.root = ensure_private_dir(self.layout.policies_dir)
 
     def path(self, name: str) -> Path:
-        """Path of the current policy file of `name` (may not exist). Raises ValueError on a bad name."""
-        if not isinstance(name, str) or not _NAME.match(name) or name.endswith(".history"):
-            raise ValueError(f"invalid policy name {name!r}: use letters, digits, '.', '_' and '-'")
-        return self.root / f"{name}.yaml"
+        """Path of the current policy file of `name` (may not exist). Raises ValueError (`names.InvalidName`)
+        unless `name` is a sandbox name or "default"."""
+        return self.layout.policy(check_policy_name(name))
 
     def _hist_dir(self, name: str) -> Path:
-        return self.root / f"{name}.history"
+        return self.layout.policy_history(check_policy_name(name))
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -62,7 +61,8 @@ class PolicyStore:
             os.close(fd)
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.root.glob("*.yaml") if _NAME.match(p.stem))
+        found = (p.stem for p in self.root.glob("*.yaml"))
+        return sorted(n for n in found if n == HOST_CALLER or is_sandbox_name(n))
 
     def text(self, name: str) -> str | None:
         try:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from mitmproxy import certs
 
-from jupyter_openshell.paths import ensure_private_dir
+from jupyter_openshell.paths import CA_BUNDLE, ensure_private_dir
 
 BASENAME = "mitmproxy"
-BUNDLE = "ca-bundle.pem"
+BUNDLE = CA_BUNDLE
 _KEY_FILES = (f"{BASENAME}-ca.pem", f"{BASENAME}-ca.p12")
 _SYSTEM_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HOST_CALLER = "default"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+from ..names import HOST_CALLER, InvalidName, check_sandbox_name
+
+__all__ = ["HOST_CALLER", "Registry", "RegistryError", "SandboxEntry", "check_name", "entry_from_dict"]
+
 CHANNEL_KINDS = ("unix", "token")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -54,12 +56,10 @@ class SandboxEntry:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name == HOST_CALLER:
-        raise RegistryError(
-            f"invalid sandbox name {name!r}: use lower-case letters, digits, '.', '_' and '-' "
-            f"(at most 63, not {HOST_CALLER!r})"
-        )
-    return name
+    try:
+        return check_sandbox_name(name)
+    except InvalidName as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def _absolute(value: Any, field: str) -> Path:

@@ -31,9 +31,10 @@ from mitmproxy.master import Master
 from mitmproxy.proxy import mode_servers
 
 from ..hostproc import SYSTEM_PATH, python_argv, safe_env
+from ..paths import Layout
 from . import _handoff, _protocol
 from ._addresses import Resolver
-from ._ca import BUNDLE, ensure_ca, upstream_trust
+from ._ca import ensure_ca, upstream_trust
 from ._control import ControlServer
 from ._flowlog import ROTATE_BYTES, ROTATE_KEEP, FlowLog, FlowRing, PipeFlowLog
 from ._gateway import Gateway
@@ -98,7 +99,7 @@ def _use_reuse_port() -> None:
 
 
 def _registered_file(state_dir: Path) -> Path:
-    return state_dir / "run" / "proxy-sandboxes.json"
+    return Layout(state_dir).proxy_registrations
 
 
 def _entries(items: Any) -> list[SandboxEntry]:
@@ -142,11 +143,13 @@ class ProxyProcess:
     def __init__(self, cfg: ProxyConfig, ring: FlowRing | None = None):
         self.cfg = cfg
         sd = cfg.state_dir
-        for sub in ("ca", "secrets", "policies", "sandboxes", "flows", "run"):
-            (sd / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.secrets = SecretStore(sd / "secrets")
+        layout = Layout(sd)
+        for sub in (layout.ca_dir, layout.secrets_dir, layout.policies_dir, layout.sandboxes_dir,
+                    layout.flows_dir, layout.run_dir):
+            sub.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.secrets = SecretStore(layout.secrets_dir)
         setup_logging(self.secrets)
-        log_path = sd / "flows" / "flows.jsonl"
+        log_path = layout.flow_log
         flowlog: FlowLog | PipeFlowLog
         if cfg.worker_index:
             if cfg.flow_fd is None:
@@ -200,11 +203,11 @@ class ProxyProcess:
         cfg = self.cfg
         _protocol.install(cfg.limits)
         try:
-            cafile, capath = upstream_trust(cfg.state_dir / "ca", cfg.upstream_trust, cfg.upstream_ca)
+            cafile, capath = upstream_trust(Layout(cfg.state_dir).ca_dir, cfg.upstream_trust, cfg.upstream_ca)
         except ValueError as exc:
             raise SystemExit(f"openshell proxy: {exc} (see --upstream-trust and --upstream-ca)") from None
         opts = options.Options(listen_host=cfg.listen_host, listen_port=cfg.listen_port,
-                               confdir=str(cfg.state_dir / "ca"))
+                               confdir=str(Layout(cfg.state_dir).ca_dir))
         self.master = lean_master(opts, Pipeline(default_addons(self.state, cfg.reload_interval, cfg.limits,
                                                                 cfg.connect_timeout)))
         updates: dict[str, Any] = {
@@ -232,7 +235,7 @@ class Primary:
 
     def __init__(self, cfg: ProxyConfig):
         self.cfg = cfg
-        self.ring = FlowRing(cfg.state_dir / "flows" / "flows.jsonl")
+        self.ring = FlowRing(Layout(cfg.state_dir).flow_log)
         self.proc = ProxyProcess(cfg, self.ring)
         self.gateway: Gateway | None = None
         self.control: ControlServer | None = None
@@ -249,11 +252,11 @@ class Primary:
 
     async def run(self) -> int:
         cfg = self.cfg
-        control_path = cfg.state_dir / "run" / "proxy-control.sock"
+        control_path = Layout(cfg.state_dir).proxy_control
         if await _answers(control_path):
             raise SystemExit(f"openshell proxy: another proxy already serves {control_path}; "
                              "stop it first (ProxyClient().stop())")
-        ensure_ca(cfg.state_dir / "ca")
+        ensure_ca(Layout(cfg.state_dir).ca_dir)
         if cfg.workers > 1 and cfg.listen_port == 0:
             cfg.listen_port = _free_port(cfg.listen_host)
         await self.proc.start_master()
@@ -280,8 +283,8 @@ class Primary:
             self.kube.start()
         self.info = {"pid": os.getpid(), "listen": f"{target_host}:{port}", "control": str(control_path),
                      "started": self.proc.started, "workers": cfg.workers,
-                     "ca_bundle": str(cfg.state_dir / "ca" / BUNDLE)}
-        run_json = cfg.state_dir / "run" / "proxy.json"
+                     "ca_bundle": str(Layout(cfg.state_dir).ca_bundle)}
+        run_json = Layout(cfg.state_dir).proxy_run_file
         tmp = run_json.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.info))
         os.replace(tmp, run_json)

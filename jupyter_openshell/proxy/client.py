@@ -27,7 +27,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from jupyter_openshell.hostproc import SYSTEM_PATH, popen, python_argv
-from jupyter_openshell.paths import ensure_private_dir, state_dir
+from jupyter_openshell.names import HOST_CALLER
+from jupyter_openshell.paths import Layout, ensure_private_dir, state_dir
 
 DEFAULT_POLICY = "network:\n  egress:\n    - action: deny\n"
 KEEP_ENV = "OPENSHELL_KEEP_PROXY"  # "1": a proxy started for a sandbox outlives its last sandbox
@@ -54,10 +55,11 @@ class ProxyClient:
     def __init__(self, state_dir_: Path | str | None = None, timeout: float = 10.0):
         self.state_dir = Path(state_dir_) if state_dir_ is not None else state_dir()
         self.timeout = timeout
-        self.control_path = self.state_dir / "run" / "proxy-control.sock"
-        self.run_file = self.state_dir / "run" / "proxy.json"
-        self.log_file = self.state_dir / "run" / "proxy.log"
-        self.auto_file = self.state_dir / "run" / "proxy-auto.json"
+        self.layout = Layout(self.state_dir)
+        self.control_path = self.layout.proxy_control
+        self.run_file = self.layout.proxy_run_file
+        self.log_file = self.layout.proxy_log
+        self.auto_file = self.layout.proxy_auto_file
 
     # -- transport ----------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -153,9 +155,9 @@ class ProxyClient:
             return self.status()
         except ProxyError:
             pass
-        ensure_private_dir(self.state_dir / "run")
+        ensure_private_dir(self.layout.run_dir)
         # one starter at a time: a second caller waits, then finds the first one's proxy
-        with open(self.state_dir / "run" / "proxy.lock", "w") as lock:
+        with open(self.layout.proxy_lock, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 return self.status()
@@ -180,8 +182,8 @@ class ProxyClient:
 
     @contextlib.contextmanager
     def _users_lock(self, how: int) -> Iterator[None]:
-        ensure_private_dir(self.state_dir / "run")
-        path = self.state_dir / "run" / "proxy-users.lock"
+        ensure_private_dir(self.layout.run_dir)
+        path = self.layout.proxy_users_lock
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, how)
@@ -225,8 +227,8 @@ class ProxyClient:
     def _start(self, policy_file: Path | str | None, listen: str, workers: int, extra_args: list[str],
                env: dict[str, str], wait: float) -> dict[str, Any]:
         if policy_file is None:
-            policies = ensure_private_dir(self.state_dir / "policies")
-            policy_file = policies / "default.yaml"
+            ensure_private_dir(self.layout.policies_dir)
+            policy_file = self.layout.policy(HOST_CALLER)
             if not policy_file.exists():
                 fd = os.open(policy_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as fh:

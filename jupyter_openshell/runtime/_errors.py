@@ -1,14 +1,13 @@
-"""The runtime's error type, sandbox names and the kill grace: what even the lightest path needs.
+"""The runtime's error type, its check of sandbox names and the kill grace: what even the lightest path
+needs.
 
 Split from `_types` so that `openshell sandbox exec` does not load dataclasses; it must never import
-anything beyond the standard library's `re`.
+anything beyond `jupyter_openshell.names` (the one name rule, standard library `re` only).
 """
 
 from __future__ import annotations
 
-import re
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+from ..names import InvalidName, check_sandbox_name
 
 
 class SandboxError(RuntimeError):
@@ -16,12 +15,11 @@ class SandboxError(RuntimeError):
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
-        raise SandboxError(
-            f"invalid sandbox name {name!r}: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
-            "starting with a letter or digit (e.g. 'agent-1')"
-        )
-    return name
+    """`names.check_sandbox_name`, as a SandboxError."""
+    try:
+        return check_sandbox_name(name)
+    except InvalidName as exc:
+        raise SandboxError(str(exc)) from None
 
 
 # How long a caller should wait for a sandbox to confirm `kill()` before it `abandon()`s the command

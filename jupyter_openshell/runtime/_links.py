@@ -31,7 +31,7 @@ network:
 
 
 def policy_path(name: str) -> Path:
-    return paths.sub("policies") / f"{name}.yaml"
+    return paths.layout().policy(name)
 
 
 def load(path: str | Path) -> Any:
@@ -94,7 +94,7 @@ def register(name: str, created: float) -> str | None:
         client = _client()
         with client.in_use():  # (no release_if_unused in between)
             client.ensure_running(auto=True)
-            socket = paths.state_dir() / "sandboxes" / name / "chan" / "proxy.sock"
+            socket = paths.layout().proxy_socket(name)
             client.register_sandbox(name, created=created, policy_file=policy_path(name), socket_path=socket)
     except Exception as exc:  # the proxy is another area: any failure there must not leave a half sandbox
         message = f"policy proxy unavailable ({type(exc).__name__}: {exc}); sandbox {name} has no network"
@@ -123,6 +123,6 @@ def unregister(name: str, created: float | None = None) -> None:
 def ca_bundle() -> bytes:
     """The CA bundle sandboxes trust (system roots + the proxy's CA certificate, never its key)."""
     try:
-        return (paths.state_dir() / "ca" / "ca-bundle.pem").read_bytes()
+        return paths.layout().ca_bundle.read_bytes()
     except OSError:
         return b""

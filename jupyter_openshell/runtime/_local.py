@@ -434,9 +434,10 @@ class LocalBackend(Backend):
         chan.mkdir(exist_ok=True)
         chan.chmod(0o711)
         if exposed != directory:  # the proxy's gateway puts proxy.sock in <state>/sandboxes/<name>/chan
+            link = paths.layout().sandbox_channel(name)
             with contextlib.suppress(FileNotFoundError):
-                (directory / "chan").unlink()
-            (directory / "chan").symlink_to(chan)
+                link.unlink()
+            link.symlink_to(chan)
         # While the rest is set up and the sandbox boots: its policy becomes current, then the proxy
         # opens its gateway (both wait on I/O: fsync, the proxy's workers).
         publish = _in_background(_publish, name, text, record["created"])
@@ -461,12 +462,12 @@ class LocalBackend(Backend):
                 gpu=bool(gpu),
                 tmp_size=limits.disk or DEFAULT_TMP,
                 token=token,
-                control=str(directory / "control.sock"),
-                log=str(directory / "sandbox.log"),
+                control=str(paths.layout().control_socket(name)),
+                log=str(paths.layout().sandbox_log(name)),
             )  # (written once the shim runs; a failure before that tears down from this dict)
 
             control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            ctl_path = directory / "control.sock"
+            ctl_path = paths.layout().control_socket(name)
             with contextlib.suppress(FileNotFoundError):
                 ctl_path.unlink()
             control.bind(str(ctl_path))
@@ -518,7 +519,7 @@ class LocalBackend(Backend):
                     bool(ca_pem),
                 )
                 cmd.add(python, "-I", "-S", "-B", "-c", AGENT_BOOT, cmd.fd(_agent_fd(config)))
-                shim = self._spawn(cmd, timeout, limits, directory, uid)
+                shim = self._spawn(cmd, timeout, limits, name, uid)
                 record.update(pid=shim.pid, pid_start=_state.start_time(shim.pid), state="starting")
                 _register_shim(shim)
                 # Into its cgroups while bwrap starts: the first move waits for an RCU grace period
@@ -703,7 +704,7 @@ class LocalBackend(Backend):
             return  # (the last sandbox on this workspace restores the quota)
         _disk.release(disk, remove)
 
-    def _spawn(self, cmd: Any, timeout: str, limits: Any, directory: Path, uid: int) -> subprocess.Popen:
+    def _spawn(self, cmd: Any, timeout: str, limits: Any, name: str, uid: int) -> subprocess.Popen:
         # `timeout` (0: none) is bwrap's parent, whose exit --die-with-parent watches: it must outlive
         # the CLI process that created the sandbox.
         lifetime = [timeout, "-s", "KILL", str(int(limits.timeout)) if limits.timeout else "0"]
@@ -711,8 +712,9 @@ class LocalBackend(Backend):
         if os.geteuid() == 0:  # setpriv drops to the sandbox uid (Popen's user= would rule out vfork)
             ids = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
             argv = [_which("setpriv", "util-linux"), *ids, *argv]
+        layout = paths.layout()
         log_fd = os.open(
-            directory / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+            layout.sandbox_log(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
         )
         try:
             return subprocess.Popen(
@@ -724,7 +726,7 @@ class LocalBackend(Backend):
                 start_new_session=True,
                 close_fds=True,
                 cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", SHIM_MARK: str(directory)},
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", SHIM_MARK: str(layout.sandbox_dir(name))},
             )
         finally:
             os.close(log_fd)
@@ -789,7 +791,7 @@ class LocalBackend(Backend):
         self._release(name, record, remove)
         directory = _state.directory(name)
         with contextlib.suppress(FileNotFoundError):
-            (directory / "control.sock").unlink()
+            paths.layout().control_socket(name).unlink()
         if not remove:
             return
         exposed = record.get("exposed")
@@ -831,7 +833,7 @@ class LocalBackend(Backend):
                 os.killpg(pid, signal.SIGKILL)
             name = os.path.basename(directory)
             _links.unregister(name)  # closes its channel in the proxy
-            chan = Path(directory, "chan")
+            chan = paths.layout().sandbox_channel(name)
             if chan.is_symlink():  # root: the exposed dir is named <uid>-<token>, cgroups <name>-<token>
                 exposed = Path(os.readlink(chan)).parent
                 enforcement = _resources.find(name, exposed.name.split("-", 1)[-1])
@@ -896,7 +898,7 @@ class LocalBackend(Backend):
     def logs(self, name: str) -> str:
         record = self._record(name)
         try:
-            return Path(record.get("log") or _state.directory(name) / "sandbox.log").read_text(
+            return Path(record.get("log") or paths.layout().sandbox_log(name)).read_text(
                 errors="replace"
             )
         except FileNotFoundError:
@@ -969,7 +971,7 @@ def _orphan_shims(root: str) -> list[tuple[int, str]]:
         for var in environ.split(b"\0"):
             if var.startswith(marker):
                 directory = var.split(b"=", 1)[1].decode()
-                if not os.path.exists(os.path.join(directory, "sandbox.json")):
+                if not paths.layout().sandbox_record(os.path.basename(directory)).exists():
                     found.append((int(entry), directory))
     return found
 

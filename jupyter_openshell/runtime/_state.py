@@ -23,15 +23,17 @@ UID_BASE = 1_500_000_000  # host uids of root-started sandboxes start here (see 
 
 
 def root() -> Path:
-    return paths.sub("sandboxes")
+    return paths.ensure_private_dir(paths.layout().sandboxes_dir)
 
 
 def directory(name: str) -> Path:
-    return root() / name
+    """The sandbox's directory (not created; its parent, private, is)."""
+    root()
+    return paths.layout().sandbox_dir(name)
 
 
 def record_path(name: str) -> Path:
-    return directory(name) / "sandbox.json"
+    return paths.layout().sandbox_record(name)
 
 
 @contextlib.contextmanager

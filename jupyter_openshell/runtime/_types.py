@@ -10,11 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from ._errors import KILL_GRACE_S, NAME_RE, SandboxError, check_name
+from ._errors import KILL_GRACE_S, SandboxError, check_name
 
 __all__ = [
     "KILL_GRACE_S",
-    "NAME_RE",
     "Backend",
     "Bind",
     "ExecProcess",

@@ -68,7 +68,7 @@ class DockerBackend(Backend):
                         f"or remove it with `openshell sandbox rm {name}`"
                     )
                 self._teardown(name, existing, remove=True)
-            directory = paths.ensure_private_dir(_state.directory(name))
+            paths.ensure_private_dir(_state.directory(name))
             record = {
                 "name": name,
                 "backend": self.name,
@@ -83,7 +83,7 @@ class DockerBackend(Backend):
             }
             _state.write(record)
         try:
-            return self._start(name, directory, record, spec, policy, text, runtime)
+            return self._start(name, record, spec, policy, text, runtime)
         except BaseException:
             self._teardown(name, record, remove=True)
             raise
@@ -91,7 +91,6 @@ class DockerBackend(Backend):
     def _start(
         self,
         name: str,
-        directory: Path,
         record: dict,
         spec: SandboxSpec,
         policy: Any,
@@ -104,7 +103,7 @@ class DockerBackend(Backend):
         limits = _links.limits(policy)
         gpu = bool(policy.gpu if spec.gpu is None else spec.gpu)
         tmp_size = limits.disk or _local.DEFAULT_TMP
-        workspace, own_ws, uid = self._workspace(spec, directory, record, uid)
+        workspace, own_ws, uid = self._workspace(spec, record, uid)
         record.update(
             workspace=str(workspace),
             workspace_owned=own_ws,
@@ -113,14 +112,14 @@ class DockerBackend(Backend):
             limits=limits.to_dict(),
             gpu=gpu,
             tmp_size=tmp_size,
-            control=str(directory / "agent" / "control.sock"),
+            control=str(paths.layout().agent_socket(name)),
             container_name=_container_name(name, record["token"]),
         )
         _state.write(record)
-        chan = directory / "chan"
+        chan = paths.layout().sandbox_channel(name)
         chan.mkdir(mode=0o711, exist_ok=True)
         chan.chmod(0o711)
-        agent_dir = directory / "agent"
+        agent_dir = paths.layout().agent_dir(name)
         agent_dir.mkdir(mode=0o700, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(agent_dir, uid, uid)
@@ -131,7 +130,7 @@ class DockerBackend(Backend):
             if not ca_pem:  # first sandbox of this state dir: the proxy makes the CA
                 _links.ensure_proxy()
                 ca_pem = _links.ca_bundle()
-            ca = directory / "ca-bundle.pem"
+            ca = paths.layout().sandbox_ca_copy(name)
             ca.write_bytes(ca_pem)
             ca.chmod(0o644)
             mounts, tmpfs = self._mounts(spec, policy, workspace, chan, agent_dir, ca, tmp_size, gpu)
@@ -171,7 +170,7 @@ class DockerBackend(Backend):
         return self._info(record, {record["container"]: "running"})
 
     def _workspace(
-        self, spec: SandboxSpec, directory: Path, record: dict, uid: int
+        self, spec: SandboxSpec, record: dict, uid: int
     ) -> tuple[Path, bool, int]:
         """(workspace, made by us, container uid). Never root inside: as root, a given workspace's
         non-root owner is the uid; a root-owned one gets an ACL entry for `uid` (undone at removal).
@@ -180,7 +179,7 @@ class DockerBackend(Backend):
         if not root:
             uid = os.getuid()
         if not spec.workspace:
-            workspace = directory / "workspace"
+            workspace = paths.layout().private_workspace(record["name"])
             workspace.mkdir(mode=0o700, exist_ok=True)
             if root:
                 os.chown(workspace, uid, uid)
@@ -450,7 +449,7 @@ class DockerBackend(Backend):
                 os.close(init)
             unregister()
         with contextlib.suppress(FileNotFoundError):
-            Path(record.get("control") or _state.directory(name) / "agent" / "control.sock").unlink()
+            Path(record.get("control") or paths.layout().agent_socket(name)).unlink()
         if not remove:
             return
         if record.get("workspace_acl"):

@@ -29,7 +29,7 @@ def kubeconfig_path(settings: KubeSettings) -> str | None:
         return settings.kubeconfig
     if os.environ.get("KUBECONFIG"):
         return None  # the client honours it (a list of files included)
-    for candidate in (paths.state_dir() / "kubernetes" / "kubeconfig", Path.home() / ".kube" / "config"):
+    for candidate in (paths.layout().kubeconfig, Path.home() / ".kube" / "config"):
         if candidate.is_file():
             return str(candidate)
     return None

@@ -24,7 +24,7 @@ KEEP = (_manifests.CA_SECRET, _manifests.KEYS_SECRET)  # never replaced once the
 def _ca() -> tuple[str, dict[str, bytes]]:
     from ...proxy._ca import ensure_ca
 
-    confdir = paths.sub("ca")
+    confdir = paths.ensure_private_dir(paths.layout().ca_dir)
     bundle = ensure_ca(confdir)
     files = {name: (confdir / name).read_bytes() for name in ("mitmproxy-ca.pem", "mitmproxy-ca-cert.pem")}
     return bundle.read_text(), files

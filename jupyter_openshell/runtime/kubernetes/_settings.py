@@ -83,11 +83,15 @@ class KubeSettings:
 
 
 def settings_file() -> Path:
-    return paths.sub("kubernetes") / "settings.json"
+    layout = paths.layout()
+    paths.ensure_private_dir(layout.kubernetes_dir)
+    return layout.kube_settings
 
 
 def _server_id() -> str:
-    path = paths.sub("kubernetes") / "server-id"
+    layout = paths.layout()
+    paths.ensure_private_dir(layout.kubernetes_dir)
+    path = layout.kube_server_id
     try:
         value = path.read_text().strip()
         if re.fullmatch(r"[a-z0-9]{6,32}", value):
