@@ -174,6 +174,11 @@ class Layout:
         return self.root / "jupyter"
 
     @property
+    def owners_file(self) -> Path:
+        """Owners of REST-created sandboxes (the server extension's; its lock is owners.lock beside it)."""
+        return self.jupyter_dir / "owners.json"
+
+    @property
     def kernels_dir(self) -> Path:
         return self.root / "kernels"
 

@@ -8,7 +8,6 @@ nor those of an earlier sandbox of the same name.
 
 from __future__ import annotations
 
-import collections
 import json
 import sys
 import time
@@ -19,33 +18,11 @@ from ..flowtext import group_denials, host_allow_command, rule_of, times
 POLL_S = 0.5
 
 
-def _created(name: str) -> float | None:
-    from ..runtime import backend_of
-
-    return backend_of(name).status(name).created
-
-
-def _page(name: str, after: int | None, limit: int) -> dict[str, Any]:
+def _page(name: str, created: float | None, after: int | None, limit: int) -> dict[str, Any]:
     """{"flows", "next_after"} of the sandbox's current instance: from the proxy, else from the files."""
-    from ..proxy import ProxyClient, ProxyError
+    from ..services.flows import page_or_files
 
-    try:
-        return ProxyClient().flow_page(sandbox=name, after=after, limit=limit)
-    except ProxyError:
-        pass
-    from ..paths import state_dir
-    from ..proxy import read_flow_records
-
-    created, newest = _created(name), after or 0
-    path = state_dir() / "flows" / "flows.jsonl"
-    found: collections.deque[dict] = collections.deque(maxlen=limit if after is None else None)
-    for record in read_flow_records(path, -1 if after is None else after):
-        newest = max(newest, record.get("seq") or 0)
-        if record.get("sandbox") == name and record.get("sandbox_created") == created:
-            found.append(record)
-            if after is not None and len(found) >= limit:
-                return {"flows": list(found), "next_after": record.get("seq") or newest}
-    return {"flows": list(found), "next_after": newest}
+    return page_or_files(name, created, after, limit)
 
 
 def _row(record: dict) -> str:
@@ -69,8 +46,16 @@ def _print(records: list[dict], denied: bool, as_json: bool) -> None:
         print(json.dumps(record, sort_keys=True) if as_json else _row(record), flush=True)
 
 
+def _created(name: str) -> float:
+    """The sandbox's instance (SandboxError for an unknown name: a user error, not an empty list)."""
+    from ..services import sandboxes
+
+    return sandboxes.status(name).created
+
+
 def show_flows(name: str, *, follow: bool, denied: bool, as_json: bool, limit: int) -> int:
-    page = _page(name, None, max(1, limit))
+    created = _created(name)
+    page = _page(name, created, None, max(1, limit))
     if not as_json:
         print(HEADER)
     _print(page["flows"], denied, as_json)
@@ -78,7 +63,7 @@ def show_flows(name: str, *, follow: bool, denied: bool, as_json: bool, limit: i
     try:
         while follow:
             time.sleep(POLL_S)
-            page = _page(name, after, 500)
+            page = _page(name, created, after, 500)
             _print(page["flows"], denied, as_json)
             after = page["next_after"]
     except KeyboardInterrupt:
@@ -88,7 +73,7 @@ def show_flows(name: str, *, follow: bool, denied: bool, as_json: bool, limit: i
 
 def print_denials(name: str, limit: int = 2000) -> None:
     """The sandbox's denials (one line per distinct request, with a count) below its runtime log."""
-    records = _page(name, None, limit)["flows"]
+    records = _page(name, _created(name), None, limit)["flows"]
     denials = group_denials(records)
     print(f"\n--- denials of sandbox {name} (from the proxy's flow log; "
           f"`openshell sandbox flows {name}` lists every decision) ---")

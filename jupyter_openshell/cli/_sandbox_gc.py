@@ -1,6 +1,6 @@
 """`openshell sandbox gc`: remove what crashed or exited sandboxes left, and sandboxes whose owner (the
-Jupyter server or kernel host that started them) is gone, over every installed backend; print each thing
-removed and why.
+Jupyter server or kernel host that started them) is gone, over every installed backend
+(`services.sandboxes.cleanup`), and the kernel sandboxes whose host died; print each thing removed and why.
 
 It must never remove a running sandbox whose owner lives, nor one without an owner (CLI sandboxes).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..runtime import SandboxError, available_backends, backends_in_use, get_backend
+from ..runtime import SandboxError
 
 
 def _why(item: str, info: Any) -> str:
@@ -25,23 +25,17 @@ def _why(item: str, info: Any) -> str:
 
 
 def gc() -> int:
-    used, cleaned, seen = backends_in_use(), [], 0
-    for name in available_backends():  # (also those without records: what crashed CLIs left)
-        try:
-            backend = get_backend(name)
-            before = {info.name: info for info in backend.list()} if name in used else {}
-            items = backend.cleanup()
-        except SandboxError as exc:
-            if name in used:
-                print(f"openshell sandbox gc: {name} backend skipped: {exc}", file=sys.stderr)
-            continue
-        seen += len(before)
-        for item in items:
-            print(f"removed {_why(item, before.get(item))}")
-        cleaned += items
     from ..kernel.session import cleanup_stale  # kernel channels whose host died
+    from ..services import sandboxes
 
-    kernels = [name for name in cleanup_stale() if name not in cleaned]
+    def skipped(backend: str, exc: SandboxError) -> None:
+        print(f"openshell sandbox gc: {backend} backend skipped: {exc}", file=sys.stderr)
+
+    cleaned, seen = sandboxes.cleanup(skipped)
+    for item, before in cleaned:
+        print(f"removed {_why(item, before)}")
+    names = {item for item, _ in cleaned}
+    kernels = [name for name in cleanup_stale() if name not in names]
     for name in kernels:
         print(f"removed kernel sandbox {name}: the process that served its kernel is gone")
     if not cleaned and not kernels:

@@ -1,4 +1,5 @@
-"""`openshell sandbox ls`: the table of sandboxes, their limits and what enforces each one.
+"""`openshell sandbox ls`: the table of sandboxes, their limits and what enforces each one, then each
+sandbox's walls per layer (network, filesystem, syscalls, user, resources).
 
 Formatting only; it must never change a sandbox.
 """
@@ -32,6 +33,7 @@ def print_table(infos: list[Any]) -> None:
     rows = [("NAME", "STATE", "BACKEND", "IMAGE", "ADDRESS", "ENFORCEMENT", "CPU", "MEMORY", "PIDS", "DISK",
              "AGE", "WORKSPACE")]
     notes: dict[str, None] = {}  # (ordered, without repeats)
+    layers: list[str] = []
     for i in infos:
         lim, res = i.limits, i.details.get("resources", {})
         disk = res.get("disk", {})
@@ -41,9 +43,9 @@ def print_table(infos: list[Any]) -> None:
                 i.name,
                 i.state,
                 i.backend,
-                i.details.get("image") or "-",
+                i.image or "-",
                 i.address or "-",
-                i.enforcement or "-",
+                i.enforcement.get("resources") or "-",
                 _cell(str(lim.get("cpu") or "-"), res.get("cpu", {})),
                 _cell(_size(lim.get("memory")), res.get("memory", {})),
                 _cell(str(lim.get("pids") or "-"), res.get("pids", {})),
@@ -52,8 +54,13 @@ def print_table(infos: list[Any]) -> None:
                 i.workspace,
             )
         )
+        if i.enforcement:
+            layers.append(f"  {i.name}: " + "; ".join(f"{k}: {v}" for k, v in i.enforcement.items()))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     for note in notes:
         print(f"  {note}")
+    if layers:
+        print("enforcement per layer:")
+        print("\n".join(layers))

@@ -1,9 +1,9 @@
 """`openshell sandbox ...`: create, exec into, list, inspect, watch and remove sandboxes.
 
-A thin layer over `jupyter_openshell.runtime`: parse arguments, call the backend, print. Each action
-imports what it needs when it runs: `exec` loads only the runtime's exec path (no policy parser, no
-proxy client, no bubblewrap set-up), since agents call it in loops. It must never contain sandbox logic,
-and never print a policy's secrets (policies hold only secret names).
+A thin layer over `jupyter_openshell.services` (sandboxes, policies, flows): parse arguments, call the
+service, print. Each action imports what it needs when it runs: `exec` loads only the runtime's exec path
+(`runtime.exec_in`: no policy parser, no proxy client, no bubblewrap set-up), since agents call it in loops.
+It must never contain sandbox logic, and never print a policy's secrets (policies hold only secret names).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from ..runtime import SandboxError
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: `openshell sandbox exec` does not import typing)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
 # Errors of bad input or state: `openshell` prints them as one message, no traceback.
@@ -35,43 +34,30 @@ def _show_proxy_notices() -> None:
     logger.setLevel(logging.INFO)
 
 
-def _of(name: str) -> Any:
-    """The backend of sandbox `name` (from its record)."""
-    from ..runtime import backend_of
+def _skipped(action: str) -> Any:
+    """Report a backend that could not answer (its sandboxes are left out)."""
 
-    return backend_of(name)
+    def report(backend: str, exc: SandboxError) -> None:
+        print(f"openshell sandbox {action}: {backend} sandboxes skipped: {exc}", file=sys.stderr)
 
-
-def _each_backend(action: str) -> Iterator[tuple[str, Any]]:
-    """(name, backend) of every backend with sandboxes here; one that cannot answer is reported."""
-    from ..runtime import backends_in_use, get_backend
-
-    for name in backends_in_use():
-        try:
-            yield name, get_backend(name)
-        except SandboxError as exc:
-            print(f"openshell sandbox {action}: {name} sandboxes skipped: {exc}", file=sys.stderr)
+    return report
 
 
 def _create(args: argparse.Namespace) -> int:
     import json
 
-    from ..runtime import SandboxSpec, get_backend
+    from ..services import sandboxes
 
     _show_proxy_notices()
-    info = get_backend(args.backend).create(
-        SandboxSpec(
-            name=args.name,
-            policy_file=args.policy,
-            workspace=args.workspace,
-            gpu=True if args.gpu else None,
-            image=args.image,
-        )
+    spec = sandboxes.SandboxSpec.from_policy_file(
+        args.policy, name=args.name, workspace=args.workspace, gpu=True if args.gpu else None,
+        image=args.image,
     )
+    info = sandboxes.create(spec, args.backend)
     for warning in info.details.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2))
+        print(json.dumps(sandboxes.to_json([info])[0], indent=2))
     else:
         print(info.name)
     return 0
@@ -87,25 +73,22 @@ def _exec(args: argparse.Namespace) -> int:
 def _ls(args: argparse.Namespace) -> int:
     import json
 
+    from ..services import sandboxes
     from ._sandbox_table import print_table
 
-    infos = []
-    for _name, backend in _each_backend("ls"):
-        try:
-            infos += backend.list()
-        except SandboxError as exc:
-            print(f"openshell sandbox ls: {_name} sandboxes not listed: {exc}", file=sys.stderr)
+    infos = sandboxes.list_all(_skipped("ls"))
     if args.json:
-        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        print(json.dumps(sandboxes.to_json(infos), indent=2))
     else:
         print_table(infos)
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from ..services import sandboxes
     from ._flows import print_denials
 
-    sys.stdout.write(_of(args.name).logs(args.name))
+    sys.stdout.write(sandboxes.logs(args.name))
     sys.stdout.flush()
     print_denials(args.name)
     return 0
@@ -114,41 +97,41 @@ def _logs(args: argparse.Namespace) -> int:
 def _flows(args: argparse.Namespace) -> int:
     from ._flows import show_flows
 
-    _of(args.name).status(args.name)  # (an unknown name is a user error, not an empty list)
     return show_flows(args.name, follow=args.follow, denied=args.denied, as_json=args.json, limit=args.limit)
 
 
 def _policy(args: argparse.Namespace) -> int:
     from ._sandbox_policy import policy
 
-    return policy(_of(args.name), args)
+    return policy(args)
 
 
 def _allow(args: argparse.Namespace) -> int:
     from ._sandbox_policy import allow
 
-    return allow(_of(args.name), args.name, args.method, args.url)
+    return allow(args.name, args.method, args.url)
 
 
 def _rm(args: argparse.Namespace) -> int:
+    from ..services import sandboxes
+
     _show_proxy_notices()
-    if args.all:
-        names = [(info.name, backend) for _n, backend in _each_backend("rm") for info in backend.list()]
-    else:
-        names = [(name, _of(name)) for name in args.names]
+    names = [info.name for info in sandboxes.list_all(_skipped("rm"))] if args.all else list(args.names)
     if not names:
         print("no sandbox to remove" if args.all else "name the sandboxes to remove, or --all",
               file=sys.stderr)
         return 0 if args.all else 2
-    for name, backend in names:
-        backend.destroy(name)
+    for name in names:
+        sandboxes.destroy(name)
         print(f"removed sandbox {name}")
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
+    from ..services import sandboxes
+
     _show_proxy_notices()
-    _of(args.name).stop(args.name)
+    sandboxes.stop(args.name)
     print(f"stopped sandbox {args.name} (its files stay; `openshell sandbox rm {args.name}` removes them)")
     return 0
 

@@ -1,4 +1,5 @@
-"""The policy broker of one kernel sandbox: a UNIX socket, bound into the sandbox, for the in-kernel magics.
+"""The policy broker of one kernel sandbox: a UNIX socket in its kernel channel (seen inside the sandbox),
+for the in-kernel magics; it answers with `services.policies.PolicyService` of that sandbox alone.
 
 The state directory is never visible in a sandbox, so `%policy` and the widgets inside an OpenShell kernel
 ask this broker (host side) instead. It only ever acts on its own sandbox's policy and flows; reading is
@@ -36,7 +37,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 def _issues(exc: Exception) -> list[dict]:
-    from jupyter_openshell.magics.ops import issue_dicts
+    from jupyter_openshell.services.errors import issue_dicts
 
     return issue_dicts(exc)
 
@@ -59,7 +60,7 @@ class Broker:
         ).start()
 
     def dispatch(self, op: Any, args: dict) -> Any:
-        from jupyter_openshell.magics.ops import PolicyOps
+        from jupyter_openshell.services.policies import PolicyService
 
         if op == "capabilities":  # what the kernel's notices and PolicyPanel may offer
             return {"sandbox": self.sandbox, "policy_edits": self.policy_edits, "inside_kernel": True}
@@ -72,7 +73,7 @@ class Broker:
             )
         if op not in READ_OPS | WRITE_OPS:
             raise ValueError(f"unknown broker operation {op!r}")
-        result = getattr(PolicyOps(self.sandbox), op)(**args)
+        result = getattr(PolicyService(self.sandbox), op)(**args)
         if op == "explain" and not self.policy_edits and "allow_with" in result:  # what works from here
             from jupyter_openshell.flowtext import host_allow_command
 

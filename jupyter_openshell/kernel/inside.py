@@ -47,8 +47,11 @@ class SandboxIOPubThread(IOPubThread):
 
 
 def _enforcement(value: object) -> str:
-    if isinstance(value, dict):  # per layer: {"network": "...", "filesystem": "...", ...}
-        return ", ".join(f"{layer} {how}" for layer, how in value.items())
+    """Per layer ({"network": "...", "resources": "cgroup v2", ...}), one line each, resources first (what
+    differs from host to host)."""
+    if isinstance(value, dict) and value:
+        layers = sorted(value.items(), key=lambda item: item[0] != "resources")
+        return "\n               ".join(f"{layer} {how}" for layer, how in layers)
     return f"resources {value}" if value else "unknown"
 
 

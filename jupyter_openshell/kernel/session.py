@@ -1,20 +1,17 @@
-"""One sandbox running one ipykernel, connected over ZMQ ipc sockets in a directory bound into it, or
-over TCP to its pod on a backend whose sandboxes have an address of their own (Kubernetes: the
-backend's `kernel_endpoint(name)`).
+"""One sandbox running one ipykernel, whose sockets reach the host through its backend's kernel channel
+(`Backend.kernel_channel`: ipc sockets in a directory bound into the sandbox on the local and docker
+backends, TCP on the pod's own address on kubernetes). This module asks the channel; it never binds, chowns
+or polls anything of the sandbox itself.
 
-The sandbox's network namespace has only lo, so TCP from the host cannot reach the kernel: the kernel binds
-ipc sockets in a channel directory (see `kernels_dir`), seen in the sandbox at /tmp/.openshell-kernel.
-Each kernel gets a fresh HMAC key; the connection file inside holds only that key. Clients never connect
-to those sockets: `connection_info()` is the kernel's `relay.Relay` (a host-only directory, another key),
-which filters what the kernel sends. On TCP, the kernel's connection file travels in the exec request's
-environment (OPENSHELL_KERNEL_CONNECTION, never a command-line argument) and, once the kernel has bound
-its ports in the pod, its connection information comes back to the server on the exec stream (the
-response-address pattern: $OPENSHELL_RESPONSE_FD, see runtime.kubernetes._exec), so the pod needs no
-route to the server. It must never pass the host's environment (Jupyter token, other kernels' secrets)
-into the sandbox, and `destroy()` must leave nothing behind. Kernel sandboxes belong to the process that
-started them: recorded as the sandbox's owner (`openshell sandbox gc` removes them once it is gone, e.g.
-killed), and destroyed when it exits (atexit: a Jupyter server stopped by Ctrl-C without a terminal ends
-by KeyboardInterrupt, without shutting its kernels down).
+Each kernel gets a fresh HMAC key; the connection information the kernel gets holds only that key. Clients
+never connect to the kernel's sockets: `connection_info()` is the kernel's `relay.Relay` (a host-only
+directory in the kernel's home, another key), which filters what the kernel sends. The kernel's policy
+broker listens where the channel carries host sockets into the sandbox. It must never pass the host's
+environment (Jupyter token, other kernels' secrets) into the sandbox, and `destroy()` must leave nothing
+behind. Kernel sandboxes belong to the process that started them: recorded as the sandbox's owner
+(`openshell sandbox gc` removes them once it is gone, e.g. killed), and destroyed when it exits (atexit: a
+Jupyter server stopped by Ctrl-C without a terminal ends by KeyboardInterrupt, without shutting its kernels
+down).
 """
 
 from __future__ import annotations
@@ -22,32 +19,25 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
-import functools
 import json
 import os
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from tornado.web import HTTPError
 
-INSIDE_DIR = "/tmp/.openshell-kernel"  # the sandbox's private /tmp: a mount point can be made there
-PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
-# TCP backends (Kubernetes): the kernel's ports in its pod (what the sandboxes' NetworkPolicy admits from
-# the Jupyter server), and where the package is in the image (the Docker backend's runtime layer)
-TCP_PORTS = {"shell": 50001, "iopub": 50002, "stdin": 50003, "control": 50004, "hb": 50005}
-TCP_PYTHONPATH = "/opt/openshell/lib"
 # Host variables a kernel may inherit; everything else (JUPYTER_TOKEN, JPY_*, cloud keys ...) stays out.
 ENV_ALLOW = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+# Where the kernel looks for its broker on a backend that carries no host socket into its sandboxes
+# (kubernetes): nothing answers there, and `%policy` inside says so.
+NO_BROKER = "/tmp/.openshell-kernel/broker.sock"
 
 
 class KernelStartError(HTTPError, RuntimeError):
@@ -79,26 +69,41 @@ class KernelConfig:
     def key(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
 
+    def policy(self) -> tuple[str | None, str | None]:
+        """(text, source) of the kernel's policy: the file's, with the kernelspec's `resources` set (None:
+        deny all). Validated: PolicyError or OSError (a missing file) say what is wrong."""
+        from jupyter_openshell.policy import parse_policy
+
+        text = Path(self.policy_file).read_text() if self.policy_file else None
+        source = self.policy_file or None
+        if self.resources:
+            text = _with_resources(text or "", dict(self.resources))
+            source = "kernelspec resources + " + (self.policy_file or "deny-all")
+        if text is not None:
+            parse_policy(text, source=source or "<kernel policy>")
+        return text, source
+
+
+def _with_resources(text: str, resources: dict[str, Any]) -> str:
+    """`text` with `resources` merged into its `resources` section (comments kept)."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load(text) if text.strip() else None
+    doc = doc if doc is not None else {}
+    doc["resources"] = {**(doc.get("resources") or {}), **resources}
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
 
 def kernels_dir() -> Path:
-    """Where kernel channel directories live.
+    """Where this host keeps its kernels' homes (`<state>/kernels`, private)."""
+    from jupyter_openshell.services.state import kernel_homes
 
-    Not as root: <state>/kernels (private). As root the runtime runs bwrap as an unprivileged uid that
-    must reach the directory it binds, which the 0700 state directory forbids; then a root-owned 0711
-    directory is used whose entries have unguessable names, each handed to its sandbox's uid alone.
-    """
-    from jupyter_openshell.paths import sub
-
-    if os.geteuid() != 0:
-        return sub("kernels")
-    base = Path(tempfile.gettempdir()) / "openshell-kernels"
-    with contextlib.suppress(FileExistsError):
-        base.mkdir(mode=0o711)
-    st = base.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
-        raise KernelStartError(f"{base} is not a directory owned by root; remove it and retry")
-    base.chmod(0o711)
-    return base
+    return kernel_homes()
 
 
 _live_lock = threading.Lock()
@@ -117,41 +122,20 @@ def destroy_all() -> list[str]:
 atexit.register(destroy_all)
 
 
-def _state_dir() -> Path:
-    from jupyter_openshell.paths import state_dir
-
-    return state_dir()
-
-
-@functools.cache
-def _backend(name: str) -> Any:
-    from jupyter_openshell.runtime import get_backend
-
-    return get_backend(name)
-
-
 class KernelSandbox:
     """A sandbox plus the ipykernel process inside it."""
 
     def __init__(self, name: str, config: KernelConfig):
         self.name, self.config = name, config
-        self.home = kernels_dir() / secrets.token_hex(12)  # short: ipc paths must stay < 108 bytes
-        self.chan = self.home / "chan"
+        self.home = kernels_dir() / secrets.token_hex(12)  # short: the relay's ipc paths stay < 108 bytes
         self.key = secrets.token_hex(32).encode()
         self.process: Any = None
         self.broker: Any = None
         self.relay: Any = None
-        self.uid: int | None = None
-        self.python = sys.executable  # the kernel's interpreter inside (the backend may name another)
+        self.channel: Any = None  # the backend's KernelChannel
         self._created = False
         self._log: Any = None
         self.facts: dict[str, Any] = {}  # what the kernel's banner shows: backend, enforcement, gpu
-        self.address: str | None = None  # TCP backends: the sandbox's own address (its pod IP)
-
-    @property
-    def tcp(self) -> bool:
-        """True on a backend whose sandboxes have a network address of their own (Kubernetes)."""
-        return hasattr(_backend(self.config.backend), "kernel_endpoint")
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -169,109 +153,65 @@ class KernelSandbox:
         return box
 
     def create(self) -> None:
-        from jupyter_openshell.policy import PolicyError, load_policy_file
-        from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec
+        from jupyter_openshell.policy import PolicyError
+        from jupyter_openshell.services import sandboxes
+        from jupyter_openshell.services.state import state_id
 
         from .broker import Broker
         from .relay import Relay
 
-        self.home.mkdir(mode=0o711)
+        self.home.mkdir(mode=0o700)
         with _live_lock:
             _live[id(self)] = self
-        policy_file = self.config.policy_file or None
         try:
-            if self.config.policy_file:
-                load_policy_file(self.config.policy_file)
-            if self.config.resources:
-                policy_file = self._policy_with_resources()
+            text, source = self.config.policy()
         except (PolicyError, OSError) as exc:
             raise KernelStartError(f"OpenShell: the kernel's policy cannot be used:\n{exc}") from None
-        self.chan.mkdir(mode=0o700)
-        self.broker = Broker(self.name, self.chan / "broker.sock", policy_edits=self.config.policy_edits)
-        self.broker.start()
-        if not self.tcp:
-            self.relay = Relay(str(self.chan / "k"), self.home / "host", self.key)
-            self.relay.start()
         (self.home / "sandbox").write_text(self.name)  # lets cleanup_stale() find the sandbox of a dead host
-        (self.home / "state").write_text(str(_state_dir()))  # ... of this state directory (as root the
-        # kernels directory is shared by every state directory)
+        (self.home / "state").write_text(state_id())  # ... of this state directory
         if self.config.policy_edits:  # read by the REST API (kernel_policy_edits); never seen in the sandbox
             (self.home / "policy-edits").touch(mode=0o600)
-        spec = SandboxSpec(
-            name=self.name,
-            policy_file=policy_file,
-            workspace=None if self.tcp else self.config.workspace or None,
-            gpu=self.config.gpu or None,
-            binds=[] if self.tcp else [Bind(str(self.chan), INSIDE_DIR, writable=True)],
-            env={},
-            image=self.config.image or None,
-            owner_pid=os.getpid(),
-        )
         try:
-            info = _backend(self.config.backend).create(spec)
-        except SandboxError as exc:
-            raise KernelStartError(f"OpenShell: sandbox {self.name!r} could not be created: {exc}") from None
-        self._created = True
-        self.facts = {"backend": info.backend, "enforcement": info.enforcement, "gpu": bool(info.gpu)}
-        if info.details.get("kernel_missing"):  # an image without ipykernel
-            raise KernelStartError(f"OpenShell: {info.details['kernel_missing']}")
-        self.python = info.details.get("python") or sys.executable
-        if self.tcp:  # the relay connects to the kernel's ports in the pod
-            self.python = "python3"
-            self.address = _backend(self.config.backend).kernel_endpoint(self.name)
-            self.relay = Relay(f"tcp://{self.address}", self.home / "host", self.key, kernel_ports=TCP_PORTS)
-            self.relay.start()
-        elif os.geteuid() == 0 and info.uid:  # the kernel (sandbox uid) binds its sockets here; nobody else
-            self.uid = info.uid
-            os.chown(self.chan, info.uid, info.uid)
-
-    def _policy_with_resources(self) -> str:
-        """The kernel's policy with the kernelspec's `resources` set (validated); the runtime copies it."""
-        import io
-
-        from ruamel.yaml import YAML
-
-        from jupyter_openshell.policy import parse_policy
-
-        text = Path(self.config.policy_file).read_text() if self.config.policy_file else ""
-        yaml = YAML()
-        doc = yaml.load(text) if text.strip() else None
-        doc = doc if doc is not None else {}
-        doc["resources"] = {**(doc.get("resources") or {}), **dict(self.config.resources)}
-        out = io.StringIO()
-        yaml.dump(doc, out)
-        parse_policy(
-            out.getvalue(), source="kernelspec resources + " + (self.config.policy_file or "deny-all")
-        )
-        path = self.home / "policy.yaml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(out.getvalue())
-        return str(path)
+            backend = sandboxes.backend(self.config.backend)
+            spec = sandboxes.SandboxSpec(
+                name=self.name,
+                policy=text,
+                policy_source=source,
+                workspace=(self.config.workspace or None) if backend.host_paths else None,
+                gpu=self.config.gpu or None,
+                image=self.config.image or None,
+                owner_pid=os.getpid(),
+                kernel=True,
+            )
+            info = backend.create(spec)
+            self._created = True
+            self.facts = {"backend": info.backend, "enforcement": info.enforcement, "gpu": bool(info.gpu)}
+            self.channel = backend.kernel_channel(self.name)
+        except sandboxes.SandboxError as exc:
+            what = "could not be created" if not self._created else "cannot run a kernel"
+            raise KernelStartError(f"OpenShell: sandbox {self.name!r} {what}: {exc}") from None
+        host_dir = self.channel.host_dir or self.home  # (no host socket reaches the sandbox: liveness only)
+        self.broker = Broker(self.name, host_dir / "broker.sock", policy_edits=self.config.policy_edits)
+        self.broker.start()
+        (self.home / "broker").write_text(str(host_dir / "broker.sock"))  # what cleanup_stale() probes
+        self.relay = Relay(self.channel.relay_base, self.home / "host", self.key,
+                           kernel_ports=self.channel.relay_ports)
+        self.relay.start()
 
     def connection_info(self, inside: bool = False) -> dict:
-        """What clients connect to (the relay's); `inside`: the kernel's own sockets, in the sandbox."""
+        """What clients connect to (the relay's); `inside`: the kernel's own sockets, as it sees them."""
         if not inside:
             return self.relay.connection_info()
-        if self.tcp:
-            return {**{name: TCP_PORTS[name.removesuffix("_port")] for name in PORTS}, "ip": self.address,
-                    "transport": "tcp", "key": self.key.decode(), "signature_scheme": "hmac-sha256",
-                    "kernel_name": "openshell"}
-        return {
-            **PORTS,
-            "ip": f"{INSIDE_DIR}/k",
-            "transport": "ipc",
-            "key": self.key.decode(),
-            "signature_scheme": "hmac-sha256",
-            "kernel_name": "openshell",
-        }
+        return {**self.channel.endpoint(), "key": self.key.decode(), "signature_scheme": "hmac-sha256",
+                "kernel_name": "openshell"}
 
     def kernel_env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
+        inside = self.channel.inside_dir
         env.update(
             {
                 "OPENSHELL_SANDBOX": self.name,
-                "OPENSHELL_KERNEL_BROKER": f"{INSIDE_DIR}/broker.sock",
+                "OPENSHELL_KERNEL_BROKER": f"{inside}/broker.sock" if inside else NO_BROKER,
                 "OPENSHELL_SANDBOX_FACTS": json.dumps(self.facts, default=str),
                 "PYTHONUNBUFFERED": "1",
             }
@@ -279,63 +219,28 @@ class KernelSandbox:
         return env
 
     def launch(self) -> None:
-        """Start ipykernel in the sandbox (again, on restart) with this sandbox's connection file."""
-        if self.tcp:
-            self._launch_tcp()
-            return
-        conn = self.chan / "connection.json"
-        fd = os.open(conn, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(self.connection_info(inside=True)))
-        if self.uid is not None:
-            os.chown(conn, self.uid, self.uid)
-        for port in PORTS.values():
-            with contextlib.suppress(FileNotFoundError):
-                (self.chan / f"k-{port}").unlink()
-        # -I: the workspace (the kernel's cwd) is not on sys.path while the kernel starts: a
-        # `jupyter_openshell/` there (the runtime's protective placeholder, or code planted by the sandbox)
-        # would shadow the real package and the kernel would start without its extension (no %policy, no
-        # notices). IPython puts the cwd on sys.path afterwards, for the user's own modules.
+        """Start ipykernel in the sandbox (again, on restart) with this sandbox's connection information."""
+        extra_argv, extra_env = self.channel.launch(self.connection_info(inside=True))
+        # The channel's runner keeps the workspace (the kernel's cwd) off sys.path while the kernel starts
+        # where it can (-I): a `jupyter_openshell/` there (the runtime's protective placeholder, or code
+        # planted by the sandbox) would shadow the real package and the kernel would start without its
+        # extension (no %policy, no notices). IPython puts the cwd on sys.path afterwards.
         argv = [
-            self.python,
-            "-I",
-            "-m",
+            *self.channel.runner,
             "jupyter_openshell.kernel.inside",
-            "-f",
-            f"{INSIDE_DIR}/connection.json",
+            *extra_argv,
             "--IPKernelApp.extra_extensions=jupyter_openshell",
             "--HistoryManager.enabled=False",
         ]
+        env = {**self.kernel_env(), **self.channel.env, **extra_env}
         if self._log:
             self._log.close()
         fd = os.open(self.home / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self._log = os.fdopen(fd, "wb")  # lives as long as the kernel
-        try:
-            self.process = _backend(self.config.backend).exec(
-                self.name,
-                argv,
-                env=self.kernel_env(),
-                cwd=None,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-            )
-        except Exception as exc:
-            raise KernelStartError(
-                f"OpenShell: could not start the kernel in sandbox {self.name!r}: {exc}"
-            ) from None
+        from jupyter_openshell.services import sandboxes
 
-    def _launch_tcp(self) -> None:
-        from jupyter_openshell.runtime.kubernetes._exec import RESPONSE_ENV
-
-        connection = json.dumps(self.connection_info(inside=True))
-        env = {**self.kernel_env(), "OPENSHELL_KERNEL_CONNECTION": connection, RESPONSE_ENV: "",
-               "PYTHONPATH": TCP_PYTHONPATH}
-        self._open_log()
-        argv = [self.python, "-m", "jupyter_openshell.kernel.inside",
-                "--IPKernelApp.extra_extensions=jupyter_openshell", "--HistoryManager.enabled=False"]
         try:
-            self.process = _backend(self.config.backend).exec(
+            self.process = sandboxes.exec(
                 self.name, argv, env=env, cwd=None, stdin=subprocess.DEVNULL, stdout=self._log,
                 stderr=self._log,
             )
@@ -344,50 +249,16 @@ class KernelSandbox:
                 f"OpenShell: could not start the kernel in sandbox {self.name!r}: {exc}"
             ) from None
 
-    def _open_log(self) -> None:
-        if self._log:
-            self._log.close()
-        fd = os.open(self.home / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        self._log = os.fdopen(fd, "wb")  # lives as long as the kernel
-
-    def _wait_response(self, timeout: float) -> None:
-        """TCP: the kernel's connection information, sent back on the exec stream once it has bound."""
-        answer = self.process.response(timeout)
-        if answer is not None:
-            try:
-                bound = json.loads(answer)
-            except ValueError:
-                bound = None
-            expected = self.connection_info(inside=True)
-            if isinstance(bound, dict) and all(bound.get(k) == expected[k] for k in PORTS):
-                return
-            raise KernelStartError(f"OpenShell: the kernel in sandbox {self.name!r} answered an unexpected "
-                                   f"connection ({answer[:200]!r})")
-        if self.process.poll() is not None:
-            raise KernelStartError(f"OpenShell: the kernel in sandbox {self.name!r} exited with code "
-                                   f"{self.process.returncode} while starting:\n{self.log_tail()}")
-        raise KernelStartError(f"OpenShell: the kernel in sandbox {self.name!r} did not start within "
-                               f"{timeout:.0f} s:\n{self.log_tail()}")
-
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Return once the kernel has bound its sockets; raise with its log if it exits or times out."""
-        if self.tcp:
-            self._wait_response(timeout)
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all((self.chan / f"k-{p}").exists() for p in PORTS.values()):
-                return
-            if self.process.poll() is not None:
-                raise KernelStartError(
-                    f"OpenShell: the kernel in sandbox {self.name!r} exited with code "
-                    f"{self.process.returncode} while starting:\n{self.log_tail()}"
-                )
-            time.sleep(0.01)
-        raise KernelStartError(
-            f"OpenShell: the kernel in sandbox {self.name!r} did not start within {timeout:.0f} s:\n"
-            f"{self.log_tail()}"
-        )
+        from jupyter_openshell.services.sandboxes import SandboxError
+
+        try:
+            self.channel.wait_ready(self.process, timeout)
+        except SandboxError as exc:
+            raise KernelStartError(
+                f"OpenShell: the kernel in sandbox {self.name!r} {exc}:\n{self.log_tail()}"
+            ) from None
 
     def log_tail(self, limit: int = 4000) -> str:
         try:
@@ -420,14 +291,17 @@ class KernelSandbox:
         return code
 
     def destroy(self) -> None:
-        """Kill the kernel, remove the sandbox, stop the broker, delete the sockets and files."""
+        """Kill the kernel, remove the sandbox (its channel goes with it), stop the broker and the relay,
+        delete the home."""
         if self.process:
             self.kill()
             with contextlib.suppress(Exception):
                 self.reap()
         if self._created:
+            from jupyter_openshell.services import sandboxes
+
             try:
-                _backend(self.config.backend).destroy(self.name)
+                sandboxes.destroy(self.name)
             except Exception as exc:  # report, but keep cleaning
                 print(f"OpenShell: could not destroy sandbox {self.name}: {exc}", file=sys.stderr)
             self._created = False
@@ -448,7 +322,7 @@ class KernelSandbox:
 def kernel_policy_edits(name: str) -> bool | None:
     """None if sandbox `name` runs no kernel of this host; else whether its kernelspec enabled policy edits.
 
-    Read from the kernel's home directory (host side, never bound into the sandbox: its channel is).
+    Read from the kernel's home directory (host side, never bound into the sandbox).
     """
     try:
         homes = list(kernels_dir().iterdir())
@@ -467,30 +341,31 @@ def cleanup_stale() -> list[str]:
     """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
 
     A server killed without shutting its kernels down leaves them running; the next server start and
-    `openshell sandbox gc` call this. Only kernels of this state directory: another one's sandbox would not
-    be found here, and removing its channel would leave it running where nothing finds it.
+    `openshell sandbox gc` call this. Only kernels of this state directory: a home another one's host made
+    (a copied state directory) names a sandbox that would not be found here.
     """
     import socket
 
-    cleaned, ours = [], str(_state_dir())
+    from jupyter_openshell.services import sandboxes
+    from jupyter_openshell.services.state import state_id
+
+    cleaned, ours = [], state_id()
     for home in kernels_dir().iterdir():
         try:
             name = (home / "sandbox").read_text().strip()
         except OSError:
             continue
         with contextlib.suppress(OSError):
-            if (home / "state").read_text() != ours:
+            if os.path.realpath((home / "state").read_text()) != ours:
                 continue
         with socket.socket(socket.AF_UNIX) as sock:
             try:
-                sock.connect(str(home / "chan" / "broker.sock"))
+                sock.connect((home / "broker").read_text())
                 continue  # alive: another host process serves it
             except OSError:
                 pass
         with contextlib.suppress(Exception):
-            from jupyter_openshell.runtime import backend_of
-
-            backend_of(name).destroy(name)
+            sandboxes.destroy(name)
         shutil.rmtree(home, ignore_errors=True)
         cleaned.append(name)
     return cleaned

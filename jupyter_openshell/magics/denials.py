@@ -71,7 +71,7 @@ def notice(denial: Denial, name: str | None, sandbox: str = "", edits: bool = Tr
 
 class DenialWatcher:
     """Shows each new denial of one sandbox (its current instance) once, paging the flow log by `seq`;
-    `ops.flow_page(after, limit)` and `ops.capabilities()` (PolicyOps or RemoteOps). `name`: the sandbox
+    `ops.flow_page(after, limit)` and `ops.capabilities()` (PolicyService or RemoteOps). `name`: the sandbox
     of a host-side %%sandbox cell; None inside an OpenShell kernel (its own sandbox)."""
 
     def __init__(self, ops: Any, name: str | None):

@@ -21,9 +21,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
+from jupyter_openshell.services.errors import ServiceError
+
 from . import remote
 from .denials import DenialWatcher
-from .ops import OpsError, inside_sandbox, ops_for
+from .ops import inside_sandbox, ops_for
 
 # Bad magic input or a refused change. IPython shows only the message of UsageError itself (it tests
 # `etype is UsageError`): a subclass would get a full traceback.
@@ -42,11 +44,11 @@ def _readable(usage: str) -> Callable:
     def wrap(magic: Callable) -> Callable:
         @functools.wraps(magic)
         def run(self: Any, line: str, cell: str | None = None) -> Any:
-            from jupyter_openshell.runtime import SandboxError
+            from jupyter_openshell.services.sandboxes import SandboxError
 
             try:
                 return magic(self, line, cell)
-            except (OpsError, SandboxError, OSError, ValueError) as exc:
+            except (ServiceError, SandboxError, OSError, ValueError) as exc:
                 raise MagicUsageError(f"{exc}\n{usage}") from None
 
         return run
@@ -147,14 +149,16 @@ class OpenShellMagics(Magics):
 
     def _sandbox_line(self, words: list[str]) -> None:
         if not words or words[0] == "ls":
-            from jupyter_openshell.runtime import backends_in_use, get_backend
+            from jupyter_openshell.services import sandboxes
 
             attached = remote.live()
             rows = []
-            for info in (i for b in backends_in_use() for i in get_backend(b).list()):
-                data = info if isinstance(info, dict) else vars(info)
-                name = data.get("name")
-                rows.append(f"{name:24} {'kernel attached' if name in attached else ''}".rstrip())
+            def failed(backend: str, exc: Exception) -> None:
+                print(f"{backend} sandboxes not listed: {exc}")
+
+            for info in sandboxes.list_all(failed):
+                attached_here = "kernel attached" if info.name in attached else ""
+                rows.append(f"{info.name:24} {info.backend:10} {attached_here}".rstrip())
             print("\n".join(rows) or "no sandboxes")
             return
         if words[0] == "rm" and len(words) == 2:
@@ -162,9 +166,9 @@ class OpenShellMagics(Magics):
             if remote.remove(name):
                 print(f"sandbox {name} removed")
                 return
-            from jupyter_openshell.runtime import backend_of
+            from jupyter_openshell.services import sandboxes
 
-            backend_of(name).destroy(name)
+            sandboxes.destroy(name)
             print(f"sandbox {name} removed")
             return
         raise MagicUsageError("usage: %sandbox ls | %sandbox rm NAME | %%sandbox [NAME] [--policy FILE] ...")
@@ -230,7 +234,7 @@ class OpenShellMagics(Magics):
 
         try:
             return fn()
-        except (OpsError, PolicyError) as exc:
+        except (ServiceError, PolicyError) as exc:
             raise MagicUsageError(_issues_text(exc, line_offset)) from None
         except (BadRequest, ValueError, OSError) as exc:
             raise MagicUsageError(f"{exc}\n{POLICY_USAGE}") from None

@@ -48,7 +48,7 @@ class RemoteSandbox:
         from jupyter_client.blocking import BlockingKernelClient
 
         from jupyter_openshell.kernel.session import KernelConfig, KernelSandbox
-        from jupyter_openshell.runtime import default_backend
+        from jupyter_openshell.services.sandboxes import default_backend
 
         config = KernelConfig(
             backend=backend or default_backend(),

@@ -17,13 +17,12 @@ import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._body import body_override_methods
 from ._errors import BadRequest
 from ._glob import compile_path_glob, compile_value_glob
-from ._model import EgressRule, InferenceRoute, Policy
 from ._normalize import (
     HostInfo,
     normalize_host,
@@ -36,6 +35,9 @@ from ._normalize import (
     strip_params,
 )
 from ._rules import RuleVariant, variants_for
+
+if TYPE_CHECKING:  # (the model compiles itself: `Policy.compile()` imports this module)
+    from ._model import EgressRule, InferenceRoute, Policy
 
 _PLAN_CACHE_MAX = 4096
 _ANY_PORT = range(1, 65536)

@@ -12,7 +12,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from ._parse import MODES, parse_policy
+from ._keys import MODES
+from ._parse import parse_policy
 
 
 def _yaml() -> YAML:

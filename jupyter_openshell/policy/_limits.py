@@ -7,35 +7,31 @@ Validation only; it must never do I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._model import NetworkLimits
-
-if TYPE_CHECKING:
-    from ._parse import Loc, _Validator
+from ._validator import SIZE, SIZE_UNITS, Loc, Validator, is_int, type_name, val_loc
 
 LIMIT_KEYS = ("max_body",)
 MIN_BODY = 1024
 _EXAMPLE = 'limits:\n  max_body: "1Gi"'
 
 
-def parse_network_limits(v: _Validator, node: Any, loc: Loc) -> NetworkLimits:
+def parse_network_limits(v: Validator, node: Any, loc: Loc) -> NetworkLimits:
     """`network.limits` -> NetworkLimits; errors go to `v` (file, line, field, what to write)."""
-    from ._parse import _SIZE, _SIZE_UNITS, _is_int, _type_name, _val_loc
-
     if node is None or not v.mapping(node, "network.limits", loc, LIMIT_KEYS, _EXAMPLE):
         return NetworkLimits()
     if "max_body" not in node:
         return NetworkLimits()
     raw = node["max_body"]
     size: int | None = None
-    if _is_int(raw):
+    if is_int(raw):
         size = int(raw)
-    elif isinstance(raw, str) and (m := _SIZE.match(raw.strip())):
-        size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    elif isinstance(raw, str) and (m := SIZE.match(raw.strip())):
+        size = int(float(m.group(1)) * SIZE_UNITS[m.group(2)])
     if size is None or size < MIN_BODY:
-        v.error(_val_loc(node, "max_body", loc), "network.limits.max_body",
-                f"expected a size of at least 1Ki, got {_type_name(raw)}",
+        v.error(val_loc(node, "max_body", loc), "network.limits.max_body",
+                f"expected a size of at least 1Ki, got {type_name(raw)}",
                 "bytes, or a number with a unit: K, M, G, T (x1000) or Ki, Mi, Gi, Ti (x1024)",
                 'max_body: "1Gi"')
         return NetworkLimits()

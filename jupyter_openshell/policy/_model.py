@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._errors import Issue
+from ._normalize import DEFAULT_PORTS
 
 if TYPE_CHECKING:
     from ._compile import CompiledPolicy
 
-DEFAULT_PORTS: tuple[int, ...] = (80, 443)
 INFERENCE_HOST = "inference.local"
 GIB = 1024**3
 

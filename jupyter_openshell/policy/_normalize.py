@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 
 from ._errors import BadRequest
 
+DEFAULT_PORTS: tuple[int, ...] = (80, 443)  # the ports of a rule that names none (and of http/https URLs)
+
 __all__ = [
     "OVERRIDE_HEADERS",
     "OVERRIDE_PARAMS",

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._errors import BadRequest
-from ._model import DEFAULT_PORTS, Policy
-from ._normalize import normalize_host, normalize_method, normalize_path, split_host_port
+from ._normalize import DEFAULT_PORTS, normalize_host, normalize_method, normalize_path, split_host_port
+
+if TYPE_CHECKING:
+    from ._model import Policy
 
 READ_METHODS = ("GET", "HEAD")
 

@@ -1,16 +1,15 @@
 """The JSON Schema (draft 2020-12) of the policy format, for editors and `openshell policy schema`.
 
-It mirrors `_parse.py`; the parser stays the authority (it also checks what a schema cannot: host
-wildcards over public suffixes, globs, regexes). This module must never drift from the key lists in
-`_parse.py`, which it reads.
+It mirrors the parser (`_parse` and its sections); the parser stays the authority (it also checks what a
+schema cannot: host wildcards over public suffixes, globs, regexes). This module must never drift from the
+key lists in `_keys.py`, which both read.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._limits import LIMIT_KEYS, MIN_BODY
-from ._parse import (
+from ._keys import (
     ACTIONS,
     AUTH_KEYS,
     AUTH_TYPES,
@@ -25,6 +24,7 @@ from ._parse import (
     ROUTE_KEYS,
     RULE_KEYS,
 )
+from ._limits import LIMIT_KEYS, MIN_BODY
 from ._presets import preset_names
 
 _METHOD = {"type": "string", "pattern": r"^([A-Z][A-Z0-9_-]{0,31}|\*)$"}

@@ -16,8 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ._errors import BadRequest
-from ._model import DEFAULT_PORTS
-from ._normalize import normalize_host, normalize_method, normalize_path
+from ._normalize import DEFAULT_PORTS, normalize_host, normalize_method, normalize_path
 
 MAX_PATHS_PER_PREFIX = 8
 _ID = re.compile(

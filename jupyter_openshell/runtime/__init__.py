@@ -2,7 +2,8 @@
 
 Public API (see docs/ARCHITECTURE.md): `get_backend(name=None)`, `backend_of(sandbox)`,
 `available_backends()`, `backends_in_use()`, `exec_in`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`,
-`ExecProcess`, `SandboxError`, `KILL_GRACE_S`. Backends are plugins: classes named by the entry point
+`ExecProcess`, `KernelChannel`, `SandboxError`, `KILL_GRACE_S`.
+Backends are plugins: classes named by the entry point
 group `jupyter_openshell.backends` (the built-in ones are also known without scanning entry points, which
 keeps the CLI fast); every backend records its sandboxes under `<state>/sandboxes/<name>/sandbox.json`
 with its name in "backend", so any process finds the backend of a sandbox. This module must never import
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from ._types import Backend, Bind, ExecProcess, SandboxInfo, SandboxSpec
+    from ._types import Backend, Bind, ExecProcess, KernelChannel, SandboxInfo, SandboxSpec
 
 ENTRY_POINT_GROUP = "jupyter_openshell.backends"
 BACKEND_ENV = "OPENSHELL_BACKEND"
@@ -31,7 +32,7 @@ _BUILTIN = {
     "docker": "jupyter_openshell.runtime.docker:DockerBackend",
     "kubernetes": "jupyter_openshell.runtime.kubernetes:KubernetesBackend",
 }
-_TYPES = ("Backend", "Bind", "ExecProcess", "SandboxInfo", "SandboxSpec")
+_TYPES = ("Backend", "Bind", "ExecProcess", "KernelChannel", "SandboxInfo", "SandboxSpec")
 
 
 def __getattr__(name: str) -> Any:
@@ -105,6 +106,7 @@ __all__ = [
     "Backend",
     "Bind",
     "ExecProcess",
+    "KernelChannel",
     "SandboxError",
     "SandboxInfo",
     "SandboxSpec",

@@ -1,6 +1,6 @@
 """The runtime's only contact points with the policy and proxy areas (their public APIs, nothing else).
 
-* `load(path)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
+* `policy_of(spec)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
   (`<state>/policies/<name>.yaml`, which the proxy watches: a new version applies to the next request).
 * `register(name, created)` / `unregister(name)`: ask the proxy to open/close the sandbox's channel. A
   proxy that `register` (or `ensure_proxy`) had to start stops when `unregister` leaves it no sandbox
@@ -34,16 +34,17 @@ def policy_path(name: str) -> Path:
     return paths.layout().policy(name)
 
 
-def load(path: str | Path) -> Any:
-    """The validated policy in `path` (SandboxError with the file/line report if invalid)."""
-    from ..policy import PolicyError, load_policy_file
+def policy_of(spec: Any) -> tuple[str, Any]:
+    """(text, validated Policy) of a `SandboxSpec`: its policy text, else DENY_ALL. SandboxError with the
+    file/line report (named by `spec.source()`) if it is invalid."""
+    if spec.policy is None:
+        return DENY_ALL, default_policy()
+    from ..policy import PolicyError, parse_policy
 
     try:
-        return load_policy_file(path)
+        return spec.policy, parse_policy(spec.policy, source=spec.source())
     except PolicyError as exc:
-        raise SandboxError(f"{exc}\nFix the policy file and retry.") from exc
-    except OSError as exc:
-        raise SandboxError(f"cannot read policy file {path}: {exc.strerror}") from exc
+        raise SandboxError(f"{exc}\nFix the policy and retry.") from exc
 
 
 @cache

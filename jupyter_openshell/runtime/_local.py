@@ -39,9 +39,22 @@ from typing import Any
 import jupyter_openshell
 
 from .. import paths
-from . import _acl, _attach, _bwrap, _disk, _gpu, _links, _protect, _resources, _seccomp, _state
+from . import (
+    _acl,
+    _attach,
+    _bwrap,
+    _disk,
+    _gpu,
+    _kernel_channel,
+    _landlock,
+    _links,
+    _protect,
+    _resources,
+    _seccomp,
+    _state,
+)
 from ._exec import RemoteProcess
-from ._types import Backend, SandboxError, SandboxInfo, SandboxSpec, check_name
+from ._types import Backend, KernelChannel, SandboxError, SandboxInfo, SandboxSpec, check_name
 
 log = logging.getLogger("jupyter_openshell.runtime")
 
@@ -359,8 +372,7 @@ class LocalBackend(Backend):
                 "use --backend docker for images, or leave out --image"
             )
         bwrap, timeout = _which("bwrap", "bubblewrap"), _which("timeout", "coreutils")
-        text = Path(spec.policy_file).read_text() if spec.policy_file else _links.DENY_ALL
-        policy = _links.load(spec.policy_file) if spec.policy_file else _links.default_policy()
+        text, policy = _links.policy_of(spec)
         with _state.locked():
             existing = _state.read(name)
             if existing is not None and existing.get("backend", self.name) != self.name:
@@ -430,6 +442,7 @@ class LocalBackend(Backend):
         record.update(workspace=str(workspace), workspace_owned=own_ws)
         disk = self._attach_disk(record, workspace, own_ws, limits.disk, exposed)
         uid = _host_uid(reserved, workspace, created, exposed)
+        binds = _kernel_channel.binds(spec, record, uid)
         chan = exposed / "chan"
         chan.mkdir(exist_ok=True)
         chan.chmod(0o711)
@@ -459,6 +472,7 @@ class LocalBackend(Backend):
                 user=user,
                 limits=limits.to_dict(),
                 enforcement=enforcement.to_dict(),
+                landlock=_landlock.abi(),
                 gpu=bool(gpu),
                 tmp_size=limits.disk or DEFAULT_TMP,
                 token=token,
@@ -484,8 +498,8 @@ class LocalBackend(Backend):
             ready_arg, info_arg = cmd.fd(ready_w), cmd.fd(info_w)  # closed here by cmd.close()
             try:
                 ro = [*runtime_paths, *policy.filesystem.read_only, *(t for _, t in gpu_binds or [])]
-                rw = list(policy.filesystem.read_write) + [b.target for b in spec.binds if b.writable]
-                ro += [b.target for b in spec.binds if not b.writable]
+                rw = list(policy.filesystem.read_write) + [b.target for b in binds if b.writable]
+                ro += [b.target for b in binds if not b.writable]
                 cmd.add(*_disk.shim_prefix(disk), bwrap, "--info-fd", info_arg)
                 cmd.add("--seccomp", cmd.fd(_seccomp.filter_fd()))
                 _bwrap.build(
@@ -503,7 +517,7 @@ class LocalBackend(Backend):
                     runtime_paths=runtime_paths,
                     state_dir=str(paths.state_dir()),
                     gpu=gpu_binds,
-                    binds=[(b.source, b.target, b.writable) for b in spec.binds],
+                    binds=[(b.source, b.target, b.writable) for b in binds],
                     protect=protect_fds,
                 )
                 config = self._agent_config(
@@ -745,6 +759,11 @@ class LocalBackend(Backend):
     ) -> RemoteProcess:
         return _attach.exec_local(name, argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr)
 
+    def kernel_channel(self, name: str) -> KernelChannel:
+        """ipc sockets in the channel bound at /tmp/.openshell-kernel; the kernel runs on this venv's Python
+        (-I: the workspace, its cwd, is not on sys.path while it starts)."""
+        return _kernel_channel.of(self._record(name), (sys.executable, "-I", "-m"))
+
     # --- lifecycle ----------------------------------------------------------------------------
     def _record(self, name: str) -> dict:
         return _attach.record(name)
@@ -794,6 +813,7 @@ class LocalBackend(Backend):
             paths.layout().control_socket(name).unlink()
         if not remove:
             return
+        _kernel_channel.remove(record.get("kernel_channel"))
         exposed = record.get("exposed")
         if exposed and Path(exposed).parent == EXPOSED_ROOT:
             _release_workspace(Path(exposed))
@@ -861,12 +881,12 @@ class LocalBackend(Backend):
             workspace=record.get("workspace", ""),
             policy_file=record.get("policy_file", ""),
             created=record.get("created", 0.0),
-            enforcement=enforcement.get("kind", ""),
+            enforcement=layers(record),
             limits=record.get("limits", {}),
             gpu=record.get("gpu", False),
-            pid=record.get("pid"),
-            uid=record.get("uid"),
             details={
+                "pid": record.get("pid"),
+                "uid": record.get("uid"),
                 "owner": _owner(record),
                 "warnings": record.get("warnings", []),
                 "rlimits": enforcement.get("rlimits", {}),
@@ -907,6 +927,20 @@ class LocalBackend(Backend):
     def _log_tail(self, record: dict, lines: int = 20) -> str:
         text = self.logs(record["name"]) if _state.read(record["name"]) else ""
         return "\n".join(text.splitlines()[-lines:]) or "(no log output)"
+
+
+def layers(record: dict) -> dict[str, str]:
+    """Each wall of a local sandbox and what makes it (`SandboxInfo.enforcement`)."""
+    landlock = record.get("landlock")
+    return {
+        "network": "network namespace with lo only; out only through the proxy channel (/run/openshell)",
+        "filesystem": "bubblewrap mount namespace (allowlist, read-only system), "
+        + (f"Landlock ABI {landlock}" if landlock else "Landlock unavailable (this kernel lacks it)"),
+        "syscalls": "seccomp filter (openshell rules), no_new_privs",
+        "user": f"uid {record.get('inner_uid', _bwrap.SANDBOX_UID)} in a user namespace (host uid "
+        f"{record.get('uid')}), no capabilities",
+        "resources": (record.get("enforcement") or {}).get("kind", ""),
+    }
 
 
 def _owner(record: dict) -> dict:

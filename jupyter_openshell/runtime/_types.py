@@ -35,28 +35,55 @@ class Bind:
 
 @dataclass(frozen=True)
 class SandboxSpec:
-    """What to create. `name=None` picks a fresh name; `policy_file=None` means deny all egress with
-    default resources; `workspace=None` makes a private one under the state directory; `gpu=None`
-    takes the policy's `gpu`; `env` is added to every command's environment; `image` names the
-    container image for backends that run images (None: the backend's default; the local backend
-    refuses one); `owner_pid`: the host process the sandbox serves (a Jupyter server, a kernel's host):
-    once it is gone (pid + start time), `cleanup()` removes the sandbox (None: it lives until removed)."""
+    """What to create. `name=None` picks a fresh name; `policy`: the policy's YAML text (None: deny all
+    egress with default resources), `policy_source` names where it came from in error reports (a file, "the
+    REST request"); `workspace=None` makes a private one; `gpu=None` takes the policy's `gpu`; `env` is
+    added to every command's environment; `image` names the container image for backends that run images
+    (None: the backend's default; the local backend refuses one); `owner_pid`: the host process the sandbox
+    serves (a Jupyter server, a kernel's host): once it is gone (pid + start time), `cleanup()` removes the
+    sandbox (None: it lives until removed); `kernel`: the sandbox will run kernels, so the backend sets up
+    their channel (`Backend.kernel_channel`)."""
 
     name: str | None = None
-    policy_file: str | Path | None = None
+    policy: str | None = None
+    policy_source: str | None = None
     workspace: str | Path | None = None
     gpu: bool | None = None
     binds: Sequence[Bind] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None
     owner_pid: int | None = None
+    kernel: bool = False
+
+    @classmethod
+    def from_policy_file(cls, path: str | Path | None, **fields: Any) -> SandboxSpec:
+        """The spec with the text of policy file `path` (None: no policy); the convenience of the CLI's
+        `--policy FILE`. SandboxError if the file cannot be read."""
+        if path is None:
+            return cls(**fields)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise SandboxError(f"cannot read policy file {path}: {exc.strerror}") from exc
+        return cls(policy=text, policy_source=str(path), **fields)
+
+    def source(self) -> str:
+        """Where the policy came from, for messages."""
+        return self.policy_source or f"<policy of sandbox {self.name or '(new)'}>"
 
 
 @dataclass
 class SandboxInfo:
-    """A sandbox as the backend sees it now. `state`: running | stopped | exited (its processes are
-    gone without a stop, e.g. timeout or crash). `enforcement`: how resources are limited
-    ("cgroup v1", "cgroup v2" or "rlimits")."""
+    """A sandbox as its backend sees it now, the same shape for every backend.
+
+    `state`: running | stopped | exited (its processes are gone without a stop, e.g. timeout or crash) |
+    creating. `address`: the sandbox's own network address where it has one (a pod IP; local: its legacy
+    127.77.X.Y label), else "". `enforcement`: each wall and what makes it, per layer: "network",
+    "filesystem", "syscalls", "user", "resources" (e.g. {"resources": "cgroup v2", ...}; the resources
+    layer is what `openshell sandbox ls` shows in its ENFORCEMENT column). `image`: the container image,
+    None where the backend runs none (local). `details`: backend-specific facts; every backend that runs
+    sandboxes on this host adds "pid" (host pid of the sandbox's top process: the local shim, a container's
+    init) and "uid" (the host uid its processes run as); "resources" says what enforces each limit."""
 
     name: str
     state: str
@@ -65,11 +92,10 @@ class SandboxInfo:
     workspace: str
     policy_file: str
     created: float
-    enforcement: str = ""
+    enforcement: dict[str, str] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     gpu: bool = False
-    pid: int | None = None
-    uid: int | None = None
+    image: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,10 +122,47 @@ class ExecProcess(Protocol):
         """Give up on a command whose sandbox no longer answers (returncode becomes -SIGKILL)."""
 
 
+class KernelChannel(abc.ABC):
+    """How the ZMQ sockets of a kernel in one sandbox reach the host: what `Backend.kernel_channel` returns.
+
+    The kernel binds its five sockets where `endpoint()` says (inside the sandbox); the host's relay
+    (`kernel.relay.Relay`) connects to `relay_base` (an ipc path prefix, or `tcp://ADDRESS` with
+    `relay_ports`). `runner` is the command that runs, inside, the Python module named after it (the kernel;
+    isolated from the workspace where the backend can: `python -I -m`) and `env` what it needs in its
+    environment. `launch(connection)` hands the kernel its connection information (a file in the
+    channel, or the environment) and returns (extra argv, extra env) for its command; `wait_ready(process,
+    timeout)` returns once the kernel has bound its sockets and raises `SandboxError` saying why it did not
+    (it exited, it timed out, it answered something else). `host_dir`/`inside_dir`: a host directory whose
+    UNIX sockets the kernel sees at `inside_dir` (the kernel's policy broker), None where the backend carries
+    none into the sandbox. A channel holds nothing on the host beyond its sandbox: `destroy` releases it."""
+
+    runner: Sequence[str] = ()
+    env: Mapping[str, str] = {}
+    relay_base: str = ""
+    relay_ports: Mapping[str, int] | None = None
+    host_dir: Path | None = None
+    inside_dir: str | None = None
+
+    @abc.abstractmethod
+    def endpoint(self) -> dict[str, Any]:
+        """{"transport", "ip", "shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"}: where
+        the kernel binds, as its connection file says it (without the key)."""
+
+    @abc.abstractmethod
+    def launch(self, connection: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+        """Give the kernel its connection information (`endpoint()` plus the key); (argv, env) to add."""
+
+    @abc.abstractmethod
+    def wait_ready(self, process: ExecProcess, timeout: float) -> None:
+        """Return once the kernel `process` serves; SandboxError (why) if it exits or `timeout` passes."""
+
+
 class Backend(abc.ABC):
-    """One way of running sandboxes. Every method raises `SandboxError` on failure."""
+    """One way of running sandboxes. Every method raises `SandboxError` on failure. `host_paths`: whether
+    its sandboxes can see host paths (`SandboxSpec.workspace`, `binds`; a pod cannot)."""
 
     name: str = ""
+    host_paths: bool = True
 
     @abc.abstractmethod
     def create(self, spec: SandboxSpec) -> SandboxInfo:
@@ -143,6 +206,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def logs(self, name: str) -> str: ...
+
+    def kernel_channel(self, name: str) -> KernelChannel:
+        """How a kernel in sandbox `name` (created with `SandboxSpec(kernel=True)`) reaches the host."""
+        raise SandboxError(f"the {self.name} backend cannot run kernels")
 
     def cleanup(self) -> list[str]:
         """Find what an earlier process left (dead sandboxes, sandboxes whose owner process is gone,

@@ -77,7 +77,7 @@ class OpenShellExtension(ExtensionApp):
         from jupyter_openshell.kernel.session import cleanup_stale
 
         try:
-            stale = await asyncio.to_thread(cleanup_stale, self.sandboxes.backend)
+            stale = await asyncio.to_thread(cleanup_stale)
         except Exception as exc:  # never keep the server from starting
             self.log.warning("openshell: could not look for stale kernel sandboxes: %s", exc)
         else:
@@ -87,18 +87,18 @@ class OpenShellExtension(ExtensionApp):
                 )
         if not self.supervise_proxy:
             return
-        from jupyter_openshell.proxy import ProxyClient
+        from jupyter_openshell.services import proxy
 
-        self._started_proxy = not await asyncio.to_thread(ProxyClient().is_running)
+        self._started_proxy = not await asyncio.to_thread(proxy.is_running)
         await self._ensure_proxy()
         self._supervisor = PeriodicCallback(self._ensure_proxy, self.supervise_interval * 1000)
         self._supervisor.start()
 
     async def _ensure_proxy(self) -> None:
         try:
-            from jupyter_openshell.proxy import ProxyClient
+            from jupyter_openshell.services import proxy
 
-            await asyncio.to_thread(ProxyClient().ensure_running)
+            await asyncio.to_thread(proxy.ensure_running)
         except Exception as exc:  # keep the server up; sandboxes will fail closed without the proxy
             self.log.error("openshell: the policy proxy is not running and could not be started: %s", exc)
 
@@ -111,6 +111,6 @@ class OpenShellExtension(ExtensionApp):
 
             await asyncio.to_thread(shutdown_pools)
         if self._started_proxy:  # a proxy that was already running (e.g. `openshell demo`) stays up
-            from jupyter_openshell.proxy import ProxyClient
+            from jupyter_openshell.services import proxy
 
-            await asyncio.to_thread(ProxyClient().stop)
+            await asyncio.to_thread(proxy.stop)

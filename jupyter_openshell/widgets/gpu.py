@@ -9,7 +9,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from jupyter_openshell.server.gpu.manager import gpu_snapshot
+from jupyter_openshell.services.gpu import gpu_snapshot
 
 from ._poller import Poller
 

@@ -17,7 +17,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from jupyter_openshell.flowtext import allow_request, host_allow_command, url_of
-from jupyter_openshell.magics.ops import diff, issue_dicts, ops_for
+from jupyter_openshell.magics.ops import ops_for
+from jupyter_openshell.services.errors import issue_dicts
+from jupyter_openshell.services.policies import diff
 
 READ_ONLY = (
     "this kernel cannot change its own sandbox's policy (its kernelspec does not set policy_edits)"

@@ -2,8 +2,8 @@
 
 Columns: time, method, host, path, decision, rule, status, bytes, latency. Only the sandbox now called
 `sandbox` counts: records of an earlier sandbox of that name are never shown. Reads flows, paged by
-`seq`, through `jupyter_openshell.magics.ops` (the host state, or the kernel broker inside an OpenShell
-kernel). It must never show records of another sandbox.
+`seq`, through `jupyter_openshell.magics.ops.ops_for` (the policy service, or the kernel broker inside an
+OpenShell kernel). It must never show records of another sandbox.
 """
 
 from __future__ import annotations

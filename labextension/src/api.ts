@@ -17,8 +17,11 @@ export interface Sandbox {
   name: string;
   state?: string;
   backend?: string;
-  /** A string today ("cgroup v2", "rlimits"); per layer ({network: "...", ...}) where the server says so. */
+  /** Per layer ({network, filesystem, syscalls, user, resources}: what makes each wall); a string from older
+   * servers ("cgroup v2"). */
   enforcement?: string | Record<string, unknown> | null;
+  image?: string | null;
+  /** The policy version the proxy enforces now (null when the proxy does not run or has not loaded it). */
   policy_version?: string | null;
   created?: number | string | null;
   gpu?: boolean;

@@ -1,8 +1,9 @@
 /**
  * How sandbox facts read in the UI: ages, sizes, enforcement per layer and the shield state.
  *
- * Pure (unit-tested alone). It shows whatever the sandbox JSON carries: `enforcement` is a string today
- * ("cgroup v2", "rlimits") and may become an object per layer; missing fields read as "?".
+ * Pure (unit-tested alone). It shows whatever the sandbox JSON carries: `enforcement` is an object per
+ * layer ({network, filesystem, syscalls, user, resources}; a string from older servers); missing fields
+ * read as "?".
  */
 
 export type Shield = 'enforced' | 'partial' | 'down' | 'unknown';
@@ -14,7 +15,9 @@ export interface SandboxFacts {
   created?: number | string | null;
 }
 
-const WEAK = /\b(none|not[- ]?enforced|off|disabled|unenforced|unavailable)\b/i;
+// A wall that is missing: said first ("none", "not enforced"), or flagged anywhere ("Landlock unavailable",
+// "NOT-ENFORCED + RLIMIT_FSIZE"); "network_mode none" (no network at all) is a wall, not a weakness.
+const WEAK = /^\s*(none|not[- ]?enforced|off|disabled|unenforced|unavailable)\b|\b(not[- ]enforced|unavailable)\b/i;
 
 /** "12 s", "5 min", "3 h", "2 d" since `created` (unix seconds or an ISO date). */
 export function age(created: number | string | null | undefined, nowMs: number = Date.now()): string {
@@ -55,17 +58,19 @@ export function bytes(n: number | null | undefined): string {
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
-/** [layer, how] pairs: per layer when the server says so, else the one resources line it has today. */
+/**
+ * [layer, how] pairs: per layer as the server says it ({network, filesystem, syscalls, user, resources}),
+ * or the one resources line of an older server; then each resource limit that is set but enforced by
+ * nothing (from `details.resources`: an unset limit is no weakness of the sandbox).
+ */
 export function enforcementLayers(sandbox: SandboxFacts): Array<[string, string]> {
   const e = sandbox.enforcement;
-  if (e && typeof e === 'object') {
-    return Object.entries(e).map(([layer, how]) => [
-      layer,
-      typeof how === 'string' ? how : JSON.stringify(how)
-    ]);
-  }
   const layers: Array<[string, string]> = [];
-  if (typeof e === 'string' && e) {
+  if (e && typeof e === 'object') {
+    for (const [layer, how] of Object.entries(e)) {
+      layers.push([layer, typeof how === 'string' ? how : JSON.stringify(how)]);
+    }
+  } else if (typeof e === 'string' && e) {
     layers.push(['resources', e]);
   }
   const resources = (sandbox.details?.resources ?? null) as Record<
@@ -74,7 +79,6 @@ export function enforcementLayers(sandbox: SandboxFacts): Array<[string, string]
   > | null;
   if (resources && typeof resources === 'object') {
     for (const [what, info] of Object.entries(resources)) {
-      // a limit that is set but enforced by nothing (an unset limit is not a weakness of the sandbox)
       const set = info && typeof info === 'object' && info.limit !== null && info.limit !== undefined;
       if (set && typeof info.by === 'string' && WEAK.test(info.by)) {
         layers.push([what, info.by]);

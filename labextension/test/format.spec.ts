@@ -42,6 +42,14 @@ describe('sandbox facts', () => {
     expect(
       shield({ state: 'running', enforcement: 'cgroup v1', details: { resources: { disk: { limit: 5, by: 'none' } } } })
     ).toBe('partial');
+    const layers = { network: 'network_mode none; out only through the proxy', resources: 'cgroup v2' };
+    expect(shield({ state: 'running', enforcement: layers })).toBe('enforced');
+    expect(
+      shield({ state: 'running', enforcement: layers, details: { resources: { cpu: { limit: 1, by: 'none' } } } })
+    ).toBe('partial');
+    expect(shield({ state: 'running', enforcement: { filesystem: 'bubblewrap, Landlock unavailable' } })).toBe(
+      'partial'
+    );
     expect(shield({ state: 'stopped', enforcement: 'cgroup v2' })).toBe('down');
     expect(shield(null)).toBe('unknown');
   });

@@ -140,7 +140,7 @@ def test_policy_change_applies_to_the_next_request(backend, tmp_path, upstream):
     policy = tmp_path / "allow.yaml"
     policy.write_text(ALLOW_OK.format(port=upstream.port))
     name = f"cf-pol-{uuid.uuid4().hex[:6]}"
-    backend.create(SandboxSpec(name=name, policy_file=policy))
+    backend.create(SandboxSpec.from_policy_file(policy, name=name))
     try:
         upstream.clear()
         url = f"http://api.example.com:{upstream.port}/ok/1"

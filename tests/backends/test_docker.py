@@ -76,7 +76,7 @@ def test_container_settings_are_the_walls(docker, sandbox, tmp_path):
         "network:\n  egress:\n    - action: deny\nresources:\n  cpu: 0.5\n  memory: 256Mi\n"
         "  pids: 64\n  disk: 32Mi\n"
     )
-    name = sandbox(policy_file=policy)
+    name = sandbox(policy=policy.read_text())
     record = json.loads((paths.state_dir() / "sandboxes" / name / "sandbox.json").read_text())
     attrs = docker.containers.get(record["container"]).attrs
     host = attrs["HostConfig"]
@@ -151,7 +151,7 @@ def test_root_user_refused(sandbox, tmp_path):
     policy = tmp_path / "root.yaml"
     policy.write_text("network:\n  egress:\n    - action: deny\nprocess:\n  user: root\n")
     with pytest.raises(SandboxError, match="never runs as root"):
-        sandbox(policy_file=policy)
+        sandbox(policy=policy.read_text())
 
 
 def test_gpu_on_a_host_without_one_is_a_clear_error(sandbox):
@@ -239,7 +239,7 @@ def test_cli_create_image_ls_and_gc_of_a_lost_record(docker, docker_ready, confo
     listing = cli("ls").stdout
     row = next(line for line in listing.splitlines() if line.startswith(name))
     assert " docker " in row and docker_ready in row
-    layers = next(i for i in json.loads(cli("ls", "--json").stdout) if i["name"] == name)["details"]["layers"]
+    layers = next(i for i in json.loads(cli("ls", "--json").stdout) if i["name"] == name)["enforcement"]
     assert "network_mode none" in layers["network"]
     label = {"label": f"org.jupyter-openshell.sandbox={name}"}
     # a crashed CLI lost the record: the container is still there (control) until gc finds it by label

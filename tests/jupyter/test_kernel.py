@@ -17,7 +17,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_openshell.kernel import pool
 from jupyter_openshell.kernel.kernelspec import install
 from jupyter_openshell.kernel.session import kernels_dir
-from jupyter_openshell.magics.ops import PolicyOps
+from jupyter_openshell.services.policies import PolicyService as PolicyOps
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ async def test_kernel_lifecycle_interrupt_restart_shutdown(kernelspecs, monkeypa
         name, shim_pid = box.name, None
         from jupyter_openshell.runtime import get_backend
 
-        shim_pid = get_backend().status(name).pid
+        shim_pid = get_backend().status(name).details["pid"]
         assert name in _sandbox_names()
 
         code = (

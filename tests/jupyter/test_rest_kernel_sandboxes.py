@@ -16,7 +16,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_openshell.kernel.session import KernelConfig, KernelSandbox
-from jupyter_openshell.magics.ops import PolicyOps
+from jupyter_openshell.services.policies import PolicyService as PolicyOps
 
 WIDER = "network:\n  egress:\n    - host: evil.example\n      action: allow\n"
 

@@ -23,7 +23,7 @@ from jupyter_openshell.testing.jupyter import JupyterServer
 def _owned_by(pid: int) -> dict:
     """{name: shim pid} of the running sandboxes whose owner is process `pid`."""
     return {
-        i.name: i.pid
+        i.name: i.details["pid"]
         for i in get_backend().list()
         if (i.details.get("owner") or {}).get("pid") == pid and i.state == "running"
     }

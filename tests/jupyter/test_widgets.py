@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_openshell.magics.ops import PolicyOps
 from jupyter_openshell.runtime import SandboxSpec, get_backend
+from jupyter_openshell.services.policies import PolicyService as PolicyOps
 from jupyter_openshell.widgets import GpuStatus, PolicyPanel, TrafficMonitor
 
 
@@ -29,7 +29,7 @@ def sandbox(upstream, tmp_path):
     )
     backend = get_backend()
     name = f"widget-{uuid.uuid4().hex[:8]}"
-    backend.create(SandboxSpec(name=name, policy_file=str(policy)))
+    backend.create(SandboxSpec.from_policy_file(policy, name=name))
     yield Box(backend, name)
     backend.destroy(name)
 
@@ -157,7 +157,7 @@ def test_recreated_sandbox_shows_none_of_its_predecessors_flows(sandbox, upstrea
         sandbox.backend.destroy(sandbox.name)
         fresh_policy = tmp_path / "again.yaml"
         fresh_policy.write_text(text)
-        sandbox.backend.create(SandboxSpec(name=sandbox.name, policy_file=str(fresh_policy)))
+        sandbox.backend.create(SandboxSpec.from_policy_file(fresh_policy, name=sandbox.name))
         monitor = TrafficMonitor(sandbox.name, interval=0.2)
         try:
             assert not monitor.records

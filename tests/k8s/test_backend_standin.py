@@ -37,7 +37,7 @@ def _policy_file(tmp_path, text=POLICY):
 
 
 def test_create_request_sequence_and_objects(kube, backend, tmp_path):
-    info = backend.create(SandboxSpec(name="agent_1", policy_file=_policy_file(tmp_path)))
+    info = backend.create(SandboxSpec.from_policy_file(_policy_file(tmp_path), name="agent_1"))
     assert info.state == "running" and info.backend == "kubernetes" and info.address.startswith("127.0.0.")
     calls = [c for c in kube.calls() if "/exec" not in c]
     pod = info.details["pod"]
@@ -123,7 +123,7 @@ def test_pod_environment_routes_through_the_proxy_with_its_own_credential(kube, 
 
 
 def test_set_policy_patches_the_configmap_and_an_invalid_one_changes_nothing(kube, backend, tmp_path):
-    info = backend.create(SandboxSpec(name="pol", policy_file=_policy_file(tmp_path)))
+    info = backend.create(SandboxSpec.from_policy_file(_policy_file(tmp_path), name="pol"))
     cm = f"{info.details['pod']}-policy"
     new = POLICY.replace("api.example.com", "other.example.com")
     backend.set_policy("pol", new)

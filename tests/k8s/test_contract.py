@@ -63,7 +63,7 @@ def _status_through_proxy(backend, name: str, url: str) -> str:
 def test_lifecycle_exec_and_policy_change(real, tmp_path):
     policy = tmp_path / "deny.yaml"
     policy.write_text(DENY)
-    info = real.create(SandboxSpec(name="ct-1", policy_file=policy))
+    info = real.create(SandboxSpec.from_policy_file(policy, name="ct-1"))
     assert info.state == "running" and info.address
     p = real.exec(
         "ct-1", ["sh", "-c", "echo out; echo err >&2; exit 3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -96,5 +96,5 @@ def test_reattach_cleanup_and_errors(real, state):
     huge.write_text(DENY + "resources:\n  cpu: 1024\n")  # no node has that: never scheduled
     with pytest.raises(SandboxError, match="not Running within"):
         KubernetesBackend(real.settings.with_changes(start_timeout=10)).create(
-            SandboxSpec(name="ct-3", policy_file=huge)
+            SandboxSpec.from_policy_file(huge, name="ct-3")
         )

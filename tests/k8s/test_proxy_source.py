@@ -101,7 +101,7 @@ def test_configmap_source_serves_each_pod_its_policy(cluster, kube, tmp_path):
     backend, proxy, upstream = cluster
     policy = tmp_path / "p.yaml"
     policy.write_text(ALLOW.format(port=upstream.port, prefix="a"))
-    info = backend.create(SandboxSpec(name="web", policy_file=policy))
+    info = backend.create(SandboxSpec.from_policy_file(policy, name="web"))
     pod = info.details["pod"]
     url = f"http://api.example.com:{upstream.port}/a/1"
     assert _until(lambda: _curl(backend, "web", url), 200) == 200

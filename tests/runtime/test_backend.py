@@ -125,7 +125,7 @@ def test_status_list_stop_destroy(backend, box):
     info = backend.status(box)
     assert info.state == "running"
     assert info.address.startswith("127.77.")
-    assert info.enforcement in ("cgroup v1", "cgroup v2", "rlimits")
+    assert info.enforcement["resources"] in ("cgroup v1", "cgroup v2", "rlimits")
     assert box in [i.name for i in backend.list()]
     stopped = backend.stop(box)
     assert stopped.state == "stopped"
@@ -163,18 +163,18 @@ def test_bad_input_is_reported_with_what_to_do(backend, policy_file):
         backend.create(SandboxSpec(name="../etc"))
     bad = policy_file("network:\n  egres:\n    - action: deny\n")
     with pytest.raises(SandboxError) as exc:
-        backend.create(SandboxSpec(name="badpolicy", policy_file=bad))
+        backend.create(SandboxSpec.from_policy_file(bad, name="badpolicy"))
     assert str(bad) in str(exc.value) and "egress" in str(exc.value)
     with pytest.raises(SandboxError, match="never runs as root"):
-        backend.create(SandboxSpec(name="rootuser", policy_file=policy_file("process:\n  user: root\n")))
+        backend.create(SandboxSpec.from_policy_file(policy_file("process:\n  user: root\n"), name="rootuser"))
     assert "badpolicy" not in [i.name for i in backend.list()]
     with pytest.raises(SandboxError, match=r"filesystem.read_write\[0\] '/proc'"):
         backend.create(
-            SandboxSpec(name="procbind", policy_file=policy_file("filesystem:\n  read_write: [/proc]\n"))
+            SandboxSpec.from_policy_file(policy_file("filesystem:\n  read_write: [/proc]\n"), name="procbind")
         )
     with pytest.raises(SandboxError, match="does not exist on this host"):
         backend.create(
-            SandboxSpec(name="nopath", policy_file=policy_file("filesystem:\n  read_only: [/nope/x]\n"))
+            SandboxSpec.from_policy_file(policy_file("filesystem:\n  read_only: [/nope/x]\n"), name="nopath")
         )
     with pytest.raises(SandboxError, match="unknown sandbox backend"):
         get_backend("no-such-backend")

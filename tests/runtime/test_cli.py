@@ -152,7 +152,7 @@ def test_rm_gc_say_what_they_removed_and_the_proxy_create_started_goes_with_the_
     assert "stopped the policy proxy" not in removed.stderr and _proxy_pid(cli) == pid  # one is left
     crashed = cli("create", "--name", "crashed")
     assert crashed.returncode == 0, crashed.stderr
-    shim = next(i["pid"] for i in json.loads(cli("ls", "--json").stdout) if i["name"] == "crashed")
+    shim = next(i["details"]["pid"] for i in json.loads(cli("ls", "--json").stdout) if i["name"] == "crashed")
     os.killpg(shim, 9)  # its processes die under it (OOM killer, a reboot ...)
     collected = cli("gc")
     assert "removed sandbox crashed: its processes had exited" in collected.stdout, collected.stdout

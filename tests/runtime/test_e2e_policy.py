@@ -61,7 +61,7 @@ def curl(backend, name: str, url: str, *args: str) -> int:
 def seeded(backend, policy_file, upstream, upstream_tls):
     text = SEED.format(port=upstream.port, tls_port=upstream_tls.port)
     name = f"seed-{uuid.uuid4().hex[:6]}"
-    backend.create(SandboxSpec(name=name, policy_file=policy_file(text)))
+    backend.create(SandboxSpec.from_policy_file(policy_file(text), name=name))
     upstream.clear()
     upstream_tls.clear()
     yield name
@@ -144,13 +144,13 @@ def test_policy_change_applies_to_next_request(backend, seeded, upstream):
 def test_two_sandboxes_with_different_policies(backend, policy_file, upstream, upstream_tls):
     a, b = f"pa-{uuid.uuid4().hex[:6]}", f"pb-{uuid.uuid4().hex[:6]}"
     backend.create(
-        SandboxSpec(
-            name=a, policy_file=policy_file(SEED.format(port=upstream.port, tls_port=upstream_tls.port))
+        SandboxSpec.from_policy_file(
+            policy_file(SEED.format(port=upstream.port, tls_port=upstream_tls.port)), name=a
         )
     )
     backend.create(
-        SandboxSpec(
-            name=b, policy_file=policy_file(DATA_ONLY.format(port=upstream.port, tls_port=upstream_tls.port))
+        SandboxSpec.from_policy_file(
+            policy_file(DATA_ONLY.format(port=upstream.port, tls_port=upstream_tls.port)), name=b
         )
     )
     users = f"http://api.example.com:{upstream.port}/v1/users/3"
@@ -184,7 +184,7 @@ def test_recreated_sandbox_follows_policy_changes(backend, policy_file, upstream
     seed = SEED.format(port=upstream.port, tls_port=upstream_tls.port)
     data_only = DATA_ONLY.format(port=upstream.port, tls_port=upstream_tls.port)
     users = f"http://api.example.com:{upstream.port}/v1/users/4"
-    backend.create(SandboxSpec(name=name, policy_file=policy_file(seed)))
+    backend.create(SandboxSpec.from_policy_file(policy_file(seed), name=name))
     assert curl(backend, name, users) == 200
     backend.set_policy(name, data_only)
     assert _wait_code(backend, name, users, 403) == 403
@@ -192,7 +192,7 @@ def test_recreated_sandbox_follows_policy_changes(backend, policy_file, upstream
         monkeypatch.setattr(_links, "unregister", lambda _name, _created=None: None)
     backend.destroy(name)
     monkeypatch.undo()
-    backend.create(SandboxSpec(name=name, policy_file=policy_file(seed)))
+    backend.create(SandboxSpec.from_policy_file(policy_file(seed), name=name))
     try:
         assert curl(backend, name, users) == 200
         for text, want in ((data_only, 403), (seed, 200), (data_only, 403)):

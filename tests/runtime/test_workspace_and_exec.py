@@ -43,7 +43,7 @@ def test_root_owned_workspace_is_never_chowned(backend):
     name = f"rws-{uuid.uuid4().hex[:6]}"
     try:
         info = backend.create(SandboxSpec(name=name, workspace=workspace))
-        assert info.uid not in (0, None)
+        assert info.details["uid"] not in (0, None)
         during = os.stat(workspace)
         assert (during.st_uid, during.st_gid) == (0, 0)  # the owner is never changed
         proc = backend.exec(name, ["sh", "-c", "cat host.txt; echo made > new.txt"], stdout=subprocess.PIPE)
@@ -204,15 +204,15 @@ def test_any_backend_instance_reaps_shims(backend, policy_file):
     name = f"reap-{uuid.uuid4().hex[:6]}"
     info = first.create(SandboxSpec(name=name))
     second.destroy(name)  # another instance: must still wait for the shim the first started
-    assert _gone(info.pid)
+    assert _gone(info.details["pid"])
     short = f"short-{uuid.uuid4().hex[:6]}"
-    info = first.create(SandboxSpec(name=short, policy_file=policy_file("resources:\n  timeout: 1\n")))
+    info = first.create(SandboxSpec.from_policy_file(policy_file("resources:\n  timeout: 1\n"), name=short))
     deadline = time.monotonic() + 10
     while get_backend().status(short).state != "exited" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert get_backend().status(short).state == "exited"
-    assert _gone(info.pid)  # the shim that ended by itself was reaped by a later call
-    assert info.pid not in _local._SHIMS
+    assert _gone(info.details["pid"])  # the shim that ended by itself was reaped by a later call
+    assert info.details["pid"] not in _local._SHIMS
     get_backend().destroy(short)
 
 
@@ -223,8 +223,8 @@ def test_every_process_of_the_sandbox_is_in_its_cgroups(backend):
     try:
         paths = _local._state.read(name)["enforcement"]["paths"]
         if not paths:
-            pytest.skip(f"no cgroups here ({info.enforcement})")
-        tree = _resources._descendants(info.pid)
+            pytest.skip(f"no cgroups here ({info.enforcement['resources']})")
+        tree = _resources._descendants(info.details["pid"])
         assert len(tree) >= 4  # timeout, bwrap, the namespace's init, the agent
         for path in paths:
             assert set(tree) <= _resources._procs(path), path
@@ -232,7 +232,7 @@ def test_every_process_of_the_sandbox_is_in_its_cgroups(backend):
             name, ["sh", "-c", "sleep 0.1 & cat /proc/self/cgroup; wait"], stdout=subprocess.PIPE
         )
         assert proc.communicate(timeout=30)[0]
-        assert set(_resources._descendants(info.pid)) <= _resources._procs(paths[0])
+        assert set(_resources._descendants(info.details["pid"])) <= _resources._procs(paths[0])
     finally:
         backend.destroy(name)
 

@@ -44,7 +44,7 @@ def run(info):
 
 try:
     relayed = run(box.connection_info())
-    direct = dict(box.connection_info(inside=True), ip=str(box.chan / "k"), key=box.key)
+    direct = dict(box.connection_info(inside=True), ip=box.channel.relay_base, key=box.key)
     raw = run(direct)
     shown = lambda msgs: [m["content"]["data"].get("text/html")
                           for m in msgs if m["msg_type"] == "display_data"]

@@ -208,7 +208,7 @@ CRASH_MIDWAY = """
 import os, sys
 from jupyter_openshell.runtime import SandboxSpec, _bwrap, get_backend
 _bwrap.build = lambda *a, **k: os._exit(9)  # (the CLI dies after the image is mounted)
-get_backend().create(SandboxSpec(name=sys.argv[1], policy_file=sys.argv[2]))
+get_backend().create(SandboxSpec.from_policy_file(sys.argv[2], name=sys.argv[1]))
 """
 
 

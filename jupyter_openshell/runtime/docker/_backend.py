@@ -29,14 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from ... import paths
-from .. import _acl, _bwrap, _links, _local, _state
+from .. import _acl, _bwrap, _kernel_channel, _links, _local, _state
 from .._exec import RemoteProcess
-from .._types import Backend, SandboxError, SandboxInfo, SandboxSpec, check_name
+from .._types import Backend, Bind, KernelChannel, SandboxError, SandboxInfo, SandboxSpec, check_name
 from . import _engine, _profile, _runtime_image
 from ._image import default_image
 
 AGENT_MOUNT = "/run/openshell-agent"
 READY_TIMEOUT = 30.0
+# Runs the module named next with the runtime layer's package first on sys.path: -I keeps the workspace (the
+# kernel's cwd) off it while the kernel starts, and ignores PYTHONPATH.
+RUN_MODULE = (
+    f"import runpy, sys; sys.path.insert(0, {_runtime_image.LIB_DIR!r}); "
+    "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"
+)
 GPU_NOTE = "NVIDIA GPUs through the engine's device requests (needs the NVIDIA Container Toolkit)"
 
 
@@ -50,8 +56,7 @@ class DockerBackend(Backend):
     # --- create -------------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> SandboxInfo:
         name = check_name(spec.name or f"sb-{secrets.token_hex(4)}")
-        text = Path(spec.policy_file).read_text() if spec.policy_file else _links.DENY_ALL
-        policy = _links.load(spec.policy_file) if spec.policy_file else _links.default_policy()
+        text, policy = _links.policy_of(spec)
         image = spec.image or default_image()
         runtime = _runtime_image.prepare(image)  # (before the record: a bad image leaves nothing)
         with _state.locked():
@@ -133,8 +138,9 @@ class DockerBackend(Backend):
             ca = paths.layout().sandbox_ca_copy(name)
             ca.write_bytes(ca_pem)
             ca.chmod(0o644)
-            mounts, tmpfs = self._mounts(spec, policy, workspace, chan, agent_dir, ca, tmp_size, gpu)
-            config = self._agent_config(name, record, spec, policy, runtime, limits, bool(ca_pem))
+            binds = _kernel_channel.binds(spec, record, uid)
+            mounts, tmpfs = self._mounts(binds, policy, workspace, chan, agent_dir, ca, tmp_size, gpu)
+            config = self._agent_config(name, record, spec, binds, policy, runtime, limits, bool(ca_pem))
             kwargs = self._container_kwargs(
                 record, runtime, config, mounts, tmpfs, limits, tmp_size, gpu, uid
             )
@@ -209,7 +215,7 @@ class DockerBackend(Backend):
 
     def _mounts(
         self,
-        spec: SandboxSpec,
+        extra: list[Bind],
         policy: Any,
         workspace: Path,
         chan: Path,
@@ -226,7 +232,7 @@ class DockerBackend(Backend):
             (str(ca), _bwrap.CA_PATH, False),
             *((p, p, False) for p in policy.filesystem.read_only),
             *((p, p, True) for p in policy.filesystem.read_write),
-            *((b.source, b.target, b.writable) for b in spec.binds),
+            *((b.source, b.target, b.writable) for b in extra),
         ]
         mounts = [mount(target, source, type="bind", read_only=not rw) for source, target, rw in binds]
         tmpfs = {"/tmp": f"rw,nosuid,nodev,size={tmp_size},mode=1777"}
@@ -253,6 +259,7 @@ class DockerBackend(Backend):
         name: str,
         record: dict,
         spec: SandboxSpec,
+        binds: list[Bind],
         policy: Any,
         runtime: _runtime_image.RuntimeImage,
         limits: Any,
@@ -279,7 +286,7 @@ class DockerBackend(Backend):
         if ca:
             env.update(dict.fromkeys(_local.CA_VARS, _bwrap.CA_PATH))
         env.update(spec.env)
-        writable = [b.target for b in spec.binds if b.writable]
+        writable = [b.target for b in binds if b.writable]
         return {
             "name": name,
             "control_path": f"{AGENT_MOUNT}/control.sock",
@@ -410,6 +417,13 @@ class DockerBackend(Backend):
             peer_pid=agent,
         )
 
+    def kernel_channel(self, name: str) -> KernelChannel:
+        """ipc sockets in the channel bound at /tmp/.openshell-kernel; the image's python3 runs the kernel."""
+        record = self._record(name)
+        if record.get("kernel_missing"):  # an image without ipykernel
+            raise SandboxError(record["kernel_missing"])
+        return _kernel_channel.of(record, (record.get("python") or "python3", "-I", "-c", RUN_MODULE))
+
     # --- lifecycle ----------------------------------------------------------------------------
     def _record(self, name: str) -> dict:
         record = _state.read(check_name(name))
@@ -452,6 +466,7 @@ class DockerBackend(Backend):
             Path(record.get("control") or paths.layout().agent_socket(name)).unlink()
         if not remove:
             return
+        _kernel_channel.remove(record.get("kernel_channel"))
         if record.get("workspace_acl"):
             with contextlib.suppress(OSError):
                 _acl.release(record["workspace_acl"])
@@ -547,19 +562,19 @@ class DockerBackend(Backend):
             workspace=record.get("workspace", ""),
             policy_file=record.get("policy_file", ""),
             created=record.get("created", 0.0),
-            enforcement=record.get("enforcement", ""),
+            enforcement=_layers(record),
             limits=limits,
             gpu=record.get("gpu", False),
-            pid=record.get("pid"),
-            uid=record.get("uid"),
+            image=record.get("image"),
             details={
+                "pid": record.get("pid"),
+                "uid": record.get("uid"),
                 "warnings": record.get("warnings", []),
-                "image": record.get("image"),
                 "runtime_image": record.get("runtime_image"),
                 "container": (record.get("container") or "")[:12],
                 "tmp_size": tmp_size,
                 "resources": _describe(limits, tmp_size),
-                "layers": _layers(record),
+                "gpu": GPU_NOTE if record.get("gpu") else None,
                 **_kernel_details(record),
             },
         )
@@ -638,14 +653,13 @@ def _describe(limits: dict, tmp_size: int) -> dict[str, dict]:
 
 
 def _layers(record: dict) -> dict[str, str]:
-    """Each wall of the sandbox and what makes it (for `ls --json`)."""
+    """Each wall of the sandbox and what makes it (`SandboxInfo.enforcement`)."""
     return {
-        "network": "network_mode none; proxy channel only (/run/openshell)",
-        "user": f"uid {record.get('uid')} (non-root), all capabilities dropped, no-new-privileges",
-        "seccomp": "openshell profile (the local backend's rules)",
+        "network": "network_mode none; out only through the proxy channel (/run/openshell)",
         "filesystem": "read-only root, writable /workspace and tmpfs /tmp; Landlock by the agent",
+        "syscalls": "seccomp profile (the local backend's rules), no-new-privileges",
+        "user": f"uid {record.get('uid')} (non-root), all capabilities dropped",
         "resources": record.get("enforcement", ""),
-        "gpu": GPU_NOTE if record.get("gpu") else "none",
     }
 
 

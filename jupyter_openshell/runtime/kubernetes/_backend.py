@@ -29,7 +29,7 @@ from typing import Any
 
 from ... import paths
 from .. import _links, _state
-from .._types import Backend, SandboxError, SandboxInfo, SandboxSpec, check_name
+from .._types import Backend, KernelChannel, SandboxError, SandboxInfo, SandboxSpec, check_name
 from . import _client, _invariants, _manifests, _settings
 from ._exec import COMMAND, PodProcess, WebSocketChannels
 
@@ -48,6 +48,7 @@ NOFILE = 4096
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
+    host_paths = False
 
     def __init__(self, settings: _settings.KubeSettings | None = None):
         self._settings = settings
@@ -97,8 +98,7 @@ class KubernetesBackend(Backend):
     def create(self, spec: SandboxSpec) -> SandboxInfo:
         name = check_name(spec.name or f"sb-{secrets.token_hex(4)}")
         s = self.settings
-        text = Path(spec.policy_file).read_text() if spec.policy_file else _links.DENY_ALL
-        policy = _links.load(spec.policy_file) if spec.policy_file else _links.default_policy()
+        text, policy = _links.policy_of(spec)
         if spec.workspace or spec.binds:
             raise SandboxError(
                 "the kubernetes backend cannot mount host paths into a pod (--workspace, binds): "
@@ -321,9 +321,11 @@ class KubernetesBackend(Backend):
             rlimits=rlimits,
         )
 
-    def kernel_endpoint(self, name: str) -> str:
-        """Where a kernel in this sandbox listens: its pod IP (ports: `_settings.KERNEL_PORTS`)."""
-        return self._record(name)["pod_ip"]
+    def kernel_channel(self, name: str) -> KernelChannel:
+        """TCP on the pod's own address (`_kernel_channel`): every pod can run kernels."""
+        from ._kernel_channel import TcpKernelChannel
+
+        return TcpKernelChannel(self._record(name)["pod_ip"])
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def _delete(self, kind: str, name: str, wait: bool = False) -> None:
@@ -487,21 +489,34 @@ class KubernetesBackend(Backend):
             workspace=f"pod {record.get('pod')}:/workspace (emptyDir)",
             policy_file=record.get("policy_file", ""),
             created=record.get("created", 0.0),
-            enforcement="kubernetes",
+            enforcement=self._layers(),
             limits=limits,
             gpu=bool(record.get("gpu")),
-            pid=None,
-            uid=_settings.SANDBOX_UID,
+            image=record.get("image"),
             details={
+                "pod_uid": _settings.SANDBOX_UID,
                 "namespace": record.get("namespace"),
                 "pod": record.get("pod"),
                 "phase": phase,
-                "image": record.get("image"),
                 "proxy": record.get("proxy"),
                 "reattached": bool(record.get("reattached")),
                 "resources": _resources_note(limits),
             },
         )
+
+    def _layers(self) -> dict[str, str]:
+        """Each wall of a pod sandbox and what makes it (`SandboxInfo.enforcement`)."""
+        s = self.settings
+        return {
+            "network": "NetworkPolicy: out only through the in-cluster proxy (credential + pod IP)",
+            "filesystem": "readOnlyRootFilesystem; writable /workspace and /tmp (emptyDir)",
+            "syscalls": f"seccomp {s.seccomp}"
+            + (" (the local backend's rules)" if s.seccomp == "Localhost" else "")
+            + ", allowPrivilegeEscalation false",
+            "user": f"uid {_settings.SANDBOX_UID} (runAsNonRoot), all capabilities dropped"
+            + (f", runtimeClass {s.runtime_class}" if s.runtime_class else ""),
+            "resources": "kubelet (cgroups)",
+        }
 
     # --- policy and logs ----------------------------------------------------------------------------------
     def set_policy(self, name: str, text: str) -> Any:

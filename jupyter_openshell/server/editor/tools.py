@@ -73,8 +73,8 @@ def presets() -> dict:
 
 def insert_preset(name: str, text: str) -> dict:
     """{"name", "policy"}: `text` with the preset's rules inserted above its final default deny."""
-    from jupyter_openshell.magics.ops import issue_dicts
     from jupyter_openshell.policy import PolicyError, add_rule
+    from jupyter_openshell.services.errors import issue_dicts
 
     try:
         from jupyter_openshell.policy import expand_preset

@@ -9,8 +9,9 @@ import asyncio
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from jupyter_openshell.services.gpu import gpu_snapshot
+
 from ..base import API_PREFIX, OpenShellAPIHandler
-from .manager import gpu_snapshot
 
 
 class GpuHandler(OpenShellAPIHandler):

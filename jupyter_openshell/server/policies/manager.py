@@ -1,9 +1,9 @@
 """Policies of the caller's sandboxes over REST: read, validate-and-apply (hot reload), history.
 
-A thin layer over `jupyter_openshell.magics.ops.PolicyOps` (the same operations as `%policy`). It must never
-write a policy that did not validate, nor change the policy of a kernel's sandbox whose kernel may not
-change it (the kernelspec's `policy_edits`), unless `editable_kernel_sandboxes` names that sandbox: code in
-the sandbox could otherwise widen its own egress through the user's browser session.
+A thin layer over `jupyter_openshell.services.policies.PolicyService` (the same operations as `%policy`).
+It must never write a policy that did not validate, nor change the policy of a kernel's sandbox whose kernel
+may not change it (the kernelspec's `policy_edits`), unless `editable_kernel_sandboxes` names that sandbox:
+code in the sandbox could otherwise widen its own egress through the user's browser session.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ import fnmatch
 from traitlets import List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from jupyter_openshell.magics.ops import OpsError, PolicyOps
+from jupyter_openshell.services.errors import ServiceError
+from jupyter_openshell.services.policies import PolicyService
 
 from ..base import ApiError
-
-
-def _ops(name: str) -> PolicyOps:
-    return PolicyOps(name)
 
 
 class PolicyManager(LoggingConfigurable):
@@ -48,17 +45,17 @@ class PolicyManager(LoggingConfigurable):
 
     def get(self, name: str) -> dict:
         try:
-            return _ops(name).show()
-        except OpsError as exc:
+            return PolicyService(name).show()
+        except ServiceError as exc:
             raise ApiError(404, str(exc)) from None
 
     def put(self, name: str, text: str) -> dict:
         self.check_editable(name)
         try:
-            result = _ops(name).put(text, source="policy")
-        except OpsError as exc:
+            result = PolicyService(name).put(text, source="policy")
+        except ServiceError as exc:
             raise ApiError(400, str(exc), exc.issue_dicts) from None
         return {k: result[k] for k in ("name", "version", "warnings", "in_force", "diff")}
 
     def history(self, name: str) -> list[dict]:
-        return _ops(name).history()
+        return PolicyService(name).history()

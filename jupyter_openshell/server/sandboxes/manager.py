@@ -3,31 +3,27 @@
 Ownership is decided here and persisted by `OwnerStore` (a restarted server keeps it): a sandbox is
 visible to the user who created it; one without a matching record (made by the CLI, a kernel, a crashed
 server's lost record) only to the server's own owner and `admin_users`. The sandboxes themselves are the
-runtime's. It must never reveal another user's sandbox, and it stops every sandbox it owns records of
-when the server stops.
+runtime's, reached through `jupyter_openshell.services.sandboxes` (every backend's sandboxes are listed; new
+ones go to the `backend` setting). It must never reveal another user's sandbox, and it stops every sandbox
+it owns records of when the server stops.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
-import re
 import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from traitlets import Int, Set, Unicode
 from traitlets.config import LoggingConfigurable
 
-from jupyter_openshell.magics.ops import issue_dicts
-from jupyter_openshell.runtime import KILL_GRACE_S
+from jupyter_openshell.names import RULE, is_sandbox_name
+from jupyter_openshell.services import sandboxes
+from jupyter_openshell.services.errors import issue_dicts
 
 from ..base import ApiError
 from .owners import OwnerStore, server_owner
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_OUTPUT = 1 << 20
 AGENT_GONE = (
     "openshell: sandbox {name} did not end the command after the timeout (its agent does not answer; "
@@ -35,20 +31,9 @@ AGENT_GONE = (
 )
 
 
-def info_dict(info: Any) -> dict:
-    if dataclasses.is_dataclass(info):
-        data = dataclasses.asdict(info)
-    elif isinstance(info, dict):
-        data = dict(info)
-    else:
-        data = dict(vars(info))
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
-
-
 class SandboxManager(LoggingConfigurable):
-    backend = Unicode("local", help="Runtime backend of sandboxes created through the REST API.").tag(
-        config=True
-    )
+    backend = Unicode("", help="Backend of sandboxes created through the REST API ('' = $OPENSHELL_BACKEND, "
+                      "else local).").tag(config=True)
     exec_timeout = Int(60, help="Default and maximum seconds an exec request may run.").tag(config=True)
     admin_users = Set(
         Unicode(),
@@ -58,19 +43,19 @@ class SandboxManager(LoggingConfigurable):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        from jupyter_openshell.paths import sub
+        from jupyter_openshell.services.state import owner_records
 
-        self.owners = OwnerStore(sub("jupyter"))
+        self.owners = OwnerStore(owner_records())
         self._records = self.owners.load()  # name -> {"owner", "created"}: what a previous server recorded
-        self._runtime: Any = None
         self._lock = asyncio.Lock()
 
-    def _backend(self) -> Any:
-        if self._runtime is None:
-            from jupyter_openshell.runtime import get_backend
+    def _all(self) -> dict[str, Any]:
+        """Every sandbox of every backend with records here, by name (a backend that does not answer is
+        logged and left out)."""
+        def failed(backend: str, exc: Exception) -> None:
+            self.log.warning("openshell: %s sandboxes not listed: %s", backend, exc)
 
-            self._runtime = get_backend(self.backend)
-        return self._runtime
+        return {i.name: i for i in sandboxes.list_all(failed)}
 
     def is_admin(self, owner: str) -> bool:
         return owner == server_owner() or owner in self.admin_users
@@ -85,7 +70,7 @@ class SandboxManager(LoggingConfigurable):
         return recorded == owner if recorded is not None else self.is_admin(owner)
 
     def _visible(self, owner: str) -> dict[str, Any]:
-        infos = {i.name: i for i in self._backend().list()}
+        infos = self._all()
         stale = [n for n in self._records if n not in infos or self._owner(infos[n]) is None]
         if stale:  # destroyed or replaced behind our back: the record must not outlive its sandbox
             for name in stale:
@@ -95,35 +80,34 @@ class SandboxManager(LoggingConfigurable):
 
     def _check_owner(self, owner: str, name: str) -> Any:
         try:
-            info = self._backend().status(name)
+            info = sandboxes.status(name)
         except Exception:  # unknown or invalid name: the same answer as someone else's sandbox
             raise ApiError(404, f"no sandbox named {name!r}") from None
         if not self._may_see(owner, info):
             raise ApiError(404, f"no sandbox named {name!r}")
         return info
 
-    def _dict(self, info: Any) -> dict:
-        data = info_dict(info)
-        data["owner"] = self._owner(info)
-        return data
+    def _dicts(self, infos: list[Any]) -> list[dict]:
+        """The sandboxes' JSON (`services.sandboxes.to_json`: backend, image, enforcement per layer, created,
+        the policy version in force) with their owner."""
+        out = sandboxes.to_json(infos)
+        for data, info in zip(out, infos, strict=True):
+            data["owner"] = self._owner(info)
+        return out
 
     def list(self, owner: str) -> list[dict]:
-        return [self._dict(info) for _, info in sorted(self._visible(owner).items())]
+        return self._dicts([info for _, info in sorted(self._visible(owner).items())])
 
     def get(self, owner: str, name: str) -> dict:
-        return self._dict(self._check_owner(owner, name))
+        return self._dicts([self._check_owner(owner, name)])[0]
 
     async def create(self, owner: str, body: dict) -> dict:
         from jupyter_openshell.policy import PolicyError, parse_policy
-        from jupyter_openshell.runtime import SandboxError, SandboxSpec
 
         name = body.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ApiError(
-                400,
-                "invalid sandbox name",
-                [{"field": "name", "message": "must match ^[a-z0-9][a-z0-9-]{0,39}$", "example": "agent-1"}],
-            )
+        if not is_sandbox_name(name):
+            issue = {"field": "name", "message": RULE, "example": "agent-1"}
+            raise ApiError(400, "invalid sandbox name", [issue])
         gpu = body.get("gpu", False)
         if not isinstance(gpu, bool):
             raise ApiError(400, "invalid gpu", [{"field": "gpu", "message": "must be true or false"}])
@@ -131,48 +115,41 @@ class SandboxManager(LoggingConfigurable):
         if policy is not None and not isinstance(policy, str):
             raise ApiError(400, "invalid policy", [{"field": "policy", "message": "must be YAML text"}])
         async with self._lock:
-            if name in {i.name for i in self._backend().list()}:
+            if name in self._all():
                 raise ApiError(409, f"a sandbox named {name!r} already exists; pick another name")
-            policy_file = None
             if policy is not None:
                 try:
                     parse_policy(policy, source="policy")
                 except PolicyError as exc:
                     raise ApiError(400, str(exc), issue_dicts(exc)) from None
-                policy_file = _private_copy(policy)
-            spec = SandboxSpec(name=name, policy_file=policy_file, gpu=gpu or None)
+            spec = sandboxes.SandboxSpec(name=name, policy=policy, policy_source="policy", gpu=gpu or None)
             try:
-                info = await asyncio.to_thread(self._backend().create, spec)
-            except SandboxError as exc:
+                info = await asyncio.to_thread(sandboxes.create, spec, self.backend or None)
+            except sandboxes.SandboxError as exc:
                 raise ApiError(500, f"sandbox {name!r} could not be created: {exc}") from None
-            finally:
-                if policy_file:
-                    os.unlink(policy_file)
             self._records[name] = {"owner": owner, "created": info.created}
             self.owners.set(name, owner, info.created)
-        return self._dict(info)
+        return self._dicts([info])[0]
 
     async def delete(self, owner: str, name: str) -> None:
         self._check_owner(owner, name)
-        await asyncio.to_thread(self._backend().destroy, name)
+        await asyncio.to_thread(sandboxes.destroy, name)
         self._records.pop(name, None)
         self.owners.remove(name)
 
     async def stop(self, owner: str, name: str) -> dict:
         """Stop the sandbox's processes (its files and policy stay; remove it to delete them)."""
-        from jupyter_openshell.runtime import SandboxError
-
         self._check_owner(owner, name)
         try:
-            info = await asyncio.to_thread(self._backend().stop, name)
-        except SandboxError as exc:
+            info = await asyncio.to_thread(sandboxes.stop, name)
+        except sandboxes.SandboxError as exc:
             raise ApiError(409, f"sandbox {name!r} could not be stopped: {exc}") from None
-        return self._dict(info)
+        return self._dicts([info])[0]
 
     async def logs(self, owner: str, name: str, limit: int) -> dict:
         """The last `limit` characters of the sandbox's log (agent, bwrap and channel messages)."""
         self._check_owner(owner, name)
-        text = await asyncio.to_thread(self._backend().logs, name)
+        text = await asyncio.to_thread(sandboxes.logs, name)
         return {"name": name, "logs": text[-limit:], "truncated": len(text) > limit}
 
     async def exec(self, owner: str, name: str, body: dict) -> dict:
@@ -203,7 +180,7 @@ class SandboxManager(LoggingConfigurable):
         return await asyncio.to_thread(self._run, name, argv, float(timeout), stdin)
 
     def _run(self, name: str, argv: list[str], timeout: float, stdin: str) -> dict:
-        proc = self._backend().exec(
+        proc = sandboxes.exec(
             name,
             argv,
             env={},
@@ -219,7 +196,7 @@ class SandboxManager(LoggingConfigurable):
             timed_out = True
             proc.kill()
             try:
-                out, err = proc.communicate(timeout=KILL_GRACE_S)
+                out, err = proc.communicate(timeout=sandboxes.KILL_GRACE_S)
             except subprocess.TimeoutExpired:  # the agent ignores the kill: never hold a server thread
                 proc.abandon()
                 out, err = b"", AGENT_GONE.format(name=name).encode()
@@ -250,18 +227,11 @@ class SandboxManager(LoggingConfigurable):
         names = list(self._records)
         for name in names:
             try:
-                info = self._backend().status(name)
+                info = sandboxes.status(name)
                 if self._owner(info) is not None:
-                    self._backend().destroy(name)
+                    sandboxes.destroy(name)
             except Exception as exc:
                 self.log.warning("openshell: could not destroy sandbox %s: %s", name, exc)
         self._records.clear()
         self.owners.remove(*names)
 
-
-def _private_copy(text: str) -> str:
-    """The policy text in a private temporary file, for SandboxSpec.policy_file (the runtime copies it)."""
-    fd, path = tempfile.mkstemp(prefix="openshell-policy-", suffix=".yaml")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    return path

@@ -18,9 +18,9 @@ from pathlib import Path
 
 
 class OwnerStore:
-    def __init__(self, directory: Path):
-        self.path = directory / "owners.json"
-        self._lock_path = directory / "owners.lock"
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock_path = path.with_suffix(".lock")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

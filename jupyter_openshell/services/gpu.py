@@ -1,7 +1,7 @@
-"""Read GPU status through NVML (nvidia-ml-py): name, utilisation, memory, temperature, processes.
+"""GPU status through NVML (nvidia-ml-py): name, utilisation, memory, temperature, processes.
 
-Shared by the REST API and the GpuStatus widget. It must never raise because a machine has no GPU:
-a missing driver or device is the ordinary "no GPU" state with a readable reason.
+Shared by the REST API and the GpuStatus widget. It must never raise because a machine has no GPU: a missing
+driver or device is the ordinary "no GPU" state with a readable reason.
 """
 
 from __future__ import annotations
