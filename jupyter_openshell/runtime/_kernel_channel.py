@@ -7,8 +7,9 @@ records it and binds it read-write at `INSIDE_DIR`); `of(record, runner)` is wha
 returns, with the backend's command that runs the kernel's module; `remove(directory)` goes with the
 sandbox. Not as root the channels live in `<state>/kernel-channels` (private); as root the sandbox runs as
 another uid that must reach the directory, which the 0700 state directory forbids, so they live in a
-root-owned 0711 directory whose entries have unguessable names, each handed to its sandbox's uid alone. It must never hand a channel to another uid than
-its sandbox's, and never remove anything outside the channels directory.
+root-owned 0711 directory whose entries have unguessable names, each handed to its sandbox's uid alone. It
+must never hand a channel to another uid than its sandbox's, and never remove anything outside the channels
+directory.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 create; exec with streamed stdout/stderr, the caller's own fds, stdin, exit codes; SIGINT/SIGTERM/SIGKILL to
 the command; a policy change applied to the sandbox's next request (through the real proxy to a local
-upstream); the OpenShell kernel started, interrupted, restarted and shut down through jupyter_client with
-the provisioner; `%%sandbox`; the REST lifecycle; and destroy leaving no container, process or state.
+upstream), by the backend and by the policy service; the kernel channel (a kernel's own sockets reached from
+the host, a refusal for a sandbox made without one, a kernel that exits said so); the OpenShell kernel
+started, interrupted, restarted and shut down through jupyter_client with the provisioner; `%%sandbox`; the
+REST lifecycle (with the sandbox's backend, image, enforcement per layer and policy version in its JSON);
+and destroy leaving no container, process, channel or state.
 Each test's assertion is one a backend that broke the contract would fail (wrong code, lost output, a
 request that got through, a leftover).
 """
@@ -22,7 +25,8 @@ from jupyter_client.manager import KernelManager, start_new_async_kernel
 
 from jupyter_openshell import paths
 from jupyter_openshell.kernel.kernelspec import install
-from jupyter_openshell.runtime import SandboxSpec, backend_of
+from jupyter_openshell.runtime import SandboxError, SandboxSpec, backend_of
+from jupyter_openshell.services.policies import PolicyService
 
 ALLOW_OK = """\
 network:
@@ -151,7 +155,13 @@ def test_policy_change_applies_to_the_next_request(backend, tmp_path, upstream):
         while (code := _curl(backend, name, url)) == "200" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert code == "403"
-        assert [r.path for r in upstream.requests].count("/ok/1") >= 1
+        # the same one way through the policy service (what %policy, the CLI and REST call)
+        assert PolicyService(name).allow("GET", url)["version"]
+        deadline = time.monotonic() + 10
+        while (code := _curl(backend, name, url)) == "403" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert code == "200"
+        assert [r.path for r in upstream.requests].count("/ok/1") >= 2
         assert "/other" not in [r.path for r in upstream.requests]
         # nothing but the proxy: a direct connection to the upstream fails
         direct = backend.exec(name, ["curl", "-sS", "--noproxy", "*", "-m", "5", url], stderr=subprocess.PIPE)
@@ -172,6 +182,58 @@ def test_destroy_leaves_nothing(backend):
     backend.destroy(name)
     assert _leftovers(name, info.created) == []
     assert name not in {i.name for i in backend.list()}
+
+
+def test_kernel_channel(backend, tmp_path):
+    """A kernel started by hand on the backend's channel serves on the host side of it; what the channel
+    leaves goes with the sandbox."""
+    from jupyter_client.blocking import BlockingKernelClient
+
+    plain = f"cf-nok-{uuid.uuid4().hex[:6]}"
+    backend.create(SandboxSpec(name=plain))
+    try:
+        with pytest.raises(SandboxError, match=r"without a kernel channel|cannot run kernels"):
+            backend.kernel_channel(plain)  # control: a sandbox made without one has none
+    finally:
+        backend.destroy(plain)
+    name = f"cf-kc-{uuid.uuid4().hex[:6]}"
+    backend.create(SandboxSpec(name=name, kernel=True))
+    try:
+        channel = backend.kernel_channel(name)
+        key = uuid.uuid4().hex
+        connection = {**channel.endpoint(), "key": key, "signature_scheme": "hmac-sha256"}
+        argv, env = channel.launch(connection)
+        kernel = [*channel.runner, "jupyter_openshell.kernel.inside", *argv, "--HistoryManager.enabled=False"]
+        proc = backend.exec(name, kernel, env={**channel.env, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+        channel.wait_ready(proc, 60)
+        client = BlockingKernelClient()
+        ports = channel.relay_ports
+        host = {f"{c}_port": (ports[c] if ports else p) for c, p in
+                (("shell", 1), ("iopub", 2), ("stdin", 3), ("control", 4), ("hb", 5))}
+        base = channel.relay_base
+        client.load_connection_info({**host, "transport": "tcp" if ports else "ipc",
+                                     "ip": base.removeprefix("tcp://"), "key": key.encode(),
+                                     "signature_scheme": "hmac-sha256"})
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            _, out = _run(client, "import os; print('kernel in', os.environ['OPENSHELL_SANDBOX'])")
+            assert out.strip() == f"kernel in {name}"
+        finally:
+            client.stop_channels()
+        proc.kill()
+        proc.wait(10)
+        # a kernel that exits while starting is said so, not waited for
+        argv, env = channel.launch(connection)
+        dead = backend.exec(name, ["sh", "-c", "exit 3"], stdout=subprocess.DEVNULL)
+        with pytest.raises(SandboxError, match="exited with code 3"):
+            channel.wait_ready(dead, 30)
+    finally:
+        backend.destroy(name)
+    assert _leftovers(name, 0) == []
+    if channel.host_dir is not None:
+        assert not channel.host_dir.exists()
 
 
 def _kernelspec(prefix: Path, backend_name: str, workspace: Path) -> str:
@@ -271,6 +333,14 @@ async def test_rest_lifecycle(backend_name, jp_fetch):
     assert backend_of(name).name == backend_name
     code, got = await api("sandboxes", name)
     assert got["state"] == "running"
+    # what the sandbox is, the same keys for every backend
+    assert got["backend"] == backend_name and got["created"] == info["created"]
+    assert (got["image"] is None) == (backend_name == "local")
+    assert {"network", "filesystem", "syscalls", "user", "resources"} <= set(got["enforcement"])
+    from jupyter_openshell.services.proxy import registrations
+
+    in_force = registrations()[name]["policy_version"]
+    assert got["policy_version"] == in_force and len(in_force) == 12
     code, out = await api(
         "sandboxes",
         name,
