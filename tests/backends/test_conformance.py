@@ -156,7 +156,7 @@ def test_policy_change_applies_to_the_next_request(backend, tmp_path, upstream):
             time.sleep(0.1)
         assert code == "403"
         # the same one way through the policy service (what %policy, the CLI and REST call)
-        assert PolicyService(name).allow("GET", url)["version"]
+        assert PolicyService(name).put(ALLOW_OK.format(port=upstream.port))["version"]
         deadline = time.monotonic() + 10
         while (code := _curl(backend, name, url)) == "403" and time.monotonic() < deadline:
             time.sleep(0.1)
