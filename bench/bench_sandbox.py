@@ -117,7 +117,7 @@ def main() -> None:
                 cycle.append(time.perf_counter() - start)
             print(f"create + exec true + destroy ({args.cycles}x):  {ms(cycle)}   (target p50 < 50 ms)")
 
-            info = backend.create(SandboxSpec(name="run", policy_file=policy))
+            info = backend.create(SandboxSpec.from_policy_file(policy, name="run"))
             execs = []
             for _ in range(args.execs):
                 start = time.perf_counter()
@@ -127,11 +127,11 @@ def main() -> None:
 
             idle = [backend.create(SandboxSpec(name=f"idle{i}")) for i in range(args.idle)]
             time.sleep(0.5)
-            per = [sum(pss_kib(p) for p in tree(i.pid)) for i in idle if i.pid]
+            per = [sum(pss_kib(p) for p in tree(i.details["pid"])) for i in idle if i.details.get("pid")]
             print(
                 f"memory per idle sandbox ({args.idle}x, PSS of shim+bwrap+agent): "
                 f"{statistics.mean(per) / 1024:.1f} MiB mean, {max(per) / 1024:.1f} MiB max "
-                f"[{info.enforcement}]"
+                f"[{info.enforcement['resources']}]"
             )
             for i in idle:
                 backend.destroy(i.name)

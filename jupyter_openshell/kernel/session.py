@@ -100,7 +100,7 @@ def _with_resources(text: str, resources: dict[str, Any]) -> str:
 
 
 def kernels_dir() -> Path:
-    """Where this host keeps its kernels' homes (`<state>/kernels`, private)."""
+    """Where this host keeps its kernels' homes (`services.state.kernel_homes`)."""
     from jupyter_openshell.services.state import kernel_homes
 
     return kernel_homes()
@@ -132,6 +132,7 @@ class KernelSandbox:
         self.process: Any = None
         self.broker: Any = None
         self.relay: Any = None
+        self.backend: Any = None  # the sandbox's backend (services.sandboxes.backend)
         self.channel: Any = None  # the backend's KernelChannel
         self._created = False
         self._log: Any = None
@@ -172,7 +173,7 @@ class KernelSandbox:
         if self.config.policy_edits:  # read by the REST API (kernel_policy_edits); never seen in the sandbox
             (self.home / "policy-edits").touch(mode=0o600)
         try:
-            backend = sandboxes.backend(self.config.backend)
+            self.backend = backend = sandboxes.backend(self.config.backend)
             spec = sandboxes.SandboxSpec(
                 name=self.name,
                 policy=text,
@@ -237,10 +238,8 @@ class KernelSandbox:
             self._log.close()
         fd = os.open(self.home / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self._log = os.fdopen(fd, "wb")  # lives as long as the kernel
-        from jupyter_openshell.services import sandboxes
-
         try:
-            self.process = sandboxes.exec(
+            self.process = self.backend.exec(
                 self.name, argv, env=env, cwd=None, stdin=subprocess.DEVNULL, stdout=self._log,
                 stderr=self._log,
             )
@@ -298,10 +297,8 @@ class KernelSandbox:
             with contextlib.suppress(Exception):
                 self.reap()
         if self._created:
-            from jupyter_openshell.services import sandboxes
-
             try:
-                sandboxes.destroy(self.name)
+                self.backend.destroy(self.name)
             except Exception as exc:  # report, but keep cleaning
                 print(f"OpenShell: could not destroy sandbox {self.name}: {exc}", file=sys.stderr)
             self._created = False
@@ -322,27 +319,34 @@ class KernelSandbox:
 def kernel_policy_edits(name: str) -> bool | None:
     """None if sandbox `name` runs no kernel of this host; else whether its kernelspec enabled policy edits.
 
-    Read from the kernel's home directory (host side, never bound into the sandbox).
+    Read from the kernel's home directory (host side, never bound into the sandbox) of this state directory.
     """
+    from jupyter_openshell.services.state import state_id
+
     try:
-        homes = list(kernels_dir().iterdir())
+        homes, ours = list(kernels_dir().iterdir()), state_id()
     except OSError:
         return None
     for home in homes:
         try:
-            if (home / "sandbox").read_text().strip() == name:
+            if (home / "sandbox").read_text().strip() == name and _state_of(home) == ours:
                 return (home / "policy-edits").exists()
         except OSError:
             continue
     return None
 
 
+def _state_of(home: Path) -> str:
+    return os.path.realpath((home / "state").read_text())
+
+
 def cleanup_stale() -> list[str]:
     """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
 
     A server killed without shutting its kernels down leaves them running; the next server start and
-    `openshell sandbox gc` call this. Only kernels of this state directory: a home another one's host made
-    (a copied state directory) names a sandbox that would not be found here.
+    `openshell sandbox gc` call this. Only kernels of this state directory (as root the homes of every state
+    directory share one directory): another one's sandbox would not be found here, and removing its home
+    would leave it running where nothing finds it.
     """
     import socket
 
@@ -356,7 +360,7 @@ def cleanup_stale() -> list[str]:
         except OSError:
             continue
         with contextlib.suppress(OSError):
-            if os.path.realpath((home / "state").read_text()) != ours:
+            if _state_of(home) != ours:
                 continue
         with socket.socket(socket.AF_UNIX) as sock:
             try:

@@ -1,21 +1,38 @@
-"""The parts of the state directory the Jupyter-side layers keep their own records in: the kernel homes of
-a kernel host (`<state>/kernels/<token>/`: relay sockets, markers, log) and the server extension's records
-(`<state>/jupyter/`: owners of REST-created sandboxes), and the state directory's identity.
+"""Where the Jupyter-side layers keep their own records: the kernel homes of a kernel host (relay sockets,
+markers, log), the server extension's records (`<state>/jupyter/`: owners of REST-created sandboxes), and
+the state directory's identity.
 
 It must never hand out a directory another user could write, nor one a sandbox can see.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+import tempfile
 from pathlib import Path
+
+SHARED_HOMES = "openshell-kernels"  # (as root, in the system's temporary directory)
 
 
 def kernel_homes() -> Path:
-    """The kernel homes of this state directory (private, made on first use)."""
+    """The kernel homes (made on first use). Not as root: `<state>/kernels` (private). As root, where state
+    directories may be deep, a root-owned 0711 directory of the system's temporary directory whose entries
+    (each 0700) have unguessable names: ipc socket paths (the relay's, the broker's) must stay below 108
+    bytes. Every home records its state directory (`state_id`)."""
     from ..paths import ensure_private_dir, layout
 
-    return ensure_private_dir(layout().kernels_dir)
+    if os.geteuid() != 0:
+        return ensure_private_dir(layout().kernels_dir)
+    base = Path(tempfile.gettempdir()) / SHARED_HOMES
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o711)
+    st = base.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+        raise OSError(f"{base} is not a directory owned by root; remove it and retry")
+    base.chmod(0o711)
+    return base
 
 
 def owner_records() -> Path:

@@ -17,9 +17,9 @@ import time
 import pytest
 from jupyter_client import KernelManager
 
-from jupyter_openshell.kernel import session
 from jupyter_openshell.kernel.kernelspec import install
 from jupyter_openshell.runtime.kubernetes._exec import COMMAND
+from jupyter_openshell.runtime.kubernetes._kernel_channel import TcpKernelChannel
 from jupyter_openshell.runtime.kubernetes._settings import KERNEL_PORTS
 
 
@@ -27,9 +27,7 @@ from jupyter_openshell.runtime.kubernetes._settings import KERNEL_PORTS
 def k8s_env(kube, settings, monkeypatch):
     monkeypatch.setenv("OPENSHELL_K8S_KUBECONFIG", settings.kubeconfig)
     monkeypatch.setenv("OPENSHELL_K8S_SERVER_ID", settings.server_id)
-    session._backend.cache_clear()
-    yield kube
-    session._backend.cache_clear()
+    return kube
 
 
 def _run(kc, code: str) -> tuple[dict, str]:
@@ -43,7 +41,8 @@ def _run(kc, code: str) -> tuple[dict, str]:
 
 
 def test_tcp_ports_agree_with_the_network_policy():
-    assert tuple(session.TCP_PORTS.values()) == KERNEL_PORTS
+    endpoint = TcpKernelChannel("10.0.0.7").endpoint()
+    assert tuple(endpoint[f"{c}_port"] for c in ("shell", "iopub", "stdin", "control", "hb")) == KERNEL_PORTS
 
 
 def test_kernel_pod_start_interrupt_restart_shutdown(k8s_env, tmp_path, monkeypatch):

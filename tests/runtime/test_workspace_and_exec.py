@@ -292,7 +292,7 @@ def test_cli_exec_gives_up_on_a_stopped_agent_instead_of_hanging(backend):
                 stderr=err,
             )
             until = time.monotonic() + 30  # the CLI forwards signals, and the agent is stopped
-            shim = backend.status(name).pid
+            shim = backend.status(name).details["pid"]
             while (
                 not (_catches(cli.pid, signal.SIGTERM) and _stopped_agent(shim)) and time.monotonic() < until
             ):
