@@ -35,7 +35,6 @@ ESSENTIAL = {
 NOT_APT = {
     "python3": "the interpreter setup.sh builds the venv with (it needs it to run at all)",
     "nvidia-smi": "NVIDIA's driver, not Debian's; the tests that run it are marked gpu and skip without one",
-    "no-such-command-xyz": "a test of what a missing command does",
     "chromium-browser": "Ubuntu's name for chromium, looked up as a fallback (setup.sh installs chromium)",
 }
 CALLS = {"run", "Popen", "call", "check_call", "check_output", "exec", "exec_in", "execvp", "execv",
@@ -76,6 +75,8 @@ def shell_commands(script: str) -> set[str]:
         except ValueError:
             words = part.split()
         words = [w for w in words if not re.match(r"^\w+=", w)]
+        while words and words[0] == "!":  # `! cmd`: the command is what follows
+            words = words[1:]
         if words and words[0] not in ("if", "then", "else", "fi", "do", "done", "for", "while", "{", "}"):
             found.add(words[0])
     return found
@@ -100,7 +101,10 @@ def commands_called(paths: list[Path]) -> dict[str, set[str]]:
 
     def add(commands: set[str], path: Path) -> None:
         for command in commands:
-            if command and "/" not in command and not command.startswith("{"):
+            # (an option is no command: the rest of a `$(...)` split off, or an argv given to an image's
+            # entrypoint; `no-such-command*` is what tests of a missing command run)
+            if (command and "/" not in command and not command.startswith(("{", "-"))
+                    and not command.startswith("no-such-command")):
                 found.setdefault(command, set()).add(str(path.relative_to(ROOT)))
 
     for base in paths:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..runtime import SandboxError
@@ -55,7 +56,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if st["container"] is not None else 1
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     from ..cluster._k3s import K3S_IMAGE
 
     sub = parser.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..runtime import SandboxError
@@ -77,7 +78,7 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     sub = parser.add_subparsers(dest="k8s_command", required=True, metavar="ACTION")
     for name, func, text in (
         ("render", _render, "print every manifest (YAML) for review or GitOps"),

@@ -28,14 +28,18 @@ from dataclasses import asdict, dataclass, field
 
 from ._types import SandboxError
 
-DIR, FILE, MAKE, SETUP = "dir", "file", "make", "setup"
+DIR, FILE, MAKE, SETUP, EXISTING = "dir", "file", "make", "setup", "existing"
 _MODULES = ("ipykernel_launcher", "jupyter_openshell", "sitecustomize", "usercustomize")
 _CONFIGS = ("jupyter", "jupyter_server", "jupyter_lab", "jupyter_notebook", "jupyter_nbconvert", "ipython")
 # name -> the placeholder made when it is missing, chosen so that host tools behave as if it were absent:
 # FILE (empty) where an empty file is inert; DIR where tools look for a file and skip a directory
 # (git's discovery skips an empty `.git` directory, importlib/pytest/pip/tox check for a regular file),
 # or where the user's tools may create files inside (editor folders); MAKE and SETUP are files whose
-# content is what the tool does without them (see `_text`).
+# content is what the tool does without them (see `_text`); EXISTING: protected where it exists, no
+# placeholder where it does not (names no current host tool loads from the working directory, kept off
+# the notebook folder's listing: Jupyter/IPython read these config files from their config directories,
+# and the module forms below the top one are only found where the working directory is on sys.path,
+# which every host Python this project or its server starts keeps it off: `-I`/`PYTHONSAFEPATH`).
 DEFAULT_PROTECTED: dict[str, str] = {
     ".git": DIR,
     ".gitmodules": FILE,
@@ -54,15 +58,18 @@ DEFAULT_PROTECTED: dict[str, str] = {
         FILE,
     ),
     **dict.fromkeys((".inputrc", ".envrc", ".jupyter", ".ipython", ".local"), FILE),
-    **{f"{app}_config{ext}": FILE for app in _CONFIGS for ext in (".py", ".json")},
-    "ipython_kernel_config.py": FILE,
-    "ipython_kernel_config.json": FILE,
+    **{f"{app}_config{ext}": EXISTING for app in _CONFIGS for ext in (".py", ".json")},
+    "ipython_kernel_config.py": EXISTING,
+    "ipython_kernel_config.json": EXISTING,
     # `python -m M` and `import M` in the workspace: any form of the module. Neither placeholder is
     # importable: a directory named `M.py` (or `.so`, ...) is no module, and a FILE named `M` is no
     # package (an empty directory `M` would be a namespace package, which outranks a package that an
     # editable install serves through its own finder)
-    **{name: FILE for name in _MODULES},
-    **{name + suffix: DIR for name in _MODULES for suffix in importlib.machinery.all_suffixes()},
+    **{name: FILE for name in _MODULES[:2]},
+    **{name + ".py": DIR for name in _MODULES[:2]},
+    **{name + suffix: EXISTING for name in _MODULES for suffix in importlib.machinery.all_suffixes()
+       if (name, suffix) not in ((m, ".py") for m in _MODULES[:2])},
+    **{name: EXISTING for name in _MODULES[2:]},
     **dict.fromkeys(("conftest.py", "noxfile.py", "setup.cfg", ".mcp.json"), FILE),
     **dict.fromkeys(("pytest.ini", "tox.ini", "pyproject.toml", "justfile", "package.json"), DIR),
     "setup.py": SETUP,
@@ -140,7 +147,7 @@ def plan(
                 )
                 fd = _open_path(leaf, parent)
                 if fd is None:
-                    continue  # (missing, and we may not create it here: neither may the sandbox)
+                    continue  # (missing: EXISTING-only, or we may not create it: neither may the sandbox)
                 fds.append((rel, fd))
                 st = os.fstat(fd)
                 if made or (st.st_dev, st.st_ino) in in_use:
@@ -278,7 +285,10 @@ def _text(root: int, rel: str, kind: str) -> bytes:
 
 
 def _make_placeholder(parent: int, leaf: str, kind: str, owner: tuple[int, int] | None, text: bytes) -> bool:
-    """Create the placeholder (False where we may not write: then neither may the sandbox)."""
+    """Create the placeholder (False for an EXISTING-only name, and where we may not write: then neither
+    may the sandbox)."""
+    if kind == EXISTING:
+        return False
     flags = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         if kind == DIR:

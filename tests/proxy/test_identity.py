@@ -127,3 +127,21 @@ def test_channel_socket_is_out_of_other_users_reach(sandboxed, tmp_path):
     assert out.stdout.strip() == str(13), out  # EACCES: the 0700 state directory
     with socket.socket(socket.AF_UNIX) as s:  # control: the owner can
         s.connect(str(path))
+
+
+def test_a_channel_connection_keeps_its_identity_whatever_credential_it_sends(sandboxed, upstream, tmp_path):
+    """A sandbox client configured with a proxy credential (HTTP_PROXY=http://user:pw@...) is still its
+    sandbox: the channel decides, the header is only removed and never reaches the upstream."""
+    import requests
+
+    agent = AgentForwarder(str(tmp_path / "identity-state" / "sandboxes" / "sbx" / "chan" / "proxy.sock"))
+    try:
+        s = requests.Session()
+        s.trust_env = False
+        r = s.get(f"http://127.0.0.1:{upstream.port}/sandbox/y",
+                  proxies={"http": f"http://someone:secret@127.0.0.1:{agent.port}"})
+        assert r.status_code == 200
+    finally:
+        agent.close()
+    (rec,) = [r for r in upstream.requests if r.path == "/sandbox/y"]
+    assert not [k for k, _ in rec.headers if k.lower() == "proxy-authorization"]

@@ -35,7 +35,7 @@ CALLER_HEADERS = [
     ("x-api-key", "caller-5"), ("X-Api-Key", "caller-5b"), ("apikey", "caller-6"),
     ("Ocp-Apim-Subscription-Key", "caller-7"), ("x-goog-api-key", "caller-8"),
     ("X_Goog_Api_Key", "caller-8b"),
-    ("Proxy-Authorization", "Basic caller-9"), ("Cookie", "session=caller-10"), ("Cookie2", "caller-11"),
+    ("Cookie", "session=caller-10"), ("Cookie2", "caller-11"),
     ("X-Auth-Token", "caller-12"), ("X-Amz-Security-Token", "caller-13"), ("x-access-token", "caller-14"),
     ("X-Custom-Secret", "caller-15"), ("Authentication", "caller-16"), ("X-ApiKey", "caller-17"),
     ("X-Functions-Key", "caller-18"), ("Private-Token", "caller-19"),

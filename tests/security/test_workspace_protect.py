@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_openshell.runtime._protect import DEFAULT_PROTECTED
+from jupyter_openshell.runtime._protect import DEFAULT_PROTECTED, EXISTING
 
 OWNER = 4242  # as root: a workspace of an unprivileged user, whose uid the sandbox then runs as
 DENY = "network:\n  egress:\n    - action: deny\n"
@@ -150,12 +150,19 @@ def _host_tools(mode, workspace: Path, marks: Path) -> list[str]:
 
 
 def test_protected_names_cannot_be_changed_from_inside(mode, project):
+    """Every protected name: missing ones (placeholders) and, for the names protected only where they
+    exist (`EXISTING`: no current host tool loads them from the working directory), existing ones."""
     workspace, _marks = project
+    existing_only = [n for n, kind in DEFAULT_PROTECTED.items() if kind == EXISTING]
+    for rel in existing_only:
+        (workspace / rel).write_text("# the user's own\n")
+        os.chown(workspace / rel, _owner(mode), _owner(mode))
     name = mode.create(DENY, workspace=workspace)
     names = [*DEFAULT_PROTECTED, *NESTED]
     proc = mode.python(name, ATTACK, json.dumps(names), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [], proc.stdout  # not one operation on one protected name
+    assert all((workspace / rel).read_text() == "# the user's own\n" for rel in existing_only)
     # readable from inside: the repository and the Makefile
     assert "user-make" in mode.sh(name, "cat /workspace/Makefile").stdout
     assert mode.sh(name, "cat /workspace/.git/HEAD").stdout.startswith("ref:")

@@ -6,7 +6,8 @@ user `openshell` and the credential as password, as clients derive it from
 `HTTP_PROXY=http://openshell:TOKEN@proxy:3128`, or `Bearer TOKEN`). On the FIRST request of a client
 connection (a CONNECT, or a plain request):
 * no header: the connection stays what it was (the host caller, or the sandbox whose UNIX channel it came
-  through);
+  through); a connection that came through a UNIX channel keeps that identity whatever it sends (its
+  header is only removed);
 * a credential whose SHA-256 is registered AND whose registered source equals the connection's peer IP
   binds the connection to that sandbox (`state.channels[client.id]`), for every later request on it
   (inside a tunnel too);
@@ -86,6 +87,8 @@ class Identity:
         if not values:
             return
         bound = self.state.channels.get(client_id)
+        if bound is not None and bound.kind == "unix":
+            return  # its UNIX channel says who it is: a proxy credential it sends is only removed
         entry, why = self._lookup(flow, values)
         if entry is None:
             self._refuse(flow, why)
