@@ -300,13 +300,32 @@ def openapi_document(base: str = "/openshell/api") -> dict:
                     "type": "object",
                     "properties": {
                         "name": {"type": "string"},
-                        "owner": {"type": "string"},
+                        "state": {"type": "string", "enum": ["running", "stopped", "exited", "creating"]},
+                        "owner": {"type": ["string", "null"]},
+                        "backend": {"type": "string", "description": "local, docker, kubernetes, a plugin"},
+                        "image": {"type": ["string", "null"], "description": "container image (null: local)"},
                         "address": {"type": "string"},
                         "policy_file": {"type": "string"},
+                        "policy_version": {
+                            "type": ["string", "null"],
+                            "description": "the version the proxy enforces now for this sandbox (null: "
+                            "the proxy does not run, has not loaded it, or runs in a cluster)",
+                        },
                         "workspace": {"type": ["string", "null"]},
-                        "pid": {"type": ["integer", "null"]},
-                        "created": {},
-                        "backend": {"type": "string"},
+                        "created": {"type": "number", "description": "unix time of this instance"},
+                        "enforcement": {
+                            "type": "object",
+                            "description": "what makes each wall: network, filesystem, syscalls, user, "
+                            "resources",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "limits": {"type": "object"},
+                        "gpu": {"type": "boolean"},
+                        "details": {
+                            "type": "object",
+                            "description": "backend facts: pid and uid on this host (local, docker), "
+                            "resources (what enforces each limit), warnings, ...",
+                        },
                     },
                     "additionalProperties": True,
                 },
