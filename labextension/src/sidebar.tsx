@@ -1,5 +1,5 @@
 /**
- * The OpenShell sidebar: the user's sandboxes with their facts (backend, state, enforcement per layer,
+ * The OpenShell sidebar: the user's sandboxes with their facts (backend, image, state, enforcement per layer,
  * policy version, age, denials not yet seen) and actions (policy, traffic, logs, stop, remove), the
  * kernel of the active notebook highlighted, and GPU status where there is a GPU.
  */
@@ -21,6 +21,7 @@ function Facts({ sandbox }: { sandbox: Sandbox }): JSX.Element {
   return (
     <div className="jp-OpenShell-facts">
       <span title="backend">{sandbox.backend ?? '?'}</span>
+      {sandbox.image ? <span title="image">{sandbox.image}</span> : null}
       <span className={`jp-OpenShell-state jp-mod-${sandbox.state ?? 'unknown'}`}>{sandbox.state ?? '?'}</span>
       <span title="created">{age(sandbox.created)}</span>
       {sandbox.policy_version ? <span title="policy version">policy {sandbox.policy_version}</span> : null}
