@@ -108,12 +108,16 @@ class IpcKernelChannel(KernelChannel):
         return {**PORTS, "ip": f"{INSIDE_DIR}/k", "transport": "ipc"}
 
     def launch(self, connection: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+        # The sandbox may write this directory (and ran code in it before a restart): never follow a link it
+        # put here, and hand over the file by its descriptor, not by a name it could swap meanwhile.
         path = self.directory / "connection.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as fh:
+            if self.uid is not None:
+                os.fchown(fh.fileno(), self.uid, self.uid)
             fh.write(json.dumps(connection))
-        if self.uid is not None:
-            os.chown(path, self.uid, self.uid)
         for port in PORTS.values():  # (a restart: the old kernel's sockets must not read as ready)
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / f"k-{port}").unlink()

@@ -236,6 +236,39 @@ def test_kernel_channel(backend, tmp_path):
         assert not channel.host_dir.exists()
 
 
+def test_kernel_channel_follows_no_link_the_sandbox_plants(backend, tmp_path):
+    """ATTACK: code in the sandbox (e.g. before a kernel restart) replaces the channel's connection file with
+    a link to a host file; the host's next launch must neither write nor hand over that file. CONTROL: the
+    planted link does reach the host file when followed."""
+    name = f"cf-kl-{uuid.uuid4().hex[:6]}"
+    backend.create(SandboxSpec(name=name, kernel=True))
+    try:
+        channel = backend.kernel_channel(name)
+        if channel.host_dir is None:
+            pytest.skip(f"the {backend.name} backend's kernel channel has no directory on the host")
+        victim = tmp_path / "victim"
+        planted = channel.host_dir / "connection.json"
+
+        def plant() -> None:
+            victim.write_text("host file\n")
+            link = ["ln", "-sf", str(victim), f"{channel.inside_dir}/connection.json"]
+            assert backend.exec(name, link).wait(30) == 0 and planted.is_symlink()
+
+        plant()
+        with open(planted, "w") as fh:  # CONTROL: following the link writes the host file
+            fh.write("x")
+        assert victim.read_text() == "x"
+        plant()
+        before = victim.stat()
+        channel.launch({**channel.endpoint(), "key": "k", "signature_scheme": "hmac-sha256"})
+        after = victim.stat()
+        assert victim.read_text() == "host file\n"
+        assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+        assert planted.is_file() and not planted.is_symlink()
+    finally:
+        backend.destroy(name)
+
+
 def _kernelspec(prefix: Path, backend_name: str, workspace: Path) -> str:
     name = f"openshell-{backend_name}"
     install(prefix=str(prefix), name=name, pool_size=0, backend=backend_name, workspace=str(workspace))
