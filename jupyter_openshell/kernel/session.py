@@ -176,6 +176,11 @@ class KernelSandbox:
         from .relay import Relay
 
         self.home.mkdir(mode=0o711)
+        # the host process this kernel belongs to (pid + start time): cleanup_stale() never touches a home
+        # whose owner lives, however far its start has got
+        from jupyter_openshell.runtime._state import start_time
+
+        (self.home / "owner").write_text(f"{os.getpid()} {start_time(os.getpid())}")
         with _live_lock:
             _live[id(self)] = self
         policy_file = self.config.policy_file or None
@@ -463,30 +468,41 @@ def kernel_policy_edits(name: str) -> bool | None:
     return None
 
 
+def _owner_alive(home: Path) -> bool:
+    """True while the host process that made this kernel home lives (pid and start time match); a home
+    without an owner record (made by an older version) counts as owned while its broker answers."""
+    from jupyter_openshell.runtime._state import alive
+
+    try:
+        pid, started = (home / "owner").read_text().split()
+        return alive(int(pid), int(started))
+    except (OSError, ValueError):
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(str(home / "chan" / "broker.sock"))
+            except OSError:
+                return False
+        return True
+
+
 def cleanup_stale() -> list[str]:
-    """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
+    """Destroy kernel sandboxes whose host process is gone (pid and start time); returns names.
 
     A server killed without shutting its kernels down leaves them running; the next server start and
     `openshell sandbox gc` call this. Only kernels of this state directory: another one's sandbox would not
     be found here, and removing its channel would leave it running where nothing finds it.
     """
-    import socket
-
     cleaned, ours = [], str(_state_dir())
     for home in kernels_dir().iterdir():
         try:
             name = (home / "sandbox").read_text().strip()
+            state = (home / "state").read_text()
         except OSError:
+            continue  # (still being made, or not a kernel home)
+        if state != ours or _owner_alive(home):
             continue
-        with contextlib.suppress(OSError):
-            if (home / "state").read_text() != ours:
-                continue
-        with socket.socket(socket.AF_UNIX) as sock:
-            try:
-                sock.connect(str(home / "chan" / "broker.sock"))
-                continue  # alive: another host process serves it
-            except OSError:
-                pass
         with contextlib.suppress(Exception):
             from jupyter_openshell.runtime import backend_of
 
