@@ -111,7 +111,7 @@ def test_without_loop_devices_a_private_workspace_is_an_engine_tmpfs(
         mounted = _sh(name, "grep ' /workspace ' /proc/self/mountinfo; touch /workspace/x && echo wrote")
         assert " - tmpfs " in mounted and "size=16384k,nr_inodes=1024" in mounted and "wrote" in mounted
         # its inodes run out at 1024 (the control: the same loop in /tmp, a 16 MiB tmpfs sized by bytes)
-        count = "i=0; while [ $i -lt 3000 ] && {{ true > {d}/f$i; }} 2>/dev/null; do i=$((i+1)); done; echo $i"
+        count = "i=0; while [ $i -lt 3000 ] && {{ true >{d}/f$i; }} 2>/dev/null; do i=$((i+1)); done; echo $i"
         assert int(_sh(name, count.format(d="/workspace")).split()[-1]) < 1100
         assert int(_sh(name, count.format(d="/tmp")).split()[-1]) == 3000
         record = json.loads((paths.state_dir() / "sandboxes" / name / "sandbox.json").read_text())

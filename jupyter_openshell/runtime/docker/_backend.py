@@ -8,6 +8,10 @@ profile generated from the local filter's rules (`_profile`), a read-only root f
 /dev/shm tmpfs of `resources.disk`, cgroup limits (memory without swap, pids, CPU) and the wall-clock
 `timeout` kept by PID 1 (`_init.py`). Host paths inside: the workspace (the one writable bind), the
 channel, a copy of the CA bundle, the agent's control directory, and what the spec or policy binds.
+The workspace is the local backend's (`_workspace`): the same host uid (as root a reserved one, never
+an existing user's unless it owns the given workspace), disk limit (`_disk`: a private workspace as root
+is the loop-mounted ext4 image, mounted on the host and bound in) and protected entries (`_protect`,
+read-only binds the engine makes by path, checked once the container runs: `_mounts`).
 Exec goes through the agent's control socket, which it makes in `<state>/sandboxes/<name>/agent`
 (bound at /run/openshell-agent): the same protocol, streaming, exit codes and signals as locally. The
 agent serves host processes only; the host checks the socket's owner is the agent it recorded.
