@@ -119,3 +119,31 @@ def test_without_loop_devices_a_private_workspace_is_an_engine_tmpfs(
         assert not Path(record["exposed"], "workspace.img").exists()
     finally:
         backend.destroy(name)
+
+
+def _placeholders(name: str) -> set[tuple]:
+    record = json.loads((paths.state_dir() / "sandboxes" / name / "sandbox.json").read_text())
+    return {tuple(p[:4]) for p in record["protect"]["placeholders"]}
+
+
+@pytest.mark.parametrize("first_out", ["docker", "local"])
+def test_placeholders_are_shared_with_a_local_sandbox_on_the_same_workspace(
+    docker_ready, conformance_state, workspace, first_out
+):
+    """One record format and one lock for both backends: the second sandbox adopts the first one's
+    placeholders, whichever leaves first leaves them to the other, the last one out removes them."""
+    names = {kind: f"{kind[:2]}-{uuid.uuid4().hex[:6]}" for kind in ("local", "docker")}
+    for kind, name in names.items():
+        get_backend(kind).create(SandboxSpec(name=name, workspace=str(workspace)))
+    try:
+        assert _placeholders(names["local"]) == _placeholders(names["docker"]) != set()
+        assert "refused" in _sh(names["docker"], "echo x >/workspace/conftest.py || echo refused")
+        assert (workspace / "conftest.py").read_text() == ""
+        second = "local" if first_out == "docker" else "docker"
+        get_backend(first_out).destroy(names.pop(first_out))
+        assert (workspace / "conftest.py").is_file() and (workspace / ".git").is_dir()  # (still in use)
+        get_backend(second).destroy(names.pop(second))
+        assert not (workspace / "conftest.py").exists() and not (workspace / ".git").exists()
+    finally:
+        for kind, name in names.items():
+            get_backend(kind).destroy(name)
