@@ -279,6 +279,7 @@ class KernelSandbox:
                 "OPENSHELL_KERNEL_BROKER": f"{INSIDE_DIR}/broker.sock",
                 "OPENSHELL_SANDBOX_FACTS": json.dumps(self.facts, default=str),
                 "PYTHONUNBUFFERED": "1",
+                "PYTHONSAFEPATH": "1",
             }
         )
         return env
@@ -297,13 +298,14 @@ class KernelSandbox:
         for port in PORTS.values():
             with contextlib.suppress(FileNotFoundError):
                 (self.chan / f"k-{port}").unlink()
-        # -I: the workspace (the kernel's cwd) is not on sys.path while the kernel starts: a
-        # `jupyter_openshell/` there (the runtime's protective placeholder, or code planted by the sandbox)
-        # would shadow the real package and the kernel would start without its extension (no %policy, no
-        # notices). IPython puts the cwd on sys.path afterwards, for the user's own modules.
+        # PYTHONSAFEPATH (kernel_env) and -s: the workspace (the kernel's cwd) is not on sys.path while the
+        # kernel starts: a `jupyter_openshell/` there (code planted by the sandbox) would shadow the real
+        # package and the kernel would start without its extension (no %policy, no notices); inside.py
+        # puts the cwd on sys.path afterwards, for the user's own modules. (Not -I: a container image's
+        # Python finds this package through the PYTHONPATH its backend sets.)
         argv = [
             self.python,
-            "-I",
+            "-s",
             "-m",
             "jupyter_openshell.kernel.inside",
             "-f",
