@@ -156,12 +156,15 @@ class KernelSandbox:
     def create(self) -> None:
         from jupyter_openshell.policy import PolicyError
         from jupyter_openshell.services import sandboxes
-        from jupyter_openshell.services.state import state_id
+        from jupyter_openshell.services.state import owner_mark, state_id
 
         from .broker import Broker
         from .relay import Relay
 
         self.home.mkdir(mode=0o700)
+        # the host process this kernel belongs to (pid + start time): cleanup_stale() never touches a home
+        # whose owner lives, however far its start has got
+        (self.home / "owner").write_text(owner_mark())
         with _live_lock:
             _live[id(self)] = self
         try:
@@ -215,6 +218,7 @@ class KernelSandbox:
                 "OPENSHELL_KERNEL_BROKER": f"{inside}/broker.sock" if inside else NO_BROKER,
                 "OPENSHELL_SANDBOX_FACTS": json.dumps(self.facts, default=str),
                 "PYTHONUNBUFFERED": "1",
+                "PYTHONSAFEPATH": "1",
             }
         )
         return env
@@ -222,10 +226,10 @@ class KernelSandbox:
     def launch(self) -> None:
         """Start ipykernel in the sandbox (again, on restart) with this sandbox's connection information."""
         extra_argv, extra_env = self.channel.launch(self.connection_info(inside=True))
-        # The channel's runner keeps the workspace (the kernel's cwd) off sys.path while the kernel starts
-        # where it can (-I): a `jupyter_openshell/` there (the runtime's protective placeholder, or code
-        # planted by the sandbox) would shadow the real package and the kernel would start without its
-        # extension (no %policy, no notices). IPython puts the cwd on sys.path afterwards.
+        # The channel's runner (-I where the backend can; and PYTHONSAFEPATH, kernel_env) keeps the workspace,
+        # the kernel's cwd, off sys.path while the kernel starts: a `jupyter_openshell/` there (code planted
+        # by the sandbox) would shadow the real package and the kernel would start without its extension (no
+        # %policy, no notices); inside.py puts the cwd on sys.path afterwards, for the user's own modules.
         argv = [
             *self.channel.runner,
             "jupyter_openshell.kernel.inside",
@@ -340,16 +344,32 @@ def _state_of(home: Path) -> str:
     return os.path.realpath((home / "state").read_text())
 
 
+def _owner_alive(home: Path) -> bool:
+    """True while the host process that made this kernel home lives (pid and start time match); a home
+    without an owner record (made by an older version) counts as owned while its broker answers."""
+    import socket
+
+    from jupyter_openshell.services.state import owner_alive
+
+    try:
+        return owner_alive((home / "owner").read_text())
+    except (OSError, ValueError):
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect((home / "broker").read_text())
+            except OSError:
+                return False
+        return True
+
+
 def cleanup_stale() -> list[str]:
-    """Destroy kernel sandboxes whose host process is gone (its broker no longer answers); returns names.
+    """Destroy kernel sandboxes whose host process is gone (pid and start time); returns names.
 
     A server killed without shutting its kernels down leaves them running; the next server start and
     `openshell sandbox gc` call this. Only kernels of this state directory (as root the homes of every state
     directory share one directory): another one's sandbox would not be found here, and removing its home
     would leave it running where nothing finds it.
     """
-    import socket
-
     from jupyter_openshell.services import sandboxes
     from jupyter_openshell.services.state import state_id
 
@@ -357,17 +377,11 @@ def cleanup_stale() -> list[str]:
     for home in kernels_dir().iterdir():
         try:
             name = (home / "sandbox").read_text().strip()
+            state = _state_of(home)
         except OSError:
+            continue  # (still being made, or not a kernel home)
+        if state != ours or _owner_alive(home):
             continue
-        with contextlib.suppress(OSError):
-            if _state_of(home) != ours:
-                continue
-        with socket.socket(socket.AF_UNIX) as sock:
-            try:
-                sock.connect((home / "broker").read_text())
-                continue  # alive: another host process serves it
-            except OSError:
-                pass
         with contextlib.suppress(Exception):
             sandboxes.destroy(name)
         shutil.rmtree(home, ignore_errors=True)

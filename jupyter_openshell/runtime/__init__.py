@@ -2,7 +2,7 @@
 
 Public API (see docs/ARCHITECTURE.md): `get_backend(name=None)`, `backend_of(sandbox)`,
 `available_backends()`, `backends_in_use()`, `exec_in`, `Backend`, `SandboxSpec`, `Bind`, `SandboxInfo`,
-`ExecProcess`, `KernelChannel`, `SandboxError`, `KILL_GRACE_S`.
+`ExecProcess`, `KernelChannel`, `SandboxError`, `KILL_GRACE_S`, `process_start`, `process_alive`.
 Backends are plugins: classes named by the entry point
 group `jupyter_openshell.backends` (the built-in ones are also known without scanning entry points, which
 keeps the CLI fast); every backend records its sandboxes under `<state>/sandboxes/<name>/sandbox.json`
@@ -85,6 +85,21 @@ def backend_of(sandbox: str) -> Backend:
     return get_backend(record(sandbox).get("backend") or "local")
 
 
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot; None: it does not exist): with the pid, what
+    tells a process from a later one that got the same pid."""
+    from ._state import start_time
+
+    return start_time(pid)
+
+
+def process_alive(pid: int | None, started: int | None) -> bool:
+    """True while `pid` is still the process that started at `started` and has not exited."""
+    from ._state import alive
+
+    return alive(pid, started)
+
+
 def exec_in(
     name: str, argv: Sequence[str], *, backend: str | None = None, **stdio_env_cwd: Any
 ) -> ExecProcess:
@@ -116,4 +131,6 @@ __all__ = [
     "default_backend",
     "exec_in",
     "get_backend",
+    "process_alive",
+    "process_start",
 ]

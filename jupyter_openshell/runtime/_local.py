@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import fcntl
 import importlib.machinery
 import json
 import logging
 import marshal
 import os
-import pwd
 import secrets
 import select
 import shutil
@@ -40,7 +38,6 @@ import jupyter_openshell
 
 from .. import paths
 from . import (
-    _acl,
     _attach,
     _bwrap,
     _disk,
@@ -48,10 +45,10 @@ from . import (
     _kernel_channel,
     _landlock,
     _links,
-    _protect,
     _resources,
     _seccomp,
     _state,
+    _workspace,
 )
 from ._exec import RemoteProcess
 from ._types import Backend, KernelChannel, SandboxError, SandboxInfo, SandboxSpec, check_name
@@ -68,11 +65,6 @@ RELAY_MAX_ENV = "OPENSHELL_RELAY_MAX_CONNECTIONS"  # connections through a sandb
 RELAY_MAX = 256
 RESERVED = ("/proc", "/dev", "/sys", "/run/openshell", "/workspace", "/tmp/home")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-EXPOSED_ROOT = Path("/var/lib/openshell-sandboxes")
-WORKSPACE_ACL = "workspace-acl.json"  # in the exposed dir: what to undo on a given workspace
-# Never a workspace (the sandbox may write it): these directories, nor anything in or above SYSTEM_TREES.
-SYSTEM_WORKSPACES = ("/", "/var", "/var/lib", "/home", "/root", "/run", "/tmp", "/srv", "/opt", "/mnt")
-SYSTEM_TREES = (*_bwrap.SYSTEM_DIRS, "/etc", "/boot", "/proc", "/sys", "/dev", str(EXPOSED_ROOT))
 CA_VARS = (
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
@@ -194,104 +186,6 @@ def _sandbox_user(policy: Any) -> tuple[str, int]:
     if isinstance(user, int) or str(user).isdigit():
         return "sandbox", int(user)
     return str(user), _bwrap.SANDBOX_UID
-
-
-def _check_workspace(workspace: Path) -> None:
-    """A given workspace becomes writable by the sandbox: never a system directory, the state dir, nor
-    a home directory (where the user's shell, git, Jupyter and ssh read their start-up files) or
-    one of its parents."""
-    state = os.path.realpath(paths.state_dir())
-    if (
-        str(workspace) in SYSTEM_WORKSPACES
-        or any(_inside(str(workspace), d) or _inside(d, str(workspace)) for d in SYSTEM_TREES)
-        or _inside(str(workspace), state)
-    ):
-        raise SandboxError(
-            f"--workspace {workspace} is a system directory (or holds one, or is in the openshell state); "
-            "a sandbox may write its workspace, so give it a directory of its own (e.g. /srv/work/NAME)"
-        )
-    for home in _homes(workspace):
-        if _inside(home, str(workspace)):
-            what = "a home directory" if home == str(workspace) else f"a parent of the home directory {home}"
-            raise SandboxError(
-                f"workspace {workspace} is {what}: a sandbox may write its workspace, and your shell, git, "
-                "Jupyter and ssh run or trust files there (.bashrc, .jupyter, .ssh/authorized_keys). Give it "
-                f"a project directory below it instead (e.g. {home}/projects/NAME); for Jupyter, open the "
-                "notebook from (or start the server in) such a project directory"
-            )
-
-
-def _homes(workspace: Path) -> set[str]:
-    """The home directories a workspace must not be or hold: the caller's ($HOME and its passwd
-    entry) and that of the workspace's owner."""
-    uids = {os.getuid()}
-    with contextlib.suppress(OSError):
-        uids.add(workspace.stat().st_uid)
-    found = {os.environ.get("HOME") or ""}
-    for uid in uids:
-        with contextlib.suppress(KeyError):
-            found.add(pwd.getpwuid(uid).pw_dir)
-    return {os.path.realpath(h) for h in found if h.startswith("/") and h != "/"}
-
-
-def _host_uid(reserved: int | None, workspace: Path, created: bool, exposed: Path) -> int:
-    """Never host root: as root, run as the workspace's (non-root) owner or the reserved per-sandbox uid.
-
-    The owner of a workspace the user gave is never changed: a root-owned one gets a POSIX ACL entry
-    for the reserved uid (undone when the sandbox is removed). Only a workspace we created is chowned.
-    """
-    if reserved is None:
-        return os.getuid()
-    if created:
-        os.chown(workspace, reserved, reserved, follow_symlinks=False)
-        return reserved
-    owner = workspace.stat().st_uid
-    if owner != 0:
-        return owner
-    try:
-        saved = _acl.grant(str(workspace), reserved)
-    except OSError as exc:
-        raise SandboxError(
-            f"--workspace {workspace} is owned by root and openshell never changes the owner of a directory "
-            f"you give it; granting the sandbox's uid {reserved} access with a POSIX ACL failed "
-            f"({exc.strerror or exc}). Either hand the directory to an unprivileged owner, whose uid the "
-            f"sandbox then runs as (`chown 65534 {workspace}`), or leave out --workspace for a private one"
-        ) from exc
-    (exposed / WORKSPACE_ACL).write_text(json.dumps(saved))
-    return reserved
-
-
-def _release_workspace(exposed: Path) -> None:
-    """Undo the ACL `_host_uid` put on a given workspace (before its uid is freed for reuse)."""
-    try:
-        saved = json.loads((exposed / WORKSPACE_ACL).read_text())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(OSError):
-        _acl.release(saved)
-
-
-def _exposed_dir(directory: Path, token: str) -> tuple[Path, int | None]:
-    """(where the paths bwrap binds live, the reserved host uid when we are root).
-
-    bwrap resolves bind sources by name with the sandbox uid's rights, so when we are root they cannot
-    be inside the 0700 state directory: they go to `EXPOSED_ROOT/<uid>-<token>` (0711, unguessable),
-    whose name also reserves the uid machine-wide (state directories of other users share the range).
-    """
-    if os.geteuid() != 0:
-        return directory, None
-    EXPOSED_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
-    EXPOSED_ROOT.chmod(0o711)
-    lock = os.open(EXPOSED_ROOT / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        used = {int(p.split("-", 1)[0]) for p in os.listdir(EXPOSED_ROOT) if p.split("-", 1)[0].isdigit()}
-        uid = next(u for u in range(_state.UID_BASE, _state.UID_BASE + 1_000_000) if u not in used)
-        exposed = EXPOSED_ROOT / f"{uid}-{token}"
-        exposed.mkdir(mode=0o711)
-    finally:
-        os.close(lock)
-    return exposed, uid
 
 
 # Shims this process started, by host pid, whichever backend instance started them: any instance's
@@ -426,22 +320,12 @@ class LocalBackend(Backend):
         gpu_binds = _gpu.gpu_binds() if gpu else None
         python, runtime_paths = _runtime_paths()
         token = secrets.token_hex(8)
-        exposed, reserved = _exposed_dir(directory, token)
+        exposed, reserved = _workspace.exposed_dir(directory, token)
         record["exposed"] = str(exposed)
-        created = False
-        if spec.workspace:
-            workspace, own_ws = Path(spec.workspace).resolve(), False
-            _check_workspace(workspace)
-            if not workspace.exists():
-                workspace.mkdir(parents=True)
-                created = True
-        else:
-            workspace, own_ws = exposed / "workspace", True
-            workspace.mkdir(mode=0o700, exist_ok=True)
-            created = True
+        workspace, own_ws, created = _workspace.choose(spec.workspace, exposed)
         record.update(workspace=str(workspace), workspace_owned=own_ws)
-        disk = self._attach_disk(record, workspace, own_ws, limits.disk, exposed)
-        uid = _host_uid(reserved, workspace, created, exposed)
+        disk = _workspace.attach_disk(record, workspace, own_ws, limits.disk, exposed)
+        uid = _workspace.host_uid(reserved, workspace, created, exposed)
         binds = _kernel_channel.binds(spec, record, uid)
         chan = exposed / "chan"
         chan.mkdir(exist_ok=True)
@@ -458,12 +342,12 @@ class LocalBackend(Backend):
         try:
             if os.geteuid() == 0:
                 _check_reachable([python, os.path.realpath(python), *runtime_paths], uid, python=True)
-                acl = (exposed / WORKSPACE_ACL).exists()  # the leaf's ACL lets uid in: check its parents
+                # (the leaf's ACL lets uid in: check its parents)
+                acl = (exposed / _workspace.WORKSPACE_ACL).exists()
                 _check_reachable([str(workspace.parent if acl else workspace), str(chan)], uid, python=False)
             enforcement = _resources.plan(name, limits, token)
-            protect_fds = [
-                (rel, int(cmd.fd(fd)), rw) for rel, fd, rw in self._protect(record, workspace, disk, policy)
-            ]
+            protected = _workspace.protect(record, workspace, disk, policy)
+            protect_fds = [(rel, int(cmd.fd(fd)), rw) for rel, fd, rw in protected]
             record.update(
                 workspace=str(workspace),
                 workspace_owned=own_ws,
@@ -629,95 +513,6 @@ class LocalBackend(Backend):
             },
         }
 
-    def _attach_disk(
-        self, record: dict, workspace: Path, private: bool, size: int | None, exposed: Path
-    ) -> _disk.Disk:
-        """Limit the workspace (see `_disk`). The plan is on disk before anything is mounted, so that a
-        teardown, or `gc` after a crash, finds what to undo."""
-        disk = _disk.plan(workspace, private, size, os.geteuid() == 0, exposed)
-        record["disk"] = disk.to_dict()
-        _state.write(record)
-        try:
-            _disk.attach(disk)
-        except OSError as exc:
-            if disk.mechanism != "ext4 image":
-                raise SandboxError(
-                    f"cannot limit the workspace {workspace} ({disk.mechanism}): {exc}"
-                ) from exc
-            # (no loop devices here, e.g. in a container: the shim mounts a tmpfs instead)
-            disk = _disk.Disk("tmpfs", disk.limit, disk.inodes, str(workspace))
-            log.warning(
-                "workspace image of sandbox %s not mounted (%s): a tmpfs instead", record["name"], exc
-            )
-        if disk.mechanism == "project quota":  # (a workspace shared with live sandboxes: theirs to restore)
-            shared = [
-                d
-                for d in self._live_disks(record["name"])
-                if (d.workspace, d.projid) == (disk.workspace, disk.projid)
-            ]
-            if shared:
-                disk.saved = shared[0].saved
-        record["disk"] = disk.to_dict()
-        return disk
-
-    def _protect(
-        self, record: dict, workspace: Path, disk: _disk.Disk, policy: Any
-    ) -> list[tuple[str, int, bool]]:
-        """Protect the workspace's entries that host tools run or trust (see `_protect`); returns the
-        fds to bind. Only in a workspace the caller gave (a host directory where the user's tools run):
-        a private one is the sandbox's own scratch space, removed with it (or a tmpfs no host tool sees)."""
-        fs = policy.filesystem
-        writable, extra = getattr(fs, "workspace_writable", ()), getattr(fs, "workspace_protected", ())
-        if record.get("workspace_owned") or disk.mechanism == "tmpfs":
-            record["protect"] = _protect.Protection(str(workspace), writable=sorted(writable)).to_dict()
-            return []
-        owner = (workspace.stat().st_uid, workspace.stat().st_gid) if os.geteuid() == 0 else None
-        with _state.locked(".protect.lock"):  # (sandboxes sharing a workspace share its placeholders)
-            protection, fds = _protect.plan(
-                str(workspace), writable, extra, owner, self._placeholders_in_use(record["name"])
-            )
-            record["protect"] = protection.to_dict()
-            _state.write(record)
-        return fds
-
-    def _live_records(self, name: str) -> list[dict]:
-        """Records of the other sandboxes whose processes run (or that a live process is creating)."""
-        out = []
-        for other in _state.names():
-            record = _state.read(other) if other != name else None
-            if record and self._in_use(record):
-                out.append(record)
-        return out
-
-    def _in_use(self, record: dict) -> bool:
-        if record.get("state") == "creating":
-            return _state.alive(*(record.get("creator") or [None, None]))
-        return record.get("state") in ("running", "starting") and self._alive(record)
-
-    def _placeholders_in_use(self, name: str) -> set[tuple[int, int]]:
-        found: set[tuple[int, int]] = set()
-        for record in self._live_records(name):
-            found |= _protect.placeholder_ids(_protect.Protection.from_dict(record.get("protect")))
-        return found
-
-    def _live_disks(self, name: str) -> list[_disk.Disk]:
-        disks = (_disk.Disk.from_dict(r.get("disk")) for r in self._live_records(name))
-        return [d for d in disks if d is not None]
-
-    def _release(self, name: str, record: dict, remove: bool) -> None:
-        """Undo `_protect` and `_attach_disk` (its processes are gone)."""
-        with _state.locked(".protect.lock"):
-            _protect.remove_placeholders(
-                _protect.Protection.from_dict(record.get("protect")), self._placeholders_in_use(name)
-            )
-        disk = _disk.Disk.from_dict(record.get("disk"))
-        shared = disk is not None and disk.mechanism == "project quota"
-        if shared and any(
-            (d.workspace, d.projid) == (disk.workspace, disk.projid) for d in self._live_disks(name)
-        ):
-            return  # (the last sandbox on this workspace restores the quota)
-        _disk.release(disk, remove)
-
     def _spawn(self, cmd: Any, timeout: str, limits: Any, name: str, uid: int) -> subprocess.Popen:
         # `timeout` (0: none) is bwrap's parent, whose exit --die-with-parent watches: it must outlive
         # the CLI process that created the sandbox.
@@ -807,18 +602,15 @@ class LocalBackend(Backend):
             self._kill(record)
         finally:
             unregister()
-        self._release(name, record, remove)
+        _workspace.release(name, record, remove)
         directory = _state.directory(name)
         with contextlib.suppress(FileNotFoundError):
             paths.layout().control_socket(name).unlink()
         if not remove:
             return
         _kernel_channel.remove(record.get("kernel_channel"))
-        exposed = record.get("exposed")
-        if exposed and Path(exposed).parent == EXPOSED_ROOT:
-            _release_workspace(Path(exposed))
-            _rmtree(Path(exposed))
-        _rmtree(directory)  # a workspace given with --workspace is never inside it: kept
+        _workspace.remove_exposed(record.get("exposed"))
+        _workspace.rmtree(directory)  # a workspace given with --workspace is never inside it: kept
 
     def stop(self, name: str) -> SandboxInfo:
         record = self._record(name)
@@ -859,18 +651,15 @@ class LocalBackend(Backend):
                 enforcement = _resources.find(name, exposed.name.split("-", 1)[-1])
                 enforcement.kill()
                 enforcement.remove()
-                if exposed.parent == EXPOSED_ROOT:
-                    _disk.unmount(str(exposed / "workspace"))  # (the record, and with it the plan, is lost)
-                    _release_workspace(exposed)
-                    _rmtree(exposed)
-            _rmtree(Path(directory))
+                _workspace.remove_exposed(exposed)  # (the record, and with it the plan, is lost)
+            _workspace.rmtree(Path(directory))
             cleaned.append(f"pid {pid}")
         return cleaned
 
     def _info(self, record: dict) -> SandboxInfo:
         reap_shims()
         state = record.get("state", "exited")
-        if state in ("running", "starting", "creating") and not self._in_use(record):
+        if state in ("running", "starting", "creating") and not _workspace.in_use(record):
             state = "exited"  # (a create whose process died midway included)
         enforcement = record.get("enforcement") or {}
         return SandboxInfo(
@@ -899,7 +688,7 @@ class LocalBackend(Backend):
                     _disk.Disk.from_dict(record.get("disk")),
                     state,
                 ),
-                "protected": _protected(record.get("protect")),
+                "protected": _workspace.details(record),
             },
         )
 
@@ -960,20 +749,6 @@ def _relay_max() -> int:
     return int(value)
 
 
-def _protected(data: dict | None) -> dict:
-    """What `_protect` made read-only in the workspace, for SandboxInfo.details["protected"]."""
-    protection = _protect.Protection.from_dict(data)
-    if protection is None:
-        return {}
-    return {
-        "bound": protection.bind,
-        "placeholders": [p[0] for p in protection.placeholders],
-        "pinned": protection.pinned,
-        "writable": protection.writable,
-        "warnings": protection.warnings,
-    }
-
-
 def _read_info(fd: int) -> dict:
     data = b""
     while True:
@@ -1008,23 +783,3 @@ def _orphan_shims(root: str) -> list[tuple[int, str]]:
                 if not paths.layout().sandbox_record(os.path.basename(directory)).exists():
                     found.append((int(entry), directory))
     return found
-
-
-def _rmtree(path: Path) -> None:
-    """Remove a tree the sandbox wrote (its processes are gone): never follow its symlinks; make
-    directories it locked (mode 000) ours to walk, then retry."""
-    if not path.is_dir() or path.is_symlink():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    failed: list[str] = []
-    for _ in range(8):
-        failed.clear()
-        shutil.rmtree(path, onerror=lambda _f, target, _e: failed.append(target))
-        if not failed or not path.exists():
-            return
-        for target in failed:
-            for candidate in (target, os.path.dirname(target)):
-                with contextlib.suppress(OSError):
-                    if stat.S_ISDIR(os.lstat(candidate).st_mode):
-                        os.chmod(candidate, 0o700)

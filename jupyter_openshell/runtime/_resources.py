@@ -259,12 +259,20 @@ def describe(kind: str, limits: dict, rlimits: dict, tmp_size: int, disk: Any, s
         else:
             by, note = RLIMIT_NOTES[resource]
         out[resource] = {"limit": limits.get(resource), "by": by, "note": note}
-    files = rlimits.get("FSIZE")
+    out["disk"] = describe_disk(limits, rlimits.get("FSIZE"), tmp_size, disk, state)
+    timeout = limits.get("timeout")
+    out["timeout"] = {"limit": timeout, "by": "timeout -s KILL" if timeout else "none", "note": ""}
+    return out
+
+
+def describe_disk(limits: dict, files: int | None, tmp_size: int, disk: Any, state: str) -> dict:
+    """The "disk" entry of `describe`, for every backend: the workspace's mechanism (`_disk.describe`),
+    /tmp and /dev/shm, and the per-file cap (`files`: RLIMIT_FSIZE, None when there is none)."""
     ws_by, ws_note = _disk.describe(disk, state)
     note = f"{ws_note}; /tmp and /dev/shm are tmpfs of {tmp_size} bytes each (their pages count as memory)"
     if files:
         note += f"; no file may grow past {files} bytes (RLIMIT_FSIZE)"
-    out["disk"] = {
+    return {
         "limit": (disk.limit if disk is not None else None) or limits.get("disk"),
         "by": ws_by + (" + RLIMIT_FSIZE" if files else ""),
         "note": note,
@@ -275,9 +283,6 @@ def describe(kind: str, limits: dict, rlimits: dict, tmp_size: int, disk: Any, s
             "note": ws_note,
         },
     }
-    timeout = limits.get("timeout")
-    out["timeout"] = {"limit": timeout, "by": "timeout -s KILL" if timeout else "none", "note": ""}
-    return out
 
 
 def plan(name: str, limits: Limits, token: str) -> Enforcement:

@@ -19,7 +19,7 @@ from .. import paths
 
 ADDRESS_PREFIX = "127.77"
 MAX_SANDBOXES = 254 * 256
-UID_BASE = 1_500_000_000  # host uids of root-started sandboxes start here (see _local._exposed_dir)
+UID_BASE = 1_500_000_000  # host uids of root-started sandboxes start here (see _workspace.exposed_dir)
 
 
 def root() -> Path:

@@ -44,6 +44,22 @@ def owner_records() -> Path:
     return layout().owners_file
 
 
+def owner_mark() -> str:
+    """"PID START" of this process: what a kernel home records as the host process it belongs to."""
+    from ..runtime import process_start
+
+    return f"{os.getpid()} {process_start(os.getpid())}"
+
+
+def owner_alive(mark: str) -> bool:
+    """True while the process an `owner_mark()` names lives (pid and start time match); ValueError for a
+    malformed mark."""
+    from ..runtime import process_alive
+
+    pid, started = mark.split()
+    return process_alive(int(pid), int(started))
+
+
 def state_id() -> str:
     """This state directory's real path: what a kernel home records as its owner."""
     from ..paths import state_dir

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 
 import psutil
 import pytest
@@ -210,7 +211,11 @@ def test_kernel_sandboxes_of_a_dead_host_are_cleaned_up(workspace):
     alive = KernelSandbox.start(KernelConfig(workspace=str(workspace)))
     orphan = KernelSandbox.start(KernelConfig(workspace=str(workspace)))
     try:
-        orphan.broker.stop()  # what remains when the server that started it was killed
+        # what remains when the server that started it was killed: its broker gone, its owner dead
+        orphan.broker.stop()
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        (orphan.home / "owner").write_text(f"{gone.pid} 0")
         assert orphan.name in cleanup_stale()
         assert orphan.name not in _sandbox_names() and not orphan.home.exists()
         assert alive.name in _sandbox_names() and alive.poll() is None

@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from jupyter_openshell.runtime import _state
 from jupyter_openshell.runtime._resources import _descendants
 from jupyter_openshell.testing import UpstreamServer
 
@@ -73,10 +74,17 @@ sys.stdin.readline()
 """
 
 
-def agent_pid(shim: int) -> int:
-    """The host pid of the agent in the tree of the sandbox's shim (the Python whose boot code names
-    `_agent`; the shim's and bwrap's command lines hold that code too)."""
-    for pid in _descendants(shim):
+def agent_pid(record: dict) -> int:
+    """The host pid of the sandbox's agent, found in the process tree of its shim (local) or of its
+    container's init (docker). Locally: the Python whose boot code names `_agent` (the shim's and
+    bwrap's command lines hold that code too). In a container the agent is init's fork, with init's
+    command line: the child the record names, as long as it is still that process below that init."""
+    tree = _descendants(record["pid"])
+    recorded = record.get("agent_pid")
+    if recorded:
+        assert recorded in tree and _state.alive(recorded, record.get("agent_start")), (recorded, tree)
+        return recorded
+    for pid in tree:
         try:
             if (
                 Path(f"/proc/{pid}/comm").read_text().startswith("python")
@@ -85,11 +93,11 @@ def agent_pid(shim: int) -> int:
                 return pid
         except OSError:
             continue
-    raise AssertionError(f"no agent below pid {shim}")
+    raise AssertionError(f"no agent below pid {record['pid']}")
 
 
 def _agent(mode, name: str) -> int:
-    return agent_pid(mode.record(name)["pid"])
+    return agent_pid(mode.record(name))
 
 
 def _tasks_and_fds(pid: int) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_openshell.runtime._local import EXPOSED_ROOT
+from jupyter_openshell.runtime._workspace import EXPOSED_ROOT
 
 DISK = "network:\n  egress:\n    - action: deny\nresources:\n  disk: 16Mi\n"
 # Four 12 MiB files (each under RLIMIT_FSIZE = 16 MiB) and 5000 empty ones, counted as they land.
@@ -138,15 +138,22 @@ def test_image_and_loop_device_go_with_stop_rm_and_a_failed_create(mode):
     assert not Path(image).exists() and not Path(image).parent.exists()
     loops_before = _loops_backed_by(str(EXPOSED_ROOT))
 
-    # bwrap fails after the image is mounted (a policy path below a directory the sandbox's uid cannot enter)
+    # the sandbox fails to start after the image is mounted: locally bwrap cannot bind a policy path
+    # below a directory the sandbox's uid cannot enter; in a container (the engine binds as root) the
+    # policy hides the agent's code from the container's init
     private = mode.root / f"private-{uuid.uuid4().hex[:6]}" / "inner"
     private.mkdir(parents=True)
     private.parent.chmod(0o700)
+    broken = f"read_only: [{str(private)!r}]"
+    if mode.backend == "docker":
+        broken = 'hidden: ["/opt/openshell/agent"]'
     before = set(os.listdir(EXPOSED_ROOT))
     failed = mode.cli(
         "create",
+        "--backend",
+        mode.backend,
         "--policy",
-        mode.policy(DISK + f"filesystem:\n  read_only: [{str(private)!r}]\n"),
+        mode.policy(DISK + f"filesystem:\n  {broken}\n"),
         check=False,
     )
     assert failed.returncode != 0 and "did not start" in failed.stderr, failed.stderr
@@ -207,8 +214,10 @@ def test_project_quota_limits_a_given_workspace(mode, tmp_path):
 CRASH_MIDWAY = """
 import os, sys
 from jupyter_openshell.runtime import SandboxSpec, _bwrap, get_backend
-_bwrap.build = lambda *a, **k: os._exit(9)  # (the CLI dies after the image is mounted)
-get_backend().create(SandboxSpec.from_policy_file(sys.argv[2], name=sys.argv[1]))
+from jupyter_openshell.runtime.docker._backend import DockerBackend
+# the CLI dies after the image is mounted: locally before bwrap runs, in docker once the container runs
+_bwrap.build = DockerBackend._wait_ready = lambda *a, **k: os._exit(9)
+get_backend(sys.argv[3]).create(SandboxSpec.from_policy_file(sys.argv[2], name=sys.argv[1]))
 """
 
 
@@ -216,7 +225,10 @@ def test_gc_unmounts_the_image_of_a_create_that_died_midway(mode):
     _root_only(mode)
     name = f"crash-{uuid.uuid4().hex[:6]}"
     crashed = subprocess.run(
-        [sys.executable, "-c", CRASH_MIDWAY, name, mode.policy(DISK)], env=mode.env(), cwd="/", check=False
+        [sys.executable, "-c", CRASH_MIDWAY, name, mode.policy(DISK), mode.backend],
+        env=mode.env(),
+        cwd="/",
+        check=False,
     )
     assert crashed.returncode == 9
     record = mode.record(name)

@@ -208,7 +208,7 @@ def test_control_names_made_writable_by_policy_do_run_on_the_host(mode, project)
 def test_a_linked_protected_name_is_refused(mode, project):
     workspace, _marks = project
     os.symlink("notes.txt", workspace / "conftest.py")
-    refused = mode.cli("create", "--workspace", str(workspace), check=False)
+    refused = mode.cli("create", "--backend", mode.backend, "--workspace", str(workspace), check=False)
     assert refused.returncode == 1 and "conftest.py is a symbolic link" in refused.stderr, refused.stderr
     assert "workspace_writable" in refused.stderr
     assert not (workspace / ".vscode").exists()  # (no placeholder left behind by the refused create)
@@ -220,7 +220,9 @@ def test_home_directory_is_refused_as_a_workspace(mode):
     os.chown(home, mode.uid, mode.uid)
     env = {"HOME": str(home)}
     for workspace in (home, home.parent):
-        refused = mode.cli("create", "--workspace", str(workspace), check=False, env=env)
+        refused = mode.cli(
+            "create", "--backend", mode.backend, "--workspace", str(workspace), check=False, env=env
+        )
         assert refused.returncode == 1 and "home directory" in refused.stderr, refused.stderr
         assert f"{home}/projects/NAME" in refused.stderr
     below = home / "project"  # (a project folder below it is fine)

@@ -8,6 +8,10 @@ profile generated from the local filter's rules (`_profile`), a read-only root f
 /dev/shm tmpfs of `resources.disk`, cgroup limits (memory without swap, pids, CPU) and the wall-clock
 `timeout` kept by PID 1 (`_init.py`). Host paths inside: the workspace (the one writable bind), the
 channel, a copy of the CA bundle, the agent's control directory, and what the spec or policy binds.
+The workspace is the local backend's (`_workspace`): the same host uid (as root a reserved one, never
+an existing user's unless it owns the given workspace), disk limit (`_disk`: a private workspace as root
+is the loop-mounted ext4 image, mounted on the host and bound in) and protected entries (`_protect`,
+read-only binds the engine makes by path, checked once the container runs: `_mounts`).
 Exec goes through the agent's control socket, which it makes in `<state>/sandboxes/<name>/agent`
 (bound at /run/openshell-agent): the same protocol, streaming, exit codes and signals as locally. The
 agent serves host processes only; the host checks the socket's owner is the agent it recorded.
@@ -29,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from ... import paths
-from .. import _acl, _bwrap, _kernel_channel, _links, _local, _state
+from .. import _bwrap, _disk, _kernel_channel, _links, _local, _resources, _state, _workspace
 from .._exec import RemoteProcess
 from .._types import Backend, Bind, KernelChannel, SandboxError, SandboxInfo, SandboxSpec, check_name
-from . import _engine, _profile, _runtime_image
+from . import _engine, _mounts, _profile, _runtime_image
 from ._image import default_image
 
 AGENT_MOUNT = "/run/openshell-agent"
@@ -73,7 +77,7 @@ class DockerBackend(Backend):
                         f"or remove it with `openshell sandbox rm {name}`"
                     )
                 self._teardown(name, existing, remove=True)
-            paths.ensure_private_dir(_state.directory(name))
+            directory = paths.ensure_private_dir(_state.directory(name))
             record = {
                 "name": name,
                 "backend": self.name,
@@ -85,10 +89,11 @@ class DockerBackend(Backend):
                 "python": runtime.python,
                 "kernel_missing": runtime.kernel_missing(),
                 "token": secrets.token_hex(6),
+                "creator": [os.getpid(), _state.start_time(os.getpid())],
             }
             _state.write(record)
         try:
-            return self._start(name, record, spec, policy, text, runtime)
+            return self._start(name, directory, record, spec, policy, text, runtime)
         except BaseException:
             self._teardown(name, record, remove=True)
             raise
@@ -96,6 +101,7 @@ class DockerBackend(Backend):
     def _start(
         self,
         name: str,
+        directory: Path,
         record: dict,
         spec: SandboxSpec,
         policy: Any,
@@ -103,15 +109,19 @@ class DockerBackend(Backend):
         runtime: _runtime_image.RuntimeImage,
     ) -> SandboxInfo:
         client = _engine.client()
-        user, uid = _local._sandbox_user(policy)
+        user, _uid = _local._sandbox_user(policy)  # (refuses root; inside, the uid is the host uid)
         _local._check_policy_paths(policy)
         limits = _links.limits(policy)
         gpu = bool(policy.gpu if spec.gpu is None else spec.gpu)
         tmp_size = limits.disk or _local.DEFAULT_TMP
-        workspace, own_ws, uid = self._workspace(spec, record, uid)
+        exposed, reserved = _workspace.exposed_dir(directory, record["token"])
+        record["exposed"] = str(exposed)
+        _state.write(record)
+        workspace, own_ws, created = _workspace.choose(spec.workspace, exposed)
+        record.update(workspace=str(workspace), workspace_owned=own_ws)
+        disk = _workspace.attach_disk(record, workspace, own_ws, limits.disk, exposed)
+        uid = _workspace.host_uid(reserved, workspace, created, exposed)
         record.update(
-            workspace=str(workspace),
-            workspace_owned=own_ws,
             uid=uid,
             user=user,
             limits=limits.to_dict(),
@@ -130,7 +140,10 @@ class DockerBackend(Backend):
             os.chown(agent_dir, uid, uid)
         # Its policy becomes current and the proxy opens its gateway while the container starts.
         publish = _local._in_background(_local._publish, name, text, record["created"])
+        protected: list[tuple[str, int, bool]] = []
+        planned: list[_mounts.Planned] = []
         try:
+            protected = _workspace.protect(record, workspace, disk, policy)
             ca_pem = _links.ca_bundle()
             if not ca_pem:  # first sandbox of this state dir: the proxy makes the CA
                 _links.ensure_proxy()
@@ -138,8 +151,12 @@ class DockerBackend(Backend):
             ca = paths.layout().sandbox_ca_copy(name)
             ca.write_bytes(ca_pem)
             ca.chmod(0o644)
+            mount = _engine.sdk().types.Mount
+            ws_mounts, tmpfs, planned = _mounts.workspace_mounts(mount, str(workspace), disk, protected, uid)
             binds = _kernel_channel.binds(spec, record, uid)
-            mounts, tmpfs = self._mounts(binds, policy, workspace, chan, agent_dir, ca, tmp_size, gpu)
+            mounts = self._mounts(
+                binds, policy, workspace, ws_mounts, tmpfs, chan, agent_dir, ca, tmp_size, gpu
+            )
             config = self._agent_config(name, record, spec, binds, policy, runtime, limits, bool(ca_pem))
             kwargs = self._container_kwargs(
                 record, runtime, config, mounts, tmpfs, limits, tmp_size, gpu, uid
@@ -152,81 +169,50 @@ class DockerBackend(Backend):
                 container.start()
             except errors.APIError as exc:
                 raise SandboxError(
-                    f"sandbox {name}: the engine refused the container: {_explain(exc, gpu)}"
+                    f"sandbox {name} did not start: the engine refused the container: {_explain(exc, gpu)}"
                 ) from None
             self._wait_ready(name, container, Path(record["control"]))
             container.reload()
             init = int(container.attrs["State"]["Pid"])
+            record.update(pid=init, pid_start=_state.start_time(init))
             agent = _only_child(init)
+            # The engine bound paths: before anything runs in it, each is what the plan holds open.
+            _mounts.verify(name, init, planned)
             record.update(
-                pid=init,
-                pid_start=_state.start_time(init),
                 agent_pid=agent,
                 agent_start=_state.start_time(agent) if agent else None,
                 state="running",
                 enforcement=_enforcement(client),
             )
             warning = publish()
-            record["warnings"] = [warning] if warning else []
+            record["warnings"] = [*([warning] if warning else []), *record["protect"].get("warnings", [])]
         except BaseException:
             with contextlib.suppress(BaseException):
                 publish()  # (before the teardown unregisters it)
             raise
+        finally:
+            for fd in {fd for _rel, fd, _w in (*protected, *planned)}:
+                os.close(fd)
         _state.write(record)
         return self._info(record, {record["container"]: "running"})
-
-    def _workspace(
-        self, spec: SandboxSpec, record: dict, uid: int
-    ) -> tuple[Path, bool, int]:
-        """(workspace, made by us, container uid). Never root inside: as root, a given workspace's
-        non-root owner is the uid; a root-owned one gets an ACL entry for `uid` (undone at removal).
-        Not root: the caller's own uid, whose files the workspace then holds."""
-        root = os.geteuid() == 0
-        if not root:
-            uid = os.getuid()
-        if not spec.workspace:
-            workspace = paths.layout().private_workspace(record["name"])
-            workspace.mkdir(mode=0o700, exist_ok=True)
-            if root:
-                os.chown(workspace, uid, uid)
-            return workspace, True, uid
-        workspace = Path(spec.workspace).resolve()
-        _local._check_workspace(workspace)
-        if not workspace.exists():
-            workspace.mkdir(parents=True)
-            if root:
-                os.chown(workspace, uid, uid)
-            return workspace, False, uid
-        owner = workspace.stat().st_uid
-        if not root or owner != 0:
-            return workspace, False, owner if root else uid
-        try:
-            record["workspace_acl"] = _acl.grant(str(workspace), uid)
-        except OSError as exc:
-            raise SandboxError(
-                f"--workspace {workspace} is owned by root and openshell never changes the owner of a "
-                f"directory "
-                f"you give it; granting the sandbox's uid {uid} access with a POSIX ACL failed "
-                f"({exc.strerror or exc}). Hand the directory to an unprivileged owner (`chown 1000 "
-                f"{workspace}`), or leave out --workspace for a private one"
-            ) from exc
-        _state.write(record)
-        return workspace, False, uid
 
     def _mounts(
         self,
         extra: list[Bind],
         policy: Any,
         workspace: Path,
+        ws_mounts: list[Any],
+        tmpfs: dict[str, str],
         chan: Path,
         agent_dir: Path,
         ca: Path,
         tmp_size: int,
         gpu: bool,
-    ) -> tuple[list[Any], dict[str, str]]:
+    ) -> list[Any]:
+        """Every mount but the workspace's (`ws_mounts`, from `_mounts.workspace_mounts`) added to
+        them; `tmpfs` gets /tmp, /sys and the masks."""
         mount = _engine.sdk().types.Mount
         binds = [
-            (str(workspace), _bwrap.WORKSPACE, True),
             (str(chan), _bwrap.CHAN_PATH, False),
             (str(agent_dir), AGENT_MOUNT, True),
             (str(ca), _bwrap.CA_PATH, False),
@@ -234,14 +220,15 @@ class DockerBackend(Backend):
             *((p, p, True) for p in policy.filesystem.read_write),
             *((b.source, b.target, b.writable) for b in extra),
         ]
-        mounts = [mount(target, source, type="bind", read_only=not rw) for source, target, rw in binds]
-        tmpfs = {"/tmp": f"rw,nosuid,nodev,size={tmp_size},mode=1777"}
+        mounts = [*ws_mounts, *(mount(t, src, type="bind", read_only=not rw) for src, t, rw in binds)]
+        tmpfs["/tmp"] = f"rw,nosuid,nodev,size={tmp_size},mode=1777"
         if not gpu:  # (nvidia-smi walks /sys; without a GPU nothing of the host's /sys is shown)
             tmpfs["/sys"] = "ro,nosuid,nodev,noexec,size=0,mode=0555"
         # hidden paths, and the state directory wherever a bind would show it: masked
         state = os.path.realpath(paths.state_dir())
         masked = [(p, p) for p in policy.filesystem.hidden]
-        for source, target, _rw in binds:
+        shown = [*binds, *([(str(workspace), _bwrap.WORKSPACE, True)] if ws_mounts else [])]
+        for source, target, _rw in shown:
             real = os.path.realpath(source)
             if state == real or state.startswith(real.rstrip("/") + "/"):
                 masked.append((os.path.normpath(os.path.join(target, os.path.relpath(state, real))), state))
@@ -252,7 +239,7 @@ class DockerBackend(Backend):
                 mounts.append(mount(inside, str(empty), type="bind", read_only=True))
             else:
                 tmpfs[inside] = "ro,nosuid,nodev,noexec,size=0,mode=000"
-        return mounts, tmpfs
+        return mounts
 
     def _agent_config(
         self,
@@ -334,6 +321,7 @@ class DockerBackend(Backend):
                 _engine.LABEL_STATE: os.path.realpath(paths.state_dir()),
                 _engine.LABEL_SANDBOX: record["name"],
                 _engine.LABEL_CREATED: repr(record["created"]),
+                _engine.LABEL_EXPOSED: record["exposed"],
             },
             "network_mode": "none",
             "dns": ["127.0.0.1"],  # (nothing answers there: lookups fail at once; the proxy resolves)
@@ -462,15 +450,14 @@ class DockerBackend(Backend):
             if init is not None:
                 os.close(init)
             unregister()
+        _workspace.release(name, record, remove)
         with contextlib.suppress(FileNotFoundError):
             Path(record.get("control") or paths.layout().agent_socket(name)).unlink()
         if not remove:
             return
         _kernel_channel.remove(record.get("kernel_channel"))
-        if record.get("workspace_acl"):
-            with contextlib.suppress(OSError):
-                _acl.release(record["workspace_acl"])
-        _local._rmtree(_state.directory(name))  # a workspace given with --workspace is never inside it
+        _workspace.remove_exposed(record.get("exposed"))
+        _workspace.rmtree(_state.directory(name))  # a workspace given with --workspace is never inside it
 
     def _kill(self, record: dict) -> None:
         ident = record.get("container")
@@ -541,6 +528,9 @@ class DockerBackend(Backend):
                 continue
             with contextlib.suppress(_engine.errors().NotFound):
                 api.remove_container(c["Id"], force=True, v=True)
+            # (its image unmounted, its uid freed; a record naming another container keeps its own)
+            if record is None or record.get("exposed") != labels.get(_engine.LABEL_EXPOSED):
+                _workspace.remove_exposed(labels.get(_engine.LABEL_EXPOSED))
             if record is None and name:
                 _links.unregister(name, float(labels.get(_engine.LABEL_CREATED) or 0) or None)
             cleaned.append(f"container {c['Id'][:12]}")
@@ -548,12 +538,13 @@ class DockerBackend(Backend):
 
     def _info(self, record: dict, states: dict[str, str]) -> SandboxInfo:
         state = record.get("state", "exited")
-        if state in ("running", "creating"):
-            engine_state = states.get(record.get("container") or "")
-            if engine_state != "running":
-                state = "exited"
+        if state == "creating" and not _workspace.in_use(record):
+            state = "exited"  # (its creator died midway)
+        elif state == "running" and states.get(record.get("container") or "") != "running":
+            state = "exited"
         limits = record.get("limits", {})
         tmp_size = record.get("tmp_size") or _local.DEFAULT_TMP
+        disk = _disk.Disk.from_dict(record.get("disk"))
         return SandboxInfo(
             name=record["name"],
             state=state,
@@ -573,7 +564,8 @@ class DockerBackend(Backend):
                 "runtime_image": record.get("runtime_image"),
                 "container": (record.get("container") or "")[:12],
                 "tmp_size": tmp_size,
-                "resources": _describe(limits, tmp_size),
+                "resources": _describe(limits, tmp_size, disk, state),
+                "protected": _workspace.details(record),
                 "gpu": GPU_NOTE if record.get("gpu") else None,
                 **_kernel_details(record),
             },
@@ -635,19 +627,15 @@ def _enforcement(client: Any) -> str:
     return _ENGINE_CGROUP["kind"]
 
 
-def _describe(limits: dict, tmp_size: int) -> dict[str, dict]:
-    """What enforces each resource (for `ls`), as `_resources.describe` says it for the local backend."""
-    files = limits.get("disk")
-    note = f"/tmp and /dev/shm are tmpfs of {tmp_size} bytes each (their pages count as memory)"
-    if files:
-        note += f"; no file may grow past {files} bytes (RLIMIT_FSIZE)"
-    note += "; the workspace has no quota (that would need project quotas on its filesystem)"
+def _describe(limits: dict, tmp_size: int, disk: _disk.Disk | None, state: str) -> dict[str, dict]:
+    """What enforces each resource (for `ls`), as `_resources.describe` says it for the local backend;
+    the disk entry is the same (`_resources.describe_disk`): the engine's fsize ulimit is RLIMIT_FSIZE."""
     timeout = limits.get("timeout")
     return {
         "cpu": {"limit": limits.get("cpu"), "by": "cgroup (docker NanoCpus)", "note": ""},
         "memory": {"limit": limits.get("memory"), "by": "cgroup (docker Memory, no swap)", "note": ""},
         "pids": {"limit": limits.get("pids"), "by": "cgroup (docker PidsLimit)", "note": ""},
-        "disk": {"limit": files, "by": "tmpfs" + (" + RLIMIT_FSIZE" if files else ""), "note": note},
+        "disk": _resources.describe_disk(limits, limits.get("disk"), tmp_size, disk, state),
         "timeout": {"limit": timeout, "by": "openshell init (PID 1)" if timeout else "none", "note": ""},
     }
 
@@ -656,7 +644,8 @@ def _layers(record: dict) -> dict[str, str]:
     """Each wall of the sandbox and what makes it (`SandboxInfo.enforcement`)."""
     return {
         "network": "network_mode none; out only through the proxy channel (/run/openshell)",
-        "filesystem": "read-only root, writable /workspace and tmpfs /tmp; Landlock by the agent",
+        "filesystem": "read-only root, writable /workspace (its protected entries read-only binds) and "
+        "tmpfs /tmp; Landlock by the agent",
         "syscalls": "seccomp profile (the local backend's rules), no-new-privileges",
         "user": f"uid {record.get('uid')} (non-root), all capabilities dropped",
         "resources": record.get("enforcement", ""),

@@ -19,6 +19,7 @@ LABEL = "org.jupyter-openshell"
 LABEL_STATE = f"{LABEL}.state"  # the state directory whose sandbox this container is
 LABEL_SANDBOX = f"{LABEL}.sandbox"  # the sandbox's name
 LABEL_CREATED = f"{LABEL}.created"  # the sandbox instance (its record's "created")
+LABEL_EXPOSED = f"{LABEL}.exposed"  # its exposed dir (workspace image, reserved uid), freed by `gc`
 
 _lock = threading.Lock()
 _client: Any = None
