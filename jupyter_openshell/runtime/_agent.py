@@ -1,6 +1,6 @@
 """The in-sandbox agent: PID 2 of every sandbox (bubblewrap's reaper is PID 1).
 
-Started by bubblewrap as `python -I -S -B -c BOOT FD` (`_local.AGENT_BOOT`): FD holds, marshalled, the
+Started by bubblewrap as `python -I -S -B -c BOOT FD` (`_agent_boot.AGENT_BOOT`): FD holds, marshalled, the
 config and the compiled code of this module, `_landlock` and `_wire` (so nothing is compiled inside), and
 it imports only builtin stdlib modules (`_socket`, `_signal`: not `socket`/`signal`, whose `enum` import
 costs milliseconds; start-up time is sandbox creation time). It:

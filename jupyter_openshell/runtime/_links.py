@@ -2,6 +2,8 @@
 
 * `policy_of(spec)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
   (`<state>/policies/<name>.yaml`, which the proxy watches: a new version applies to the next request).
+* `publish(name, text, created)`: both (store, then register), meant for `in_background(func, *args)`
+  while the sandbox boots (`in_background` returns a join that hands back the outcome or raises its error).
 * `register(name, created)` / `unregister(name)`: ask the proxy to open/close the sandbox's channel. A
   proxy that `register` (or `ensure_proxy`) had to start stops when `unregister` leaves it no sandbox
   (`ProxyClient.release_if_unused`; OPENSHELL_KEEP_PROXY=1 or `openshell proxy start` keep it).
@@ -10,7 +12,9 @@ It must never read the proxy's private files (CA key, secrets) and never swallow
 
 from __future__ import annotations
 
+import _thread
 import logging
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -127,3 +131,35 @@ def ca_bundle() -> bytes:
         return paths.layout().ca_bundle.read_bytes()
     except OSError:
         return b""
+
+
+def publish(name: str, text: str, created: float) -> str | None:
+    """Make `text` sandbox `name`'s current policy and open its gateway; a warning if the proxy failed."""
+    store(name, text)
+    return register(name, created)
+
+
+def in_background(func: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Run func(*args) in a thread; the returned function waits for it and returns (or raises) its outcome."""
+    outcome: dict[str, Any] = {}
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            outcome["value"] = func(*args)
+        except BaseException as exc:  # handed to the caller by join()
+            outcome["error"] = exc
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())  # (threading.Thread.start waits for the thread to be scheduled)
+
+    def join() -> Any:
+        with done:
+            pass
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
+    return join

@@ -6,252 +6,49 @@ Process tree of one sandbox (host view):
 Killing the shim's process group takes the whole PID namespace down (die-with-parent on every level);
 the cgroups (when available) catch anything else. Exec talks to the agent over
 `<state>/sandboxes/<name>/control.sock`, a listening socket the host creates and hands to the agent,
-outside the directory the sandbox can see. It must never run bwrap as host root, and never leave a
-sandbox half created: any failure in `create` tears down what was started.
+outside the directory the sandbox can see. This module puts a sandbox together and takes it apart; the
+pieces have their own modules: `_host` (tools, the agent's Python, reachability), `_agent_env` (what every
+agent is told; the policy checks), `_agent_boot` (the agent's code in a memfd), `_shims` (spawn, readiness,
+end, orphans), `_workspace` (uid, disk, protected entries), `_bwrap`, `_seccomp`, `_resources`,
+`_kernel_channel`, `_links` (policy store and proxy). It must never run bwrap as host root, and never leave
+a sandbox half created: any failure in `create` tears down what was started.
 """
 
 from __future__ import annotations
 
-import _thread
 import contextlib
-import importlib.machinery
-import json
-import logging
-import marshal
 import os
 import secrets
-import select
-import shutil
 import signal
 import socket
-import stat
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from functools import cache
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jupyter_openshell
-
 from .. import paths
 from . import (
+    _agent_boot,
+    _agent_env,
     _attach,
     _bwrap,
     _disk,
     _gpu,
+    _host,
     _kernel_channel,
     _landlock,
     _links,
     _resources,
     _seccomp,
+    _shims,
     _state,
     _workspace,
 )
 from ._exec import RemoteProcess
 from ._types import Backend, KernelChannel, SandboxError, SandboxInfo, SandboxSpec, check_name
 
-log = logging.getLogger("jupyter_openshell.runtime")
-
-PROXY_URL = "http://127.0.0.1:3128"
-PROXY_PORT = 3128
-HOME = "/tmp/home"
 READY_TIMEOUT = 20.0
-DEFAULT_TMP = 512 << 20
-SHIM_MARK = "OPENSHELL_SANDBOX_DIR"
-RELAY_MAX_ENV = "OPENSHELL_RELAY_MAX_CONNECTIONS"  # connections through a sandbox's relay at once
-RELAY_MAX = 256
-RESERVED = ("/proc", "/dev", "/sys", "/run/openshell", "/workspace", "/tmp/home")
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-CA_VARS = (
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "GIT_SSL_CAINFO",
-    "PIP_CERT",
-)
-
-
-def _which(tool: str, package: str) -> str:
-    found = shutil.which(tool, path="/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin")
-    if not found:
-        raise SandboxError(f"{tool} is not installed: run scripts/setup.sh (or apt-get install {package})")
-    return found
-
-
-# The agent's first code: load the config and the agent's pre-compiled modules from the fd in argv[1].
-AGENT_BOOT = """import marshal, os, sys
-fd = int(sys.argv[1])
-config, modules = marshal.loads(os.pread(fd, os.fstat(fd).st_size, 0))
-os.close(fd)
-for name, path, code in modules:
-    sys.modules[name] = module = type(sys)(name)
-    module.__file__ = path
-    exec(code, module.__dict__)
-sys.modules["_agent"].main(config)
-"""
-AGENT_MODULES = ("_landlock", "_wire", "_agent")
-
-
-@cache
-def _agent_code() -> tuple[tuple[str, str, Any], ...]:
-    """(name, path, code) of the agent's modules, compiled once per process (from __pycache__ when
-    it is fresh), so that no sandbox compiles them at start-up."""
-    here = os.path.dirname(os.path.realpath(__file__))
-    out = []
-    for name in AGENT_MODULES:
-        path = os.path.join(here, f"{name}.py")
-        out.append((name, path, importlib.machinery.SourceFileLoader(name, path).get_code(name)))
-    return tuple(out)
-
-
-def _agent_fd(config: dict) -> int:
-    fd = os.memfd_create("openshell-agent", os.MFD_CLOEXEC)
-    os.write(fd, marshal.dumps((config, _agent_code())))
-    return fd
-
-
-def _runtime_paths() -> tuple[str, list[str]]:
-    """(python, paths to bind read-only) for the agent's Python and our package."""
-    python = sys.executable
-    package = os.path.realpath(os.path.dirname(jupyter_openshell.__file__))
-    binds = []
-    for path in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(python)), package):
-        real = os.path.realpath(path)
-        if not any(_inside(real, d) for d in (*_bwrap.SYSTEM_DIRS, *binds)):
-            binds.append(real)
-    if (
-        python.startswith(sys.prefix.rstrip("/") + "/")
-        and sys.prefix not in binds
-        and not any(_inside(sys.prefix, d) for d in (*_bwrap.SYSTEM_DIRS, *binds))
-    ):
-        binds.append(sys.prefix)
-    return python, binds
-
-
-def _inside(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
-def _check_reachable(paths_: list[str], owner: int, python: bool) -> None:
-    """bwrap, running as `owner`, must traverse every parent (and read a file leaf) as 'other'."""
-    for path in paths_:
-        current = "/"
-        for part in Path(path).parts[1:]:
-            current = os.path.join(current, part)
-            st = os.stat(current)
-            if st.st_uid == owner:
-                continue
-            need = stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else stat.S_IROTH
-            if st.st_mode & need == need:
-                continue
-            where = f"{current} is mode {stat.S_IMODE(st.st_mode):04o}"
-            if python:
-                raise SandboxError(
-                    f"the sandbox's Python or package at {path} is not readable by the sandbox's uid "
-                    f"{owner}: {where}. A Python under a 0700 home (such as /root/.pyenv) cannot run inside "
-                    "a sandbox; build the venv on /usr/bin/python3 (scripts/setup.sh does)"
-                )
-            raise SandboxError(
-                f"{path} is not reachable by the sandbox's uid {owner}: {where}. Use a "
-                "workspace outside private (0700) directories, or make its parents o+x"
-            )
-
-
-def _check_policy_paths(policy: Any) -> None:
-    """Paths a policy binds must exist and must not replace the sandbox's own /, /proc, /dev, /sys."""
-    fs = policy.filesystem
-    for field, paths_ in (("read_only", fs.read_only), ("read_write", fs.read_write)):
-        for index, path in enumerate(paths_):
-            where = f"{policy.source}: filesystem.{field}[{index}] {path!r}"
-            if os.path.realpath(path) == "/" or any(_inside(os.path.realpath(path), d) for d in RESERVED):
-                raise SandboxError(
-                    f"{where}: / and {', '.join(RESERVED)} belong to the sandbox itself; "
-                    "name the directories you need instead (e.g. /opt/data)"
-                )
-            if not os.path.exists(path):
-                raise SandboxError(f"{where} does not exist on this host; create it or remove the entry")
-
-
-def _sandbox_user(policy: Any) -> tuple[str, int]:
-    user = policy.process.user
-    if user in (0, "0", "root"):
-        raise SandboxError(
-            f"{policy.source}: process.user: a sandbox never runs as root; use a name "
-            "(e.g. 'sandbox') or a uid > 0"
-        )
-    if isinstance(user, int) or str(user).isdigit():
-        return "sandbox", int(user)
-    return str(user), _bwrap.SANDBOX_UID
-
-
-# Shims this process started, by host pid, whichever backend instance started them: any instance's
-# destroy waits for its shim, and `reap_shims` collects those that ended by themselves (timeout).
-_SHIMS: dict[int, subprocess.Popen] = {}
-_SHIMS_LOCK = threading.Lock()
-
-
-def _register_shim(shim: subprocess.Popen) -> None:
-    with _SHIMS_LOCK:
-        _SHIMS[shim.pid] = shim
-
-
-def _take_shim(pid: int | None) -> subprocess.Popen | None:
-    with _SHIMS_LOCK:
-        return _SHIMS.pop(pid, None) if pid else None
-
-
-def reap_shims() -> None:
-    """Collect the exit status of every shim this process started that has ended (no zombies)."""
-    with _SHIMS_LOCK:
-        for pid, shim in list(_SHIMS.items()):
-            if shim.poll() is not None:
-                del _SHIMS[pid]
-
-
-def _publish(name: str, text: str, created: float) -> str | None:
-    """Make `text` sandbox `name`'s current policy and open its gateway; a warning if the proxy failed."""
-    _links.store(name, text)
-    return _links.register(name, created)
-
-
-def _in_background(func: Callable[..., Any], *args: Any) -> Callable[[], Any]:
-    """Run func(*args) in a thread; the returned function waits for it and returns (or raises) its outcome."""
-    outcome: dict[str, Any] = {}
-    done = _thread.allocate_lock()
-    done.acquire()
-
-    def run() -> None:
-        try:
-            outcome["value"] = func(*args)
-        except BaseException as exc:  # handed to the caller by join()
-            outcome["error"] = exc
-        finally:
-            done.release()
-
-    _thread.start_new_thread(run, ())  # (threading.Thread.start waits for the thread to be scheduled)
-
-    def join() -> Any:
-        with done:
-            pass
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome.get("value")
-
-    return join
-
-
-def _read_ready(fd: int, proc: subprocess.Popen, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        if ready:
-            return os.read(fd, 64).startswith(b"ready")
-        if proc.poll() is not None:
-            return False
-    return False
 
 
 class LocalBackend(Backend):
@@ -265,7 +62,7 @@ class LocalBackend(Backend):
                 f"the local backend runs this machine's own system, not an image ({spec.image}); "
                 "use --backend docker for images, or leave out --image"
             )
-        bwrap, timeout = _which("bwrap", "bubblewrap"), _which("timeout", "coreutils")
+        bwrap, timeout = _host.which("bwrap", "bubblewrap"), _host.which("timeout", "coreutils")
         text, policy = _links.policy_of(spec)
         with _state.locked():
             existing = _state.read(name)
@@ -313,12 +110,12 @@ class LocalBackend(Backend):
         bwrap: str,
         timeout: str,
     ) -> SandboxInfo:
-        user, inner_uid = _sandbox_user(policy)
-        _check_policy_paths(policy)
+        user, inner_uid = _agent_env.sandbox_user(policy)
+        _agent_env.check_policy_paths(policy)
         limits = _links.limits(policy)
         gpu = policy.gpu if spec.gpu is None else spec.gpu
         gpu_binds = _gpu.gpu_binds() if gpu else None
-        python, runtime_paths = _runtime_paths()
+        python, runtime_paths = _host.runtime_paths()
         token = secrets.token_hex(8)
         exposed, reserved = _workspace.exposed_dir(directory, token)
         record["exposed"] = str(exposed)
@@ -337,14 +134,15 @@ class LocalBackend(Backend):
             link.symlink_to(chan)
         # While the rest is set up and the sandbox boots: its policy becomes current, then the proxy
         # opens its gateway (both wait on I/O: fsync, the proxy's workers).
-        publish = _in_background(_publish, name, text, record["created"])
+        publish = _links.in_background(_links.publish, name, text, record["created"])
         cmd = _bwrap.Command()
         try:
             if os.geteuid() == 0:
-                _check_reachable([python, os.path.realpath(python), *runtime_paths], uid, python=True)
+                _host.check_reachable([python, os.path.realpath(python), *runtime_paths], uid, python=True)
                 # (the leaf's ACL lets uid in: check its parents)
                 acl = (exposed / _workspace.WORKSPACE_ACL).exists()
-                _check_reachable([str(workspace.parent if acl else workspace), str(chan)], uid, python=False)
+                reached = [str(workspace.parent if acl else workspace), str(chan)]
+                _host.check_reachable(reached, uid, python=False)
             enforcement = _resources.plan(name, limits, token)
             protected = _workspace.protect(record, workspace, disk, policy)
             protect_fds = [(rel, int(cmd.fd(fd)), rw) for rel, fd, rw in protected]
@@ -358,7 +156,7 @@ class LocalBackend(Backend):
                 enforcement=enforcement.to_dict(),
                 landlock=_landlock.abi(),
                 gpu=bool(gpu),
-                tmp_size=limits.disk or DEFAULT_TMP,
+                tmp_size=limits.disk or _agent_env.DEFAULT_TMP,
                 token=token,
                 control=str(paths.layout().control_socket(name)),
                 log=str(paths.layout().sandbox_log(name)),
@@ -416,10 +214,12 @@ class LocalBackend(Backend):
                     cmd.fd(go_r),
                     bool(ca_pem),
                 )
-                cmd.add(python, "-I", "-S", "-B", "-c", AGENT_BOOT, cmd.fd(_agent_fd(config)))
-                shim = self._spawn(cmd, timeout, limits, name, uid)
+                boot = cmd.fd(_agent_boot.agent_fd(config))
+                cmd.add(python, "-I", "-S", "-B", "-c", _agent_boot.AGENT_BOOT, boot)
+                setpriv = _host.which("setpriv", "util-linux") if os.geteuid() == 0 else None
+                shim = _shims.spawn(cmd, timeout, setpriv, limits, name, uid)
                 record.update(pid=shim.pid, pid_start=_state.start_time(shim.pid), state="starting")
-                _register_shim(shim)
+                _shims.register(shim)
                 # Into its cgroups while bwrap starts: the first move waits for an RCU grace period
                 # (~10 ms), which thus overlaps the start-up instead of preceding it. What bwrap forks
                 # meanwhile is moved by the second call, once the tree is still (see `adopt`).
@@ -433,8 +233,8 @@ class LocalBackend(Backend):
                 control.close()
             _state.write(record)
             try:
-                ok = _read_ready(ready_r, shim, time.monotonic() + READY_TIMEOUT)
-                info = _read_info(info_r)
+                ok = _shims.read_ready(ready_r, shim, time.monotonic() + READY_TIMEOUT)
+                info = _shims.read_info(info_r)
                 if not ok:
                     raise SandboxError(f"sandbox {name} did not start:\n{self._log_tail(record)}")
                 # Ready: bwrap forks nothing more and the agent waits for "go" before it serves any
@@ -476,8 +276,8 @@ class LocalBackend(Backend):
         ca: bool,
     ) -> dict:
         env = {
-            "PATH": f"{os.path.dirname(sys.executable)}:{SYSTEM_PATH}",
-            "HOME": HOME,
+            "PATH": f"{os.path.dirname(sys.executable)}:{_agent_env.SYSTEM_PATH}",
+            "_agent_env.HOME": _agent_env.HOME,
             "USER": record["user"],
             "LOGNAME": record["user"],
             "SHELL": "/bin/sh",
@@ -490,9 +290,9 @@ class LocalBackend(Backend):
             "PIP_RETRIES": "0",
         }
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-            env[var] = env[var.lower()] = PROXY_URL
+            env[var] = env[var.lower()] = _agent_env.PROXY_URL
         if ca:
-            env.update(dict.fromkeys(CA_VARS, _bwrap.CA_PATH))
+            env.update(dict.fromkeys(_agent_env.CA_VARS, _bwrap.CA_PATH))
         env.update(spec.env)
         system_ro = [p for p in _bwrap.SYSTEM_DIRS if os.path.exists(p)]
         return {
@@ -501,8 +301,8 @@ class LocalBackend(Backend):
             "ready_fd": int(ready_fd),
             "go_fd": int(go_fd),
             "proxy_sock": f"{_bwrap.CHAN_PATH}/proxy.sock",
-            "listen": ["127.0.0.1", PROXY_PORT],
-            "relay_max": _relay_max(),
+            "listen": ["127.0.0.1", _agent_env.PROXY_PORT],
+            "relay_max": _agent_env.relay_max(),
             "env": env,
             "workdir": _bwrap.WORKSPACE,
             "rlimits": enforcement.rlimits,
@@ -512,33 +312,6 @@ class LocalBackend(Backend):
                 "list": ["/"],
             },
         }
-
-    def _spawn(self, cmd: Any, timeout: str, limits: Any, name: str, uid: int) -> subprocess.Popen:
-        # `timeout` (0: none) is bwrap's parent, whose exit --die-with-parent watches: it must outlive
-        # the CLI process that created the sandbox.
-        lifetime = [timeout, "-s", "KILL", str(int(limits.timeout)) if limits.timeout else "0"]
-        argv = [*lifetime, *cmd.args]
-        if os.geteuid() == 0:  # setpriv drops to the sandbox uid (Popen's user= would rule out vfork)
-            ids = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-            argv = [_which("setpriv", "util-linux"), *ids, *argv]
-        layout = paths.layout()
-        log_fd = os.open(
-            layout.sandbox_log(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
-        )
-        try:
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                pass_fds=cmd.fds,
-                start_new_session=True,
-                close_fds=True,
-                cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", SHIM_MARK: str(layout.sandbox_dir(name))},
-            )
-        finally:
-            os.close(log_fd)
 
     # --- exec ---------------------------------------------------------------------------------
     def exec(
@@ -567,39 +340,11 @@ class LocalBackend(Backend):
     def _alive(record: dict) -> bool:
         return _state.alive(record.get("pid"), record.get("pid_start"))
 
-    def _kill(self, record: dict) -> None:
-        """SIGKILL the shim's process group (bwrap dies with its parent, the PID namespace with bwrap),
-        empty the cgroups, and wait until the namespace's init and the shim have exited."""
-        pidfds = []
-        for pid, started in (
-            (record.get("child_pid"), record.get("child_start")),
-            (record.get("pid"), record.get("pid_start")),
-        ):
-            if pid and _state.alive(pid, started):
-                with contextlib.suppress(OSError):
-                    pidfds.append(os.pidfd_open(pid))
-        if self._alive(record):
-            with contextlib.suppress(OSError):
-                os.killpg(record["pid"], signal.SIGKILL)
-        # The namespace's init exits only after every process of its namespace is gone: wait for that
-        # (pidfds, no polling), then let the cgroups catch anything else.
-        deadline = time.monotonic() + 5.0
-        for fd in pidfds:
-            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            os.close(fd)
-        shim = _take_shim(record.get("pid"))
-        if shim is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                shim.wait(5)
-        enforcement = _resources.Enforcement.from_dict(record.get("enforcement") or {})
-        enforcement.kill()
-        enforcement.remove()
-
     def _teardown(self, name: str, record: dict, remove: bool) -> None:
         # (the proxy's round trip, meanwhile; only this sandbox, not a newer one of the same name)
-        unregister = _in_background(_links.unregister, name, record.get("created"))
+        unregister = _links.in_background(_links.unregister, name, record.get("created"))
         try:
-            self._kill(record)
+            _shims.end(record)
         finally:
             unregister()
         _workspace.release(name, record, remove)
@@ -640,7 +385,7 @@ class LocalBackend(Backend):
                 self._teardown(info.name, _state.read(info.name) or {"name": info.name}, remove=True)
                 cleaned.append(info.name)
         root = str(_state.root())
-        for pid, directory in _orphan_shims(root):
+        for pid, directory in _shims.orphans(root):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
             name = os.path.basename(directory)
@@ -657,7 +402,7 @@ class LocalBackend(Backend):
         return cleaned
 
     def _info(self, record: dict) -> SandboxInfo:
-        reap_shims()
+        _shims.reap()
         state = record.get("state", "exited")
         if state in ("running", "starting", "creating") and not _workspace.in_use(record):
             state = "exited"  # (a create whose process died midway included)
@@ -679,12 +424,12 @@ class LocalBackend(Backend):
                 "owner": _owner(record),
                 "warnings": record.get("warnings", []),
                 "rlimits": enforcement.get("rlimits", {}),
-                "tmp_size": record.get("tmp_size") or DEFAULT_TMP,
+                "tmp_size": record.get("tmp_size") or _agent_env.DEFAULT_TMP,
                 "resources": _resources.describe(
                     enforcement.get("kind", ""),
                     record.get("limits", {}),
                     enforcement.get("rlimits", {}),
-                    record.get("tmp_size") or DEFAULT_TMP,
+                    record.get("tmp_size") or _agent_env.DEFAULT_TMP,
                     _disk.Disk.from_dict(record.get("disk")),
                     state,
                 ),
@@ -738,48 +483,3 @@ def _owner(record: dict) -> dict:
     if not owner.get("pid"):
         return {}
     return {"pid": owner["pid"], "alive": _state.alive(owner["pid"], owner.get("start"))}
-
-
-def _relay_max() -> int:
-    value = os.environ.get(RELAY_MAX_ENV) or str(RELAY_MAX)
-    if not value.isdigit() or not 1 <= int(value) <= 60000:
-        raise SandboxError(
-            f"{RELAY_MAX_ENV}={value!r}: give a number of connections from 1 to 60000 (default {RELAY_MAX})"
-        )
-    return int(value)
-
-
-def _read_info(fd: int) -> dict:
-    data = b""
-    while True:
-        ready, _, _ = select.select([fd], [], [], 1.0)
-        if not ready:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-        with contextlib.suppress(ValueError):
-            return json.loads(data)
-    with contextlib.suppress(ValueError):
-        return json.loads(data or b"{}")
-    return {}
-
-
-def _orphan_shims(root: str) -> list[tuple[int, str]]:
-    """(pid, sandbox dir) of shims of this state directory whose record is gone (a crashed CLI)."""
-    found = []
-    marker = f"{SHIM_MARK}={root}/".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        for var in environ.split(b"\0"):
-            if var.startswith(marker):
-                directory = var.split(b"=", 1)[1].decode()
-                if not paths.layout().sandbox_record(os.path.basename(directory)).exists():
-                    found.append((int(entry), directory))
-    return found

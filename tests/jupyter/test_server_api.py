@@ -126,7 +126,7 @@ async def test_a_500_logs_its_cause_with_the_traceback_on_the_server(jp_fetch, c
     said = logged[0].getMessage()
     assert re.search(r"POST /\S*openshell/api/sandboxes answered 500: sandbox 'fails-500'", said), said
     assert logged[0].exc_info[0].__name__ == "SandboxError"
-    assert "Traceback" in caplog.text and "_check_policy_paths" in caplog.text
+    assert "Traceback" in caplog.text and "in check_policy_paths" in caplog.text
 
 
 def _fetch_json(fetch):

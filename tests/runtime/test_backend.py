@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_openshell.proxy import ProxyClient
-from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec, _local, get_backend
+from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec, _host, _local, get_backend
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_unreadable_python_is_a_clear_error(tmp_path):
     private.chmod(0o700)
     (private / "python3").write_text("")
     with pytest.raises(SandboxError, match=r"not readable by the sandbox's uid .*0700 home"):
-        _local._check_reachable([str(private / "python3")], 65534, python=True)
+        _host.check_reachable([str(private / "python3")], 65534, python=True)
     (private / "python3").unlink()
     private.rmdir()
 

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_openshell.runtime import Bind, SandboxError, SandboxSpec, _bwrap, _local, _resources, get_backend
+from jupyter_openshell.runtime import (
+    Bind,
+    SandboxError,
+    SandboxSpec,
+    _bwrap,
+    _local,
+    _resources,
+    _shims,
+    get_backend,
+)
 
 ACL = "system.posix_acl_access"
 
@@ -212,7 +221,7 @@ def test_any_backend_instance_reaps_shims(backend, policy_file):
         time.sleep(0.1)
     assert get_backend().status(short).state == "exited"
     assert _gone(info.details["pid"])  # the shim that ended by itself was reaped by a later call
-    assert info.details["pid"] not in _local._SHIMS
+    assert info.details["pid"] not in _shims._SHIMS
     get_backend().destroy(short)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import paths
-from .. import _bwrap, _disk, _kernel_channel, _links, _local, _resources, _state, _workspace
+from .. import _agent_env, _bwrap, _disk, _kernel_channel, _links, _resources, _state, _workspace
 from .._exec import RemoteProcess
 from .._types import Backend, Bind, KernelChannel, SandboxError, SandboxInfo, SandboxSpec, check_name
 from . import _engine, _mounts, _profile, _runtime_image
@@ -109,11 +109,11 @@ class DockerBackend(Backend):
         runtime: _runtime_image.RuntimeImage,
     ) -> SandboxInfo:
         client = _engine.client()
-        user, _uid = _local._sandbox_user(policy)  # (refuses root; inside, the uid is the host uid)
-        _local._check_policy_paths(policy)
+        user, _uid = _agent_env.sandbox_user(policy)  # (refuses root; inside, the uid is the host uid)
+        _agent_env.check_policy_paths(policy)
         limits = _links.limits(policy)
         gpu = bool(policy.gpu if spec.gpu is None else spec.gpu)
-        tmp_size = limits.disk or _local.DEFAULT_TMP
+        tmp_size = limits.disk or _agent_env.DEFAULT_TMP
         exposed, reserved = _workspace.exposed_dir(directory, record["token"])
         record["exposed"] = str(exposed)
         _state.write(record)
@@ -139,7 +139,7 @@ class DockerBackend(Backend):
         if os.geteuid() == 0:
             os.chown(agent_dir, uid, uid)
         # Its policy becomes current and the proxy opens its gateway while the container starts.
-        publish = _local._in_background(_local._publish, name, text, record["created"])
+        publish = _links.in_background(_links.publish, name, text, record["created"])
         protected: list[tuple[str, int, bool]] = []
         planned: list[_mounts.Planned] = []
         try:
@@ -255,8 +255,8 @@ class DockerBackend(Backend):
         env = {k: v for k, v in runtime.env.items() if k not in ("HOSTNAME", "HOME")}
         env.update(
             {
-                "PATH": runtime.env.get("PATH") or _local.SYSTEM_PATH,
-                "HOME": _local.HOME,
+                "PATH": runtime.env.get("PATH") or _agent_env.SYSTEM_PATH,
+                "HOME": _agent_env.HOME,
                 "USER": record["user"],
                 "LOGNAME": record["user"],
                 "SHELL": "/bin/sh",
@@ -269,17 +269,17 @@ class DockerBackend(Backend):
             }
         )
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-            env[var] = env[var.lower()] = _local.PROXY_URL
+            env[var] = env[var.lower()] = _agent_env.PROXY_URL
         if ca:
-            env.update(dict.fromkeys(_local.CA_VARS, _bwrap.CA_PATH))
+            env.update(dict.fromkeys(_agent_env.CA_VARS, _bwrap.CA_PATH))
         env.update(spec.env)
         writable = [b.target for b in binds if b.writable]
         return {
             "name": name,
             "control_path": f"{AGENT_MOUNT}/control.sock",
             "proxy_sock": f"{_bwrap.CHAN_PATH}/proxy.sock",
-            "listen": ["127.0.0.1", _local.PROXY_PORT],
-            "relay_max": _local._relay_max(),
+            "listen": ["127.0.0.1", _agent_env.PROXY_PORT],
+            "relay_max": _agent_env.relay_max(),
             "env": env,
             "workdir": _bwrap.WORKSPACE,
             "rlimits": {},  # (the engine sets them: ulimits)
@@ -434,7 +434,7 @@ class DockerBackend(Backend):
             _engine.client().api.remove_container(ident, force=True, v=True)
 
     def _teardown(self, name: str, record: dict, remove: bool) -> None:
-        unregister = _local._in_background(_links.unregister, name, record.get("created"))
+        unregister = _links.in_background(_links.unregister, name, record.get("created"))
         init = None  # the container's PID 1: it exits only once every process of its namespace is gone
         if self._running(record):
             with contextlib.suppress(OSError):
@@ -543,7 +543,7 @@ class DockerBackend(Backend):
         elif state == "running" and states.get(record.get("container") or "") != "running":
             state = "exited"
         limits = record.get("limits", {})
-        tmp_size = record.get("tmp_size") or _local.DEFAULT_TMP
+        tmp_size = record.get("tmp_size") or _agent_env.DEFAULT_TMP
         disk = _disk.Disk.from_dict(record.get("disk"))
         return SandboxInfo(
             name=record["name"],
