@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import http.client
 import json
 import logging
 import os
@@ -39,16 +38,28 @@ class ProxyError(RuntimeError):
     """The proxy is not running, failed to start, or refused a control request (message says why)."""
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+def _unix_request(path: str, timeout: float, method: str, target: str,
+                  payload: bytes | None) -> tuple[int, bytes]:
+    """One HTTP/1.1 exchange with the control API on UNIX socket `path`: (status, body). The control API
+    answers every request with Content-Length and closes the connection, so reading to EOF is the body
+    (http.client would cost the CLI ~30 ms of imports, ssl among them)."""
+    head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    if payload is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(head.encode() + b"\r\n" + (payload or b""))
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    response = b"".join(chunks)
+    header, sep, body = response.partition(b"\r\n\r\n")
+    status_line = header.split(b"\r\n", 1)[0].split()
+    if not sep or len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") \
+            or not status_line[1].isdigit():
+        raise ValueError(f"not an HTTP response: {response[:80]!r}")
+    return int(status_line[1]), body
 
 
 class ProxyClient:
@@ -63,21 +74,16 @@ class ProxyClient:
 
     # -- transport ----------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        conn = _UnixConnection(str(self.control_path), self.timeout)
+        payload = json.dumps(body).encode() if body is not None else None
         try:
-            payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload else {}
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            data = json.loads(resp.read() or b"null")
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+            status, raw = _unix_request(str(self.control_path), self.timeout, method, path, payload)
+            data = json.loads(raw or b"null")
+        except (OSError, ValueError) as exc:
             raise ProxyError(f"the policy proxy is not answering on {self.control_path}: {exc}; "
                              "start it with `openshell proxy --policy FILE` or ProxyClient.ensure_running()"
                              ) from None
-        finally:
-            conn.close()
-        if resp.status >= 400:
-            raise ProxyError(f"proxy control {method} {path}: {data.get('error') if data else resp.status}")
+        if status >= 400:
+            raise ProxyError(f"proxy control {method} {path}: {data.get('error') if data else status}")
         return data
 
     # -- public API ---------------------------------------------------------------------------

@@ -5,22 +5,9 @@ Widgets must never hold or show a secret.
 
 from __future__ import annotations
 
-from typing import Any
+from .._lazy import lazy_exports
 
 __all__ = ["GpuStatus", "PolicyPanel", "TrafficMonitor"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TrafficMonitor":
-        from .traffic import TrafficMonitor
-
-        return TrafficMonitor
-    if name == "PolicyPanel":
-        from .policy_panel import PolicyPanel
-
-        return PolicyPanel
-    if name == "GpuStatus":
-        from .gpu import GpuStatus
-
-        return GpuStatus
-    raise AttributeError(name)
+__getattr__ = lazy_exports(
+    __name__, {"GpuStatus": ".gpu", "PolicyPanel": ".policy_panel", "TrafficMonitor": ".traffic"}
+)

@@ -68,7 +68,11 @@ MONITOR = "//div[contains(@class,'widget-vbox')][.//b[starts-with(., 'Traffic of
 def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
     """Open `url`, run the first cell (the monitor), then the second (the denied request) with
     Shift+Enter; return (monitor text when first rendered, after the update)."""
-    from selenium.common.exceptions import ElementNotInteractableException, TimeoutException
+    from selenium.common.exceptions import (
+        ElementNotInteractableException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -94,7 +98,7 @@ def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
                     ec.presence_of_element_located((By.XPATH, MONITOR))
                 ).text
                 break
-            except (TimeoutException, ElementNotInteractableException):
+            except (TimeoutException, ElementNotInteractableException, StaleElementReferenceException):
                 if attempt == 4:
                     raise TimeoutException() from None
         step = "the monitor's update"
@@ -152,7 +156,11 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
     """In JupyterLab, in the OpenShell kernel (no policy_edits): the denial notice comes before the
     (shortened) traceback and names the host-side command; PolicyPanel shows why it is read-only, its
     Apply and Rollback buttons disabled. Screenshots of both are kept (paths printed)."""
-    from selenium.common.exceptions import ElementNotInteractableException, TimeoutException
+    from selenium.common.exceptions import (
+        ElementNotInteractableException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -182,7 +190,7 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
                 notice = WebDriverWait(browser, 45, 0.2).until(
                     ec.presence_of_element_located((By.XPATH, NOTICE)))
                 break
-            except (TimeoutException, ElementNotInteractableException):
+            except (TimeoutException, ElementNotInteractableException, StaleElementReferenceException):
                 if attempt == 4:
                     raise TimeoutException() from None
         traceback = wait.until(ec.presence_of_element_located((By.XPATH, TRACEBACK)))

@@ -280,24 +280,42 @@ def test_flows_logs_and_host_side_allow(cli, tmp_path):
         assert unknown.returncode == 1 and "no sandbox named nosuch" in unknown.stderr
 
 
-EXEC_IMPORTS = """
+IMPORTS_OF = """
 import sys
 from jupyter_openshell.cli import main
-code = main(["sandbox", "exec", "light", "--", "true"])
-heavy = ["jupyter_openshell.policy", "jupyter_openshell.proxy", "jupyter_openshell.runtime._local",
-         "jupyter_openshell.runtime._types", "jupyter_openshell.kernel", "ruamel.yaml", "yaml",
-         "mitmproxy", "jupyter_server", "http.client", "dataclasses", "typing"]
-print(code, [m for m in heavy if m in sys.modules])
+code = main(sys.argv[1:])
+heavy = ["jupyter_openshell.policy._parse", "jupyter_openshell.proxy._secrets",
+         "jupyter_openshell.proxy._scrub", "jupyter_openshell.runtime._local",
+         "jupyter_openshell.runtime._types", "jupyter_openshell.kernel", "ruamel.yaml", "yaml", "mitmproxy",
+         "jupyter_server", "http.client", "ssl", "dataclasses", "typing"]
+print(code, " ".join(m for m in heavy if m in sys.modules))
 """
+# what each command may load of that list: exec nothing; rm the backend; create also the policy parser
+# (it reads the sandbox section)
+MAY_LOAD = {
+    "exec": set(),
+    "rm": {"jupyter_openshell.runtime._types", "jupyter_openshell.runtime._local", "dataclasses", "typing"},
+    "create": {"jupyter_openshell.runtime._types", "jupyter_openshell.runtime._local", "dataclasses",
+               "typing", "jupyter_openshell.policy._parse", "ruamel.yaml", "yaml"},
+}
 
 
-def test_exec_loads_no_policy_parser_proxy_or_create_machinery(cli):
-    """Agents call `openshell sandbox exec` in loops: it imports only the runtime's exec path (bench/
-    bench_cli.py times it). Help still lists every area and action."""
+def test_cli_commands_load_only_what_they_use(cli):
+    """Agents call `openshell sandbox exec/create/rm` in loops (bench/bench_cli.py times them): exec
+    imports only the runtime's exec path; none of them loads the proxy's secret scrubber, http.client
+    or ssl. Help still lists every area and action."""
     assert cli("create", "--name", "light").returncode == 0
-    done = subprocess.run([*cli.prefix, sys.executable, "-c", EXEC_IMPORTS], capture_output=True, text=True,
-                          timeout=60, env=cli.env, cwd="/")
-    assert done.stdout.strip() == "0 []", done.stdout + done.stderr
+
+    def loaded(*argv: str) -> set[str]:
+        done = subprocess.run([*cli.prefix, sys.executable, "-c", IMPORTS_OF, "sandbox", *argv],
+                              capture_output=True, text=True, timeout=60, env=cli.env, cwd="/")
+        code, *modules = done.stdout.splitlines()[-1].split()
+        assert code == "0", done.stdout + done.stderr
+        return set(modules)
+
+    assert loaded("exec", "light", "--", "true") <= MAY_LOAD["exec"]
+    assert loaded("create", "--name", "light2") <= MAY_LOAD["create"]
+    assert loaded("rm", "light2") <= MAY_LOAD["rm"]
     top = subprocess.run([sys.executable, "-m", "jupyter_openshell", "--help"], capture_output=True,
                          text=True)
     assert all(area in top.stdout for area in ("policy", "proxy", "sandbox", "secret", "demo"))
