@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Policy,
         Process,
         Resources,
+        with_version,
     )
     from ._normalize import (
         OVERRIDE_HEADERS,
@@ -96,6 +97,7 @@ _EXPORTS = {
     "split_host_port": "._normalize",
     "strip_params": "._normalize",
     "suggest": "._suggest",
+    "with_version": "._model",
 }
 __all__ = [
     "NO_RULE",
@@ -145,5 +147,6 @@ __all__ = [
     "split_host_port",
     "strip_params",
     "suggest",
+    "with_version",
 ]
 __getattr__ = lazy_exports(__name__, _EXPORTS)

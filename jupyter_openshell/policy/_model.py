@@ -6,7 +6,9 @@ checking for absence. This module holds data only: it must never parse YAML or d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -287,3 +289,9 @@ class Policy:
         from ._compile import CompiledPolicy
 
         return CompiledPolicy(self)
+
+
+def with_version(policy: Policy) -> Policy:
+    """`policy` with its `version`: a 12-hex hash of its canonical content (`to_dict`)."""
+    canonical = json.dumps(policy.to_dict(), sort_keys=True, separators=(",", ":"))
+    return replace(policy, version=hashlib.sha256(canonical.encode()).hexdigest()[:12])

@@ -10,8 +10,6 @@ security-relevant value, and never read anything but the file it is given.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,16 @@ from . import _yamlfast
 from ._errors import Issue, PolicyError
 from ._keys import INFERENCE_KEYS, MODES, NETWORK_KEYS, TOP_KEYS
 from ._limits import parse_network_limits
-from ._model import EgressRule, Filesystem, InferenceRoute, NetworkLimits, Policy, Process, Resources
+from ._model import (
+    EgressRule,
+    Filesystem,
+    InferenceRoute,
+    NetworkLimits,
+    Policy,
+    Process,
+    Resources,
+    with_version,
+)
 from ._parse_inference import InferenceParser
 from ._parse_sandbox import SandboxParser
 from ._validator import Loc, is_bool, type_name, val_loc
@@ -131,33 +138,20 @@ class _Validator(InferenceParser, SandboxParser):
         if self.errors:
             raise PolicyError(sorted(self.errors, key=lambda i: (i.line, i.column)), tuple(self.warnings))
         self.shadowing(egress, doc)
-        policy = Policy(
-            mode=mode,
-            egress=egress,
-            routes=routes,
-            filesystem=filesystem,
-            process=process,
-            resources=resources,
-            gpu=gpu,
-            limits=limits,
-            source=source,
-            text=text,
-        )
-        canonical = json.dumps(policy.to_dict(), sort_keys=True, separators=(",", ":"))
-        version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-        return Policy(
-            mode=mode,
-            egress=egress,
-            routes=routes,
-            filesystem=filesystem,
-            process=process,
-            resources=resources,
-            gpu=gpu,
-            limits=limits,
-            source=source,
-            text=text,
-            version=version,
-            warnings=tuple(self.warnings),
+        return with_version(
+            Policy(
+                mode=mode,
+                egress=egress,
+                routes=routes,
+                filesystem=filesystem,
+                process=process,
+                resources=resources,
+                gpu=gpu,
+                limits=limits,
+                source=source,
+                text=text,
+                warnings=tuple(self.warnings),
+            )
         )
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from ..names import HOST_CALLER, check_policy_name, is_sandbox_name
 from ..paths import Layout, ensure_private_dir, state_dir, write_private
 from ._model import Policy
-from ._parse import load_policy_file, parse_policy
 
 _HIST = re.compile(r"(\d+)-([0-9a-f]{12})\.yaml\Z")
 
@@ -76,13 +75,21 @@ class PolicyStore:
         path = self.path(name)
         if not path.exists():
             return None
+        from ._parse import load_policy_file
+
         return load_policy_file(path)
 
-    def put(self, name: str, text: str) -> Policy:
+    def put(self, name: str, text: str, validated: Policy | None = None) -> Policy:
         """Validate `text` (raising PolicyError, writing nothing, if invalid), then record it in the
-        history and make it current, atomically."""
+        history and make it current, atomically. `validated`: the Policy already made of this very
+        text (by `parse_policy`, or built as its equal), which is then not parsed again."""
         path = self.path(name)
-        policy = parse_policy(text, source=str(path))
+        if validated is not None and validated.text == text:
+            policy = validated
+        else:
+            from ._parse import parse_policy
+
+            policy = parse_policy(text, source=str(path))
         with self._lock():
             hist = ensure_private_dir(self._hist_dir(name))
             if self.text(name) != text or not any(hist.iterdir()):

@@ -2,8 +2,9 @@
 
 * `policy_of(spec)`, `store(name, text)`: validate a policy and make it sandbox `name`'s current policy
   (`<state>/policies/<name>.yaml`, which the proxy watches: a new version applies to the next request).
-* `publish(name, text, created)`: both (store, then register), meant for `in_background(func, *args)`
-  while the sandbox boots (`in_background` returns a join that hands back the outcome or raises its error).
+* `publish(name, policy, created)`: both (store the validated policy's text, then register), meant for
+  `in_background(func, *args)` while the sandbox boots (`in_background` returns a join that hands back
+  the outcome or raises its error).
 * `register(name, created)` / `unregister(name)`: ask the proxy to open/close the sandbox's channel. A
   proxy that `register` (or `ensure_proxy`) had to start stops when `unregister` leaves it no sandbox
   (`ProxyClient.release_if_unused`; OPENSHELL_KEEP_PROXY=1 or `openshell proxy start` keep it).
@@ -53,18 +54,21 @@ def policy_of(spec: Any) -> tuple[str, Any]:
 
 @cache
 def default_policy() -> Any:
-    """The parsed DENY_ALL policy (parsed once per process)."""
-    from ..policy import parse_policy
+    """The DENY_ALL policy, built directly (what parsing DENY_ALL gives, a test checks): a sandbox
+    created without a policy does not pay for the YAML parsers."""
+    from ..policy import EgressRule, Policy, with_version
 
-    return parse_policy(DENY_ALL, source="<default sandbox policy>")
+    deny = EgressRule(index=0, action="deny", ports=None, line=5, source_index=0)
+    return with_version(Policy(egress=(deny,), source="<default sandbox policy>", text=DENY_ALL))
 
 
-def store(name: str, text: str) -> Any:
-    """Validate `text` and make it the current policy of sandbox `name`; returns the Policy."""
+def store(name: str, text: str, validated: Any = None) -> Any:
+    """Validate `text` (unless `validated` is the Policy made of it) and make it the current policy of
+    sandbox `name`; returns the Policy."""
     from ..policy import PolicyError, PolicyStore
 
     try:
-        return PolicyStore(paths.state_dir()).put(name, text)
+        return PolicyStore(paths.state_dir()).put(name, text, validated)
     except PolicyError as exc:
         raise SandboxError(f"policy for sandbox {name} is invalid, nothing changed:\n{exc}") from exc
 
@@ -133,9 +137,10 @@ def ca_bundle() -> bytes:
         return b""
 
 
-def publish(name: str, text: str, created: float) -> str | None:
-    """Make `text` sandbox `name`'s current policy and open its gateway; a warning if the proxy failed."""
-    store(name, text)
+def publish(name: str, policy: Any, created: float) -> str | None:
+    """Make `policy` (as `policy_of` validated it) sandbox `name`'s current policy and open its gateway;
+    a warning if the proxy failed."""
+    store(name, policy.text, policy)
     return register(name, created)
 
 

@@ -134,7 +134,7 @@ class LocalBackend(Backend):
             link.symlink_to(chan)
         # While the rest is set up and the sandbox boots: its policy becomes current, then the proxy
         # opens its gateway (both wait on I/O: fsync, the proxy's workers).
-        publish = _links.in_background(_links.publish, name, text, record["created"])
+        publish = _links.in_background(_links.publish, name, policy, record["created"])
         cmd = _bwrap.Command()
         try:
             if os.geteuid() == 0:

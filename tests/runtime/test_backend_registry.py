@@ -48,3 +48,15 @@ def test_backend_of_reads_the_record(state_dir):
     finally:
         _state.record_path("rec-test").unlink()
         _state.directory("rec-test").rmdir()
+
+
+def test_the_default_policy_built_directly_is_what_parsing_it_gives():
+    """A sandbox created without a policy gets DENY_ALL without the YAML parsers (CLI start-up): the
+    policy built directly must be, field by field and version, what the parser makes of DENY_ALL."""
+    from jupyter_openshell.policy import parse_policy
+    from jupyter_openshell.runtime._links import DENY_ALL, default_policy
+
+    parsed = parse_policy(DENY_ALL, source="<default sandbox policy>")
+    built = default_policy()
+    assert built == parsed and built.version == parsed.version and built.text == DENY_ALL
+    assert built.compile().decide_connect("example.com", 443).allowed is False

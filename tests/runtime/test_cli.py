@@ -290,13 +290,13 @@ heavy = ["jupyter_openshell.policy._parse", "jupyter_openshell.proxy._secrets",
          "jupyter_server", "http.client", "ssl", "dataclasses", "typing"]
 print(code, " ".join(m for m in heavy if m in sys.modules))
 """
-# what each command may load of that list: exec nothing; rm the backend; create also the policy parser
-# (it reads the sandbox section)
+# what each command may load of that list: exec nothing; rm and create (without --policy: the default
+# policy needs no parser) the backend
 MAY_LOAD = {
     "exec": set(),
     "rm": {"jupyter_openshell.runtime._types", "jupyter_openshell.runtime._local", "dataclasses", "typing"},
     "create": {"jupyter_openshell.runtime._types", "jupyter_openshell.runtime._local", "dataclasses",
-               "typing", "jupyter_openshell.policy._parse", "ruamel.yaml", "yaml"},
+               "typing"},
 }
 
 

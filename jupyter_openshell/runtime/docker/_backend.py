@@ -139,7 +139,7 @@ class DockerBackend(Backend):
         if os.geteuid() == 0:
             os.chown(agent_dir, uid, uid)
         # Its policy becomes current and the proxy opens its gateway while the container starts.
-        publish = _links.in_background(_links.publish, name, text, record["created"])
+        publish = _links.in_background(_links.publish, name, policy, record["created"])
         protected: list[tuple[str, int, bool]] = []
         planned: list[_mounts.Planned] = []
         try:
