@@ -49,6 +49,23 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def shared_root_dir(name: str) -> Path:
+    """A root-owned 0711 directory `name` in the system's temporary directory (made on first use), for
+    root's short paths (ipc sockets must stay below 108 bytes); its entries must have unguessable names.
+    OSError if something else (not a directory, or not root's) holds the name."""
+    import stat
+    import tempfile
+
+    base = Path(tempfile.gettempdir()) / name
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o711)
+    st = base.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+        raise OSError(f"{base} is not a directory owned by root; remove it and retry")
+    base.chmod(0o711)
+    return base
+
+
 class Layout:
     """Every path under the state directory `root`. Pure names: nothing is created (`ensure_private_dir`,
     `sub` make directories)."""

@@ -19,8 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import stat
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,14 +36,10 @@ def channels_root() -> Path:
     """Where channel directories live (made on first use; see the module's docstring)."""
     if os.geteuid() != 0:
         return paths.ensure_private_dir(paths.layout().kernel_channels_dir)
-    base = Path(tempfile.gettempdir()) / SHARED_ROOT
-    with contextlib.suppress(FileExistsError):
-        base.mkdir(mode=0o711)
-    st = base.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
-        raise SandboxError(f"{base} is not a directory owned by root; remove it and retry")
-    base.chmod(0o711)
-    return base
+    try:
+        return paths.shared_root_dir(SHARED_ROOT)
+    except OSError as exc:
+        raise SandboxError(str(exc)) from None
 
 
 def make(uid: int | None) -> Path:

@@ -7,10 +7,7 @@ It must never hand out a directory another user could write, nor one a sandbox c
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
-import tempfile
 from pathlib import Path
 
 SHARED_HOMES = "openshell-kernels"  # (as root, in the system's temporary directory)
@@ -21,18 +18,11 @@ def kernel_homes() -> Path:
     directories may be deep, a root-owned 0711 directory of the system's temporary directory whose entries
     (each 0700) have unguessable names: ipc socket paths (the relay's, the broker's) must stay below 108
     bytes. Every home records its state directory (`state_id`)."""
-    from ..paths import ensure_private_dir, layout
+    from ..paths import ensure_private_dir, layout, shared_root_dir
 
     if os.geteuid() != 0:
         return ensure_private_dir(layout().kernels_dir)
-    base = Path(tempfile.gettempdir()) / SHARED_HOMES
-    with contextlib.suppress(FileExistsError):
-        base.mkdir(mode=0o711)
-    st = base.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
-        raise OSError(f"{base} is not a directory owned by root; remove it and retry")
-    base.chmod(0o711)
-    return base
+    return shared_root_dir(SHARED_HOMES)
 
 
 def owner_records() -> Path:

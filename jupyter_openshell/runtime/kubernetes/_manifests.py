@@ -23,6 +23,7 @@ import hashlib
 import re
 from typing import Any
 
+from .._agent_env import CA_VARS
 from ._settings import (
     KERNEL_PORTS,
     LOCALHOST_PROFILE,
@@ -60,14 +61,6 @@ CHANNEL_DIR = "/etc/openshell"  # the credential and the CA bundle (the local ba
 CA_PATH = f"{CHANNEL_DIR}/ca-bundle.pem"
 WORKSPACE = "/workspace"
 HOME = "/tmp/home"
-CA_VARS = (
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "GIT_SSL_CAINFO",
-    "PIP_CERT",
-)
 DENY_ALL = (
     "# The host caller of the in-cluster proxy: nothing (sandboxes are recognised by credential).\n"
     "network:\n  egress:\n    - action: deny\n"
