@@ -135,9 +135,11 @@ def test_a_thousand_half_open_connections_leave_the_relay_and_exec_working(mode)
         (open_, busy, closed), (tasks, fds), out = _flood(mode, name, upstream.port)
         assert tasks == 1  # one thread, no task per connection (pids.max is 48 here)
         # at most 256 relayed (a client and a gateway socket each, plus the refused ones being
-        # answered); the rest answered 503 relay-busy, closed when idle, or waiting in the backlog
+        # answered); the rest were answered 503 relay-busy (while the gateway's backlog was full) or
+        # closed to make room (silent ones first), or wait in the backlog: which of the two happens
+        # depends on how fast the proxy accepts, what matters is that the cap turned some away
         assert fds < 4 * 256, fds
-        assert busy > 0 and open_ + busy + closed == 1000, (open_, busy, closed)
+        assert busy + closed > 0 and open_ + busy + closed == 1000, (open_, busy, closed)
         assert "normal 200" in out, out
         assert "/ok/after-flood" in [r.path for r in upstream.requests]
         mode.rm(name)
