@@ -76,6 +76,17 @@ DEFAULT_PROTECTED: dict[str, str] = {
     # make reads the first of GNUmakefile, makefile, Makefile that exists, whatever its type
     **dict.fromkeys(("GNUmakefile", "makefile", "Makefile"), MAKE),
     **dict.fromkeys((".vscode", ".idea", ".cursor", ".claude", ".devcontainer"), DIR),
+    # configuration other tools run commands from: pre-commit's hooks, npm/yarn settings (node options,
+    # script shell, yarnPath), cargo's config (runners, wrappers), a `.env` that pipenv and editors load
+    # into the environment (PYTHONPATH, LD_PRELOAD); an empty file or directory is inert to each
+    **dict.fromkeys((".pre-commit-config.yaml", ".npmrc", ".yarnrc", ".yarnrc.yml", ".env"), FILE),
+    ".cargo": DIR,
+    # where they exist: mercurial's repository (hooks in .hg/hgrc; a placeholder would look like a
+    # repository) and build files of tools users run by name in their own projects
+    **dict.fromkeys(
+        (".hg", "Taskfile.yml", "Rakefile", "Gemfile", "Cargo.toml", "build.gradle", "CMakeLists.txt"),
+        EXISTING,
+    ),
 }
 _MAKE_ORDER = ("GNUmakefile", "makefile", "Makefile")
 NESTED = ".git"  # also protected one and two levels down, where it exists
