@@ -5,6 +5,7 @@ and lookups; it must never do network I/O.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,9 @@ class ProxyState:
     resolver: Resolver
     # mitmproxy client connection id -> the sandbox whose channel it came through (bound on arrival)
     channels: dict[str, SandboxEntry] = field(default_factory=dict)
+    # client connection id -> the uid (None: unknown) of a TCP peer that is neither the proxy's own user
+    # nor root: no host caller (`addons/identity.py` fills it on arrival)
+    foreign: dict[str, int | None] = field(default_factory=dict)
 
     def channel(self, flow: http.HTTPFlow) -> SandboxEntry | None:
         """The sandbox whose channel the flow's connection came through; None: not through a channel."""
@@ -48,8 +52,18 @@ class ProxyState:
 
     def caller(self, flow: http.HTTPFlow) -> str | None:
         """Policy name of the flow's connection: its sandbox, HOST_CALLER for a connection that did not come
-        through a sandbox channel (whatever its address), or None for a sandbox no longer registered."""
+        through a sandbox channel (whatever its address) from the proxy's own user or root, or None (no
+        policy serves it: `refusal` says why) for another user's or a sandbox no longer registered."""
         entry = self.channels.get(flow.client_conn.id)
         if entry is None:
-            return HOST_CALLER
+            return None if flow.client_conn.id in self.foreign else HOST_CALLER
         return entry.name if self.registry.current(entry) else None
+
+    def refusal(self, flow: http.HTTPFlow) -> str:
+        """Why `caller(flow)` is None."""
+        if flow.client_conn.id in self.channels or flow.client_conn.id not in self.foreign:
+            return "connection of a sandbox that is no longer registered"
+        uid = self.foreign[flow.client_conn.id]
+        who = f"uid {uid}" if uid is not None else "a socket outside this machine's table"
+        return (f"connection from {who}: only the proxy's own user (uid {os.getuid()}) and root are its host "
+                "caller; sandboxes reach it through their channels")

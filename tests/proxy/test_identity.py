@@ -145,3 +145,60 @@ def test_a_channel_connection_keeps_its_identity_whatever_credential_it_sends(sa
         agent.close()
     (rec,) = [r for r in upstream.requests if r.path == "/sandbox/y"]
     assert not [k for k, _ in rec.headers if k.lower() == "proxy-authorization"]
+
+
+HOST_OPEN = """\
+network:
+  egress:
+    - host: "127.0.0.1"
+      ports: [{port}]
+      paths:
+        - path: "/host/**"
+      action: allow
+inference:
+  routes:
+    - caller_pattern: "host"
+      match:
+        hosts: ["inference.local"]
+      backend:
+        url: "http://127.0.0.1:{port}/v1"
+        auth:
+          type: bearer
+          token_from_secret: "llm-key"
+"""
+OWN_ATTACK = ATTACK.replace("/sandbox/x", "/host/x")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to act as a second (unprivileged) host user")
+def test_another_user_is_not_the_host_caller(make_proxy, upstream, tmp_path):
+    """Attack: a second local user connects to the proxy's TCP listener, whose host policy (the proxy's
+    own user's) allows a path and routes inference with the key. Only the proxy's user and root are its
+    host caller: the other user's requests are all refused and never get the key. Control: the same
+    requests as root are allowed and get the key."""
+    upstream.clear()
+    state = tmp_path / "host-state"
+    state.mkdir(mode=0o700)
+    proxy = make_proxy(HOST_OPEN.format(port=upstream.port), state=state,
+                       env={"OPENSHELL_SECRET_LLM_KEY": KEY})
+
+    def attack(wrap: list[str]) -> list[str]:
+        out = subprocess.run([*wrap, sys.executable, "-I", "-c", OWN_ATTACK, str(proxy.port),
+                              f"127.0.0.1:{upstream.port}", "127.0.0.1", "127.0.0.5"],
+                             capture_output=True, text=True, timeout=60, cwd="/")
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    other = attack(UNPRIV)
+    assert len(other) == 4 and all(line.split()[3] == "403" for line in other), other
+    assert not upstream.requests and not _key_seen(upstream)
+    reasons = [r.get("reason", "") for r in proxy.client.flows(created="any")]
+    assert reasons and all("uid 65534" in r for r in reasons), reasons
+    import requests  # the control: the proxy's own user (root), same requests
+
+    s = requests.Session()
+    s.trust_env = False
+    via = {"http": f"http://127.0.0.1:{proxy.port}"}
+    assert s.get(f"http://127.0.0.1:{upstream.port}/host/x", proxies=via).status_code == 200
+    assert s.get("http://inference.local/v1/models", proxies=via).status_code == 200
+    assert _key_seen(upstream)

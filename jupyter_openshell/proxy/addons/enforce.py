@@ -134,7 +134,7 @@ class EgressEnforcer:
         caller = self.state.caller(flow)
         flow.metadata[META_CALLER] = caller
         if caller is None:
-            self._deny(flow, "connection of a sandbox that is no longer registered")
+            self._deny(flow, self.state.refusal(flow))
             return None
         active = self.state.policies.get(caller)
         if active is None:

@@ -6,7 +6,9 @@ user `openshell` and the credential as password, as clients derive it from
 `HTTP_PROXY=http://openshell:TOKEN@proxy:3128`, or `Bearer TOKEN`). On the FIRST request of a client
 connection (a CONNECT, or a plain request):
 * no header: the connection stays what it was (the host caller, or the sandbox whose UNIX channel it came
-  through); a connection that came through a UNIX channel keeps that identity whatever it sends (its
+  through); a TCP connection whose socket another local user owns (neither the proxy's user nor root,
+  looked up in the kernel's socket table on arrival, `_peer.py`) is no one's: every request refused; a
+  connection that came through a UNIX channel keeps that identity whatever it sends (its
   header is only removed);
 * a credential whose SHA-256 is registered AND whose registered source equals the connection's peer IP
   binds the connection to that sandbox (`state.channels[client.id]`), for every later request on it
@@ -25,10 +27,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import time
 
 from mitmproxy import connection, http
 
+from .._peer import peer_uid
 from .._registry import SandboxEntry, normalize_source
 from .._responses import json_response
 from .._state import META_DENIED, META_RULE, META_START, META_TARGET, ProxyState
@@ -69,9 +73,19 @@ class Identity:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self._identify(flow)
 
+    def client_connected(self, client: connection.Client) -> None:
+        """A TCP connection (not a sandbox's channel) from another local user than the proxy's own (or
+        root) is no host caller: marked foreign until a registered credential binds it."""
+        if client.id in self.state.channels:
+            return
+        uid = peer_uid(client.peername, client.sockname)
+        if uid not in (os.getuid(), 0):
+            self.state.foreign[client.id] = uid
+
     def client_disconnected(self, client: connection.Client) -> None:
         self._started.discard(client.id)
         self._refused.discard(client.id)
+        self.state.foreign.pop(client.id, None)
 
     def _identify(self, flow: http.HTTPFlow) -> None:
         headers = flow.request.headers
