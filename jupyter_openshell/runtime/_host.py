@@ -45,7 +45,8 @@ def runtime_paths() -> tuple[str, list[str]]:
 
 
 def check_reachable(paths_: list[str], owner: int, python: bool) -> None:
-    """bwrap, running as `owner`, must traverse every parent (and read a file leaf) as 'other'."""
+    """bwrap, running as `owner` (with gid `owner`, no other groups), must traverse every parent (and
+    read a file leaf): as the group where the entry's group is that gid, else as 'other'."""
     for path in paths_:
         current = "/"
         for part in Path(path).parts[1:]:
@@ -54,6 +55,8 @@ def check_reachable(paths_: list[str], owner: int, python: bool) -> None:
             if st.st_uid == owner:
                 continue
             need = stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else stat.S_IROTH
+            if st.st_gid == owner:
+                need <<= 3  # the group's bits
             if st.st_mode & need == need:
                 continue
             where = f"{current} is mode {stat.S_IMODE(st.st_mode):04o}"

@@ -98,10 +98,12 @@ def choose(spec_workspace: str | None, exposed: Path) -> tuple[Path, bool, bool]
 def exposed_dir(directory: Path, token: str) -> tuple[Path, int | None]:
     """(where the sandbox's host paths live, the reserved host uid when we are root).
 
-    As root they go to `EXPOSED_ROOT/<uid>-<token>` (0711, unguessable), whose name reserves the uid
-    machine-wide (state directories of other users, and every backend, share the range): bwrap resolves
-    bind sources by name with the sandbox uid's rights, so they cannot be inside the 0700 state
-    directory; a container's engine binds the private workspace (and its image) from there too.
+    As root they go to `EXPOSED_ROOT/<uid>-<token>` (0700 until `host_uid` opens it to the sandbox's
+    own gid alone: its name shows in `ps`, and its `chan/proxy.sock` must be reachable by that sandbox
+    only), whose name reserves the uid machine-wide (state directories of other users, and every backend,
+    share the range): bwrap resolves bind sources by name with the sandbox uid's rights, so they cannot be
+    inside the 0700 state directory; a container's engine binds the private workspace (and its image)
+    from there too.
     Not root: the sandbox's own state directory, and no uid of its own.
     """
     if os.geteuid() != 0:
@@ -114,13 +116,24 @@ def exposed_dir(directory: Path, token: str) -> tuple[Path, int | None]:
         used = {int(p.split("-", 1)[0]) for p in os.listdir(EXPOSED_ROOT) if p.split("-", 1)[0].isdigit()}
         uid = next(u for u in range(_state.UID_BASE, _state.UID_BASE + 1_000_000) if u not in used)
         exposed = EXPOSED_ROOT / f"{uid}-{token}"
-        exposed.mkdir(mode=0o711)
+        exposed.mkdir(mode=0o700)
     finally:
         os.close(lock)
     return exposed, uid
 
 
 def host_uid(reserved: int | None, workspace: Path, created: bool, exposed: Path) -> int:
+    """The host uid the sandbox runs as (see `_host_uid`). As root, the exposed directory then becomes
+    root:<that uid's gid> 0710 (sandboxes run with gid = uid): the sandbox can reach its binds there,
+    and no other local user can, whatever path `ps` shows them."""
+    uid = _host_uid(reserved, workspace, created, exposed)
+    if reserved is not None and exposed.parent == EXPOSED_ROOT:
+        os.chown(exposed, 0, uid, follow_symlinks=False)
+        os.chmod(exposed, 0o710, follow_symlinks=False)
+    return uid
+
+
+def _host_uid(reserved: int | None, workspace: Path, created: bool, exposed: Path) -> int:
     """Never host root: as root, run as the workspace's (non-root) owner or the reserved per-sandbox uid.
 
     The owner of a workspace the user gave is never changed: a root-owned one gets a POSIX ACL entry

@@ -44,3 +44,52 @@ def test_destroy_does_not_follow_links_planted_in_the_workspace(mode):
     assert Path("/etc/hostname").exists()
     (victim / "keep.txt").unlink()
     victim.rmdir()
+
+
+OTHER_USER = 54321  # a local user who is neither the caller nor any sandbox's
+CONNECT = """
+import socket, sys
+for path in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        print("connected")
+    except OSError as exc:
+        print(exc.errno)
+"""
+
+
+def _connect_as(uid: int, paths: list[str]) -> list[str]:
+    import subprocess
+    import sys
+
+    argv = ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", sys.executable, "-I",
+            "-c", CONNECT, *paths]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd="/").stdout.split()
+
+
+def test_another_user_cannot_reach_a_sandbox_channel(mode):
+    """Attack: another local user connects to the sandbox's proxy channel (its path shows in `ps`, in
+    bwrap's arguments), to be taken for the sandbox (its policy, its inference key). Every path of the
+    channel on the host is out of that user's reach (EACCES). Control: with the directory above the
+    channel opened as it used to be (0711), the same user connects."""
+    import os
+
+    name = mode.create()
+    record = mode.record(name)
+    candidates = [Path(record["exposed"]) / "chan" / "proxy.sock"] if record.get("exposed") else []
+    candidates.append(mode.state / "sandboxes" / name / "chan" / "proxy.sock")
+    paths = [str(p) for p in candidates if p.is_socket()]
+    assert paths, candidates
+    assert _connect_as(OTHER_USER, paths) == ["13"] * len(paths)
+    exposed = Path(record.get("exposed") or "/nonexistent")
+    shown = exposed / "chan" / "proxy.sock"  # root, local: the path bwrap's arguments show
+    if exposed.parent == Path("/var/lib/openshell-sandboxes") and shown.is_socket():  # the control
+        before = exposed.stat().st_mode & 0o777
+        os.chmod(exposed, 0o711)
+        try:
+            assert _connect_as(OTHER_USER, [str(shown)]) == ["connected"]
+        finally:
+            os.chmod(exposed, before)
+    assert mode.sh(name, "echo alive").stdout.strip() == "alive"
+    mode.rm(name)
