@@ -41,6 +41,9 @@ def server(tmp_path, workspace, state_dir):
 def browser():
     with chromium() as driver:
         yield driver
+# a cell run whose key press the page lost is retried after ATTEMPT_S (a run that works answers in a
+# few seconds; running the cell again is harmless)
+ATTEMPTS, ATTEMPT_S = 8, 12
 
 
 def _notebook(path, upstream_url: str) -> None:
@@ -90,16 +93,16 @@ def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
         step = "the kernel to be idle"
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
         step = "the rendered TrafficMonitor"
-        for attempt in range(5):  # a key pressed while the page still wires the kernel up can be lost
+        for attempt in range(ATTEMPTS):  # a key pressed while the page still wires the kernel up is lost
             try:
                 wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
                 shift_enter()
-                first = WebDriverWait(driver, 45, 0.2).until(
+                first = WebDriverWait(driver, ATTEMPT_S, 0.2).until(
                     ec.presence_of_element_located((By.XPATH, MONITOR))
                 ).text
                 break
             except (TimeoutException, ElementNotInteractableException, StaleElementReferenceException):
-                if attempt == 4:
+                if attempt == ATTEMPTS - 1:
                     raise TimeoutException() from None
         step = "the monitor's update"
         shift_enter()  # the focus moved on to the second cell: the denied request
@@ -183,15 +186,15 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
         step = "the kernel to be idle"
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
         step = "the denial notice"
-        for attempt in range(5):  # a key pressed while the page still wires the kernel up can be lost
+        for attempt in range(ATTEMPTS):  # a key pressed while the page still wires the kernel up is lost
             try:
                 wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
                 shift_enter()
-                notice = WebDriverWait(browser, 45, 0.2).until(
+                notice = WebDriverWait(browser, ATTEMPT_S, 0.2).until(
                     ec.presence_of_element_located((By.XPATH, NOTICE)))
                 break
             except (TimeoutException, ElementNotInteractableException, StaleElementReferenceException):
-                if attempt == 4:
+                if attempt == ATTEMPTS - 1:
                     raise TimeoutException() from None
         traceback = wait.until(ec.presence_of_element_located((By.XPATH, TRACEBACK)))
         browser.execute_script("arguments[0].scrollIntoView()", notice)
