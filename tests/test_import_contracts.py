@@ -231,3 +231,17 @@ def test_control_a_cycle_is_seen():
                                                 "jupyter_openshell.magics.ops"}
     assert ["jupyter_openshell.kernel.broker", "jupyter_openshell.magics.ops"] in cycles(graph)
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_lazy_public_exports_are_the_public_api():
+    """Each package that re-exports lazily (`_lazy.lazy_exports`) exports exactly its `__all__`, and every
+    name resolves (a name missing from the map would make `from package import *` fail)."""
+    import importlib
+
+    for package in ("jupyter_openshell.policy", "jupyter_openshell.proxy", "jupyter_openshell.widgets"):
+        module = importlib.import_module(package)
+        exports = getattr(module, "_EXPORTS", None)
+        if exports is not None:
+            assert set(exports) == set(module.__all__), package
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (package, name)

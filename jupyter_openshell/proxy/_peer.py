@@ -15,9 +15,8 @@ import sys
 _TABLES = {4: "/proc/net/tcp", 6: "/proc/net/tcp6"}
 
 
-def _hex(address: str, port: int) -> tuple[int, str]:
-    """(IP version, the table's spelling of address:port): 32-bit words in host byte order."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
+def _hex(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> tuple[int, str]:
+    """(IP version, the table's spelling of ip:port): 32-bit words in host byte order."""
     raw = ip.packed
     if sys.byteorder == "little":
         raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
@@ -26,10 +25,10 @@ def _hex(address: str, port: int) -> tuple[int, str]:
 
 def _forms(address: str, port: int) -> list[tuple[int, str]]:
     """Every table spelling of a socket address: an IPv4-mapped IPv6 address may be either."""
-    forms = [_hex(address, port)]
     ip = ipaddress.ip_address(address.split("%", 1)[0])
+    forms = [_hex(ip, port)]
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        forms.append(_hex(str(ip.ipv4_mapped), port))
+        forms.append(_hex(ip.ipv4_mapped, port))
     return forms
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from jupyter_client.manager import AsyncKernelManager
+from kernel_io import run, text
 
 from jupyter_openshell.kernel import pool
 from jupyter_openshell.kernel.kernelspec import install
@@ -51,23 +52,6 @@ async def _kernel(name: str, cwd) -> tuple[AsyncKernelManager, object]:
     return km, kc
 
 
-async def _run(kc, code: str) -> tuple[dict, list[dict]]:
-    msgs: list[dict] = []
-    reply = await kc.execute_interactive(code, timeout=120, output_hook=msgs.append)
-    return reply["content"], msgs
-
-
-def _text(msgs: list[dict]) -> str:
-    out = []
-    for m in msgs:
-        c = m["content"]
-        if m["msg_type"] == "stream":
-            out.append(c["text"])
-        elif m["msg_type"] in ("display_data", "execute_result"):
-            out.append(c["data"].get("text/plain", ""))
-        elif m["msg_type"] == "error":
-            out.append("\n".join(c["traceback"]))
-    return "".join(out)
 
 
 def _notices(msgs: list[dict]) -> list[str]:
@@ -85,9 +69,9 @@ async def test_notices_in_a_kernel_that_cannot_change_its_policy(kernels, upstre
             "import urllib.request as u\nfor path in ['/no', '/no', '/no', '/other']:\n"
             f"    try:\n        u.urlopen('{url}' + path, timeout=10)\n    except Exception:\n        pass"
         )
-        content, msgs = await _run(kc, fetches)
+        content, msgs = await run(kc, fetches)
         notices = _notices(msgs)
-        assert len(notices) == 2, _text(msgs)
+        assert len(notices) == 2, text(msgs)
         assert notices[0].startswith(f"OpenShell denied GET {url}/no (denied 3 times)")
         assert notices[1].startswith(f"OpenShell denied GET {url}/other\n")
         assert "this kernel cannot change its own policy" in notices[0]
@@ -96,28 +80,28 @@ async def test_notices_in_a_kernel_that_cannot_change_its_policy(kernels, upstre
         assert "to allow it, run: %policy allow" not in notices[0]
 
         # a cell that fails on a denial: the notice first, then a short traceback
-        content, msgs = await _run(kc, f"import urllib.request as u\nu.urlopen('{url}/raise', timeout=10)")
+        content, msgs = await run(kc, f"import urllib.request as u\nu.urlopen('{url}/raise', timeout=10)")
         kinds = [m["msg_type"] for m in msgs]
         assert content["status"] == "error" and "error" in kinds, kinds
         first_notice = next(i for i, m in enumerate(msgs) if m["msg_type"] == "display_data")
         assert first_notice < kinds.index("error") and f"GET {url}/raise" in _notices(msgs)[0]
         error = next(m["content"] for m in msgs if m["msg_type"] == "error")
         assert "HTTPError" in "\n".join(error["traceback"]) and len(error["traceback"]) <= 2, error
-        assert "use %tb to see the full traceback" in _text(msgs)
+        assert "use %tb to see the full traceback" in text(msgs)
         # control: a failure without a denial keeps its whole traceback, and shows no notice
-        content, msgs = await _run(kc, "def inner():\n    return 1 / 0\ninner()")
+        content, msgs = await run(kc, "def inner():\n    return 1 / 0\ninner()")
         error = next(m["content"] for m in msgs if m["msg_type"] == "error")
         assert "inner()" in "\n".join(error["traceback"]) and len(error["traceback"]) > 2
         assert not _notices(msgs)
 
-        content, msgs = await _run(kc, f"%policy explain GET {url}/no")
-        assert f"allow_with: (on the host) openshell sandbox allow {name} GET {url}/no" in _text(msgs)
-        content, msgs = await _run(kc, f"%policy allow GET {url}/no")
-        said = _text(msgs)
+        content, msgs = await run(kc, f"%policy explain GET {url}/no")
+        assert f"allow_with: (on the host) openshell sandbox allow {name} GET {url}/no" in text(msgs)
+        content, msgs = await run(kc, f"%policy allow GET {url}/no")
+        said = text(msgs)
         assert said.startswith("UsageError: ") and f"openshell sandbox allow {name} METHOD URL" in said, said
 
-        content, msgs = await _run(kc, PANEL)
-        lines = _text(msgs).splitlines()
+        content, msgs = await run(kc, PANEL)
+        lines = text(msgs).splitlines()
         assert lines[0] == "editable False apply-disabled True rollback-disabled True", lines
         assert lines[1] == "reason True True" and lines[2].startswith("rows ") and lines[2].endswith(
             " True True"), lines
@@ -131,12 +115,12 @@ async def test_a_kernel_allowed_to_edit_keeps_the_magic_hint_and_the_buttons(ker
     km, kc = await _kernel("openshell-edits", kernels)
     try:
         code = f"import urllib.request as u\ntry:\n    u.urlopen('{upstream.url}/no', timeout=10)\n"
-        _, msgs = await _run(kc, code + "except Exception:\n    pass")
+        _, msgs = await run(kc, code + "except Exception:\n    pass")
         (notice,) = _notices(msgs)
         assert f"to allow it, run: %policy allow GET {upstream.url}/no" in notice
         assert "cannot change its own policy" not in notice
-        _, msgs = await _run(kc, PANEL)
-        assert _text(msgs).splitlines()[0] == "editable True apply-disabled False rollback-disabled False"
+        _, msgs = await run(kc, PANEL)
+        assert text(msgs).splitlines()[0] == "editable True apply-disabled False rollback-disabled False"
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
@@ -151,11 +135,11 @@ async def test_the_kernel_loads_its_extension_whatever_the_workspace_holds(kerne
     (kernels / "mine.py").write_text("VALUE = 42\n")
     km, kc = await _kernel("openshell", kernels)
     try:
-        _, msgs = await _run(kc, "%policy show")
-        assert "# policy kernel-" in _text(msgs), _text(msgs)
+        _, msgs = await run(kc, "%policy show")
+        assert "# policy kernel-" in text(msgs), text(msgs)
         code = "import mine, jupyter_openshell\nprint(mine.VALUE, jupyter_openshell.__file__)"
-        _, msgs = await _run(kc, code)
-        assert _text(msgs).split()[0] == "42" and "/workspace/" not in _text(msgs), _text(msgs)
+        _, msgs = await run(kc, code)
+        assert text(msgs).split()[0] == "42" and "/workspace/" not in text(msgs), text(msgs)
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)

@@ -7,25 +7,7 @@ into the calling cell; variables persist; denials are explained with the magic t
 from __future__ import annotations
 
 from jupyter_client.manager import start_new_async_kernel
-
-
-async def run(kc, code: str, timeout: float = 120) -> tuple[dict, list[dict]]:
-    msgs: list[dict] = []
-    reply = await kc.execute_interactive(code, timeout=timeout, output_hook=msgs.append)
-    return reply["content"], msgs
-
-
-def text(msgs: list[dict]) -> str:
-    out = []
-    for m in msgs:
-        c = m["content"]
-        if m["msg_type"] == "stream":
-            out.append(c["text"])
-        elif m["msg_type"] in ("display_data", "execute_result"):
-            out.append(c["data"].get("text/plain", ""))
-        elif m["msg_type"] == "error":
-            out.append("\n".join(c["traceback"]))
-    return "".join(out)
+from kernel_io import run, text
 
 
 async def test_sandbox_cells_relay_output_persist_state_and_explain_denials(workspace, upstream):

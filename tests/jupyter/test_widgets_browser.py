@@ -45,6 +45,37 @@ def browser():
 # few seconds; running the cell again is harmless)
 ATTEMPTS, ATTEMPT_S = 8, 12
 
+def _shift_enter(driver) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+
+
+def _run_first_cell_until(driver, wait, xpath: str):
+    """Run the first cell (Shift+Enter) until the element at `xpath` shows; returns it. A key pressed
+    while the page still wires the kernel up is lost: the cell is run again every ATTEMPT_S."""
+    from selenium.common.exceptions import (
+        ElementNotInteractableException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for attempt in range(ATTEMPTS):
+        try:
+            wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
+            _shift_enter(driver)
+            shown = ec.presence_of_element_located((By.XPATH, xpath))
+            return WebDriverWait(driver, ATTEMPT_S, 0.2).until(shown)
+        except (TimeoutException, ElementNotInteractableException, StaleElementReferenceException):
+            if attempt == ATTEMPTS - 1:
+                raise TimeoutException() from None
+    raise AssertionError("unreachable")
+
+
 
 def _notebook(path, upstream_url: str) -> None:
     nb = nbformat.v4.new_notebook()
@@ -71,19 +102,10 @@ MONITOR = "//div[contains(@class,'widget-vbox')][.//b[starts-with(., 'Traffic of
 def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
     """Open `url`, run the first cell (the monitor), then the second (the denied request) with
     Shift+Enter; return (monitor text when first rendered, after the update)."""
-    from selenium.common.exceptions import (
-        ElementNotInteractableException,
-        StaleElementReferenceException,
-        TimeoutException,
-    )
-    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
-
-    def shift_enter():
-        ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
 
     driver.get(url)
     wait = WebDriverWait(driver, 90, poll_frequency=0.2)
@@ -93,19 +115,9 @@ def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
         step = "the kernel to be idle"
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
         step = "the rendered TrafficMonitor"
-        for attempt in range(ATTEMPTS):  # a key pressed while the page still wires the kernel up is lost
-            try:
-                wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
-                shift_enter()
-                first = WebDriverWait(driver, ATTEMPT_S, 0.2).until(
-                    ec.presence_of_element_located((By.XPATH, MONITOR))
-                ).text
-                break
-            except (TimeoutException, ElementNotInteractableException, StaleElementReferenceException):
-                if attempt == ATTEMPTS - 1:
-                    raise TimeoutException() from None
+        first = _run_first_cell_until(driver, wait, MONITOR).text
         step = "the monitor's update"
-        shift_enter()  # the focus moved on to the second cell: the denied request
+        _shift_enter(driver)  # the focus moved on to the second cell: the denied request
         wait.until(lambda d: "/browser-check" in d.find_element(By.XPATH, MONITOR).text)
     except TimeoutException:
         driver.save_screenshot(str(shot))
@@ -159,14 +171,8 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
     """In JupyterLab, in the OpenShell kernel (no policy_edits): the denial notice comes before the
     (shortened) traceback and names the host-side command; PolicyPanel shows why it is read-only, its
     Apply and Rollback buttons disabled. Screenshots of both are kept (paths printed)."""
-    from selenium.common.exceptions import (
-        ElementNotInteractableException,
-        StaleElementReferenceException,
-        TimeoutException,
-    )
-    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -174,9 +180,6 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
     name = "denials.ipynb"
     _denial_notebook(workspace / name, upstream.url)
     shots = {"notice": tmp_path / "denial-notice.png", "panel": tmp_path / "policy-panel-read-only.png"}
-
-    def shift_enter():
-        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
 
     browser.get(f"{base}/lab/tree/{name}?token={token}")
     wait = WebDriverWait(browser, 90, poll_frequency=0.2)
@@ -186,22 +189,13 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
         step = "the kernel to be idle"
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
         step = "the denial notice"
-        for attempt in range(ATTEMPTS):  # a key pressed while the page still wires the kernel up is lost
-            try:
-                wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
-                shift_enter()
-                notice = WebDriverWait(browser, ATTEMPT_S, 0.2).until(
-                    ec.presence_of_element_located((By.XPATH, NOTICE)))
-                break
-            except (TimeoutException, ElementNotInteractableException, StaleElementReferenceException):
-                if attempt == ATTEMPTS - 1:
-                    raise TimeoutException() from None
+        notice = _run_first_cell_until(browser, wait, NOTICE)
         traceback = wait.until(ec.presence_of_element_located((By.XPATH, TRACEBACK)))
         browser.execute_script("arguments[0].scrollIntoView()", notice)
         browser.save_screenshot(str(shots["notice"]))
         step = "the PolicyPanel"
         browser.find_elements(By.CSS_SELECTOR, EDITORS)[1].click()
-        shift_enter()
+        _shift_enter(browser)
         wait.until(ec.presence_of_element_located((By.XPATH, f"{PANEL}//button[normalize-space(.)='Apply']")))
         panel = browser.find_element(By.XPATH, PANEL)
         browser.execute_script("arguments[0].scrollIntoView()", panel)

@@ -147,25 +147,8 @@ def test_a_channel_connection_keeps_its_identity_whatever_credential_it_sends(sa
     assert not [k for k, _ in rec.headers if k.lower() == "proxy-authorization"]
 
 
-HOST_OPEN = """\
-network:
-  egress:
-    - host: "127.0.0.1"
-      ports: [{port}]
-      paths:
-        - path: "/host/**"
-      action: allow
-inference:
-  routes:
-    - caller_pattern: "host"
-      match:
-        hosts: ["inference.local"]
-      backend:
-        url: "http://127.0.0.1:{port}/v1"
-        auth:
-          type: bearer
-          token_from_secret: "llm-key"
-"""
+# the sandbox's policy as the host caller's own: its path, and its inference route with the key
+HOST_OPEN = SANDBOX_POLICY.replace('"/sandbox/**"', '"/host/**"').replace('"sbx"', '"host"')
 OWN_ATTACK = ATTACK.replace("/sandbox/x", "/host/x")
 
 
