@@ -51,6 +51,20 @@ class LabServer:
         sep = "&" if "?" in path else "?"
         return f"{self.url}/{path.lstrip('/')}{sep}token={self.token}"
 
+    def report(self, lines: int = 40) -> str:
+        """What the server knows of its kernels and the end of its log: for a failure message."""
+        try:
+            with urllib.request.urlopen(self.page("api/kernels"), timeout=10) as resp:
+                kernels = json.loads(resp.read())
+            states = "; ".join(
+                f"{k['name']} {k['id'][:8]} {k['execution_state']}, {k['connections']} connection(s)"
+                for k in kernels
+            ) or "none"
+        except (OSError, ValueError) as exc:
+            states = f"unreadable ({exc})"
+        tail = self.log.read_text(errors="replace").splitlines()[-lines:]
+        return f"kernels: {states}\nserver log (end):\n" + "\n".join(tail)
+
 
 @contextlib.contextmanager
 def lab_server(tmp: Path, root_dir: Path, state_dir: Path, jupyter_path: Path,

@@ -52,10 +52,10 @@ def _notebook(path: Path, kernel: str, *sources: str) -> None:
 class Page:
     """Selenium steps with explicit waits; a failed wait saves a screenshot and says what it waited for."""
 
-    def __init__(self, driver, shots: Path):
+    def __init__(self, driver, shots: Path, report):
         from selenium.webdriver.support.ui import WebDriverWait
 
-        self.d, self.shots = driver, shots
+        self.d, self.shots, self.report = driver, shots, report
         self.wait = WebDriverWait(driver, WAIT, poll_frequency=0.2)
 
     def shot(self, name: str) -> Path:
@@ -72,7 +72,9 @@ class Page:
         except TimeoutException:
             shot = self.shot("failed")
             body = self.d.find_element(By.TAG_NAME, "body").text
-            raise AssertionError(f"waited in vain for {what} ({shot}); page text:\n{body[-3000:]}") from None
+            raise AssertionError(
+                f"waited in vain for {what} ({shot}); page text:\n{body[-3000:]}\n{self.report()}"
+            ) from None
 
     def css(self, what: str, selector: str):
         from selenium.webdriver.common.by import By
@@ -114,6 +116,10 @@ class Page:
             return text if expect in text else False
 
         for attempt in range(4):
+            if attempt == 2:  # JupyterLab can lose its kernel connection under load: a reload connects anew
+                print(f"cell {index} did not print {expect!r} after two runs: reloading the page")
+                self.d.refresh()
+                self.css("the kernel to be idle", ".jp-Notebook-ExecutionIndicator[data-status='idle']")
             cells = self.d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")
             cells[index].find_element(By.CSS_SELECTOR, ".jp-InputArea-editor").click()
             ActionChains(self.d).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
@@ -157,10 +163,10 @@ def lab(tmp_path_factory, state_dir):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, lab):
     shots = tmp_path_factory.mktemp("screenshots")
     with chrome() as driver:
-        yield Page(driver, shots)
+        yield Page(driver, shots, lab.report)
     print(f"screenshots: {shots}")
 
 

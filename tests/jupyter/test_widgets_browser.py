@@ -15,41 +15,47 @@ import urllib.request
 
 import nbformat
 import pytest
-from browser import SKIP, chromium, jupyterlab
 
 from jupyter_openshell.kernel.kernelspec import install
+from jupyter_openshell.testing.browser import chrome, lab_server, missing_browser
 
-pytestmark = SKIP
+pytestmark = pytest.mark.skipif(bool(missing_browser()), reason=missing_browser() or "browser present")
 
 
 @pytest.fixture
 def server(tmp_path, workspace, state_dir):
-    """A JupyterLab server on 127.0.0.1 with the 'openshell' kernelspec; yields (base url, token)."""
+    """A JupyterLab server on 127.0.0.1 with the 'openshell' kernelspec (a `LabServer`)."""
     prefix = tmp_path / "prefix"
     install(prefix=str(prefix), pool_size=0)
-    env = {
-        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "OPENSHELL_STATE_DIR": str(state_dir),
-    }
-    with jupyterlab(tmp_path, workspace, env) as url_token:
-        yield url_token
+    with lab_server(tmp_path, workspace, state_dir, prefix / "share" / "jupyter") as lab:
+        yield lab
 
 
 @pytest.fixture
 def browser():
-    with chromium() as driver:
+    with chrome() as driver:
         yield driver
-# a cell run whose key press the page lost is retried after ATTEMPT_S (a run that works answers in a
-# few seconds; running the cell again is harmless)
+
+
+# A cell run whose key press the page lost is retried after ATTEMPT_S (a run that works answers in a few
+# seconds; running the cell again is harmless). Halfway, the page is reloaded: JupyterLab can lose its
+# kernel connection while a kernel starts under load (cells stay [*]); a reload connects it anew.
 ATTEMPTS, ATTEMPT_S = 8, 12
+
 
 def _shift_enter(driver) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+
+
+def _wait_ready(wait) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, EDITORS)))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
 
 
 def _run_first_cell_until(driver, wait, xpath: str):
@@ -66,6 +72,10 @@ def _run_first_cell_until(driver, wait, xpath: str):
 
     for attempt in range(ATTEMPTS):
         try:
+            if attempt == ATTEMPTS // 2:
+                print(f"no answer after {attempt} runs of the first cell: reloading the page")
+                driver.refresh()
+                _wait_ready(wait)
             wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, EDITORS))).click()
             _shift_enter(driver)
             shown = ec.presence_of_element_located((By.XPATH, xpath))
@@ -74,7 +84,6 @@ def _run_first_cell_until(driver, wait, xpath: str):
             if attempt == ATTEMPTS - 1:
                 raise TimeoutException() from None
     raise AssertionError("unreachable")
-
 
 
 def _notebook(path, upstream_url: str) -> None:
@@ -99,21 +108,19 @@ EDITORS = ".jp-Notebook .jp-Cell .jp-InputArea-editor"
 MONITOR = "//div[contains(@class,'widget-vbox')][.//b[starts-with(., 'Traffic of sandbox')]]"
 
 
-def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
+def _run_cells_and_read_monitor(driver, server, url: str, shot) -> tuple[str, str]:
     """Open `url`, run the first cell (the monitor), then the second (the denied request) with
     Shift+Enter; return (monitor text when first rendered, after the update)."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
     wait = WebDriverWait(driver, 90, poll_frequency=0.2)
     step = "the notebook's cells"
     try:
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, EDITORS)))
-        step = "the kernel to be idle"
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
+        step = "the notebook's cells and the kernel to be idle"
+        _wait_ready(wait)
         step = "the rendered TrafficMonitor"
         first = _run_first_cell_until(driver, wait, MONITOR).text
         step = "the monitor's update"
@@ -122,7 +129,9 @@ def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
     except TimeoutException:
         driver.save_screenshot(str(shot))
         body = driver.find_element(By.TAG_NAME, "body").text
-        raise AssertionError(f"waited in vain for {step} ({shot}); page text:\n{body[-3000:]}") from None
+        raise AssertionError(
+            f"waited in vain for {step} ({shot}); page text:\n{body[-3000:]}\n{server.report()}"
+        ) from None
     return first, driver.find_element(By.XPATH, MONITOR).text
 
 
@@ -130,15 +139,15 @@ def _run_cells_and_read_monitor(driver, url: str, shot) -> tuple[str, str]:
 def test_traffic_monitor_renders_and_updates_in_the_browser(
     server, browser, workspace, upstream, frontend, tmp_path
 ):
-    base, token = server
     name = f"monitor-{frontend.split('/')[0]}.ipynb"
     _notebook(workspace / name, upstream.url)
-    url = f"{base}/{frontend}/{name}?token={token}"
-    first, later = _run_cells_and_read_monitor(browser, url, tmp_path / "page.png")
+    first, later = _run_cells_and_read_monitor(
+        browser, server, server.page(f"{frontend}/{name}"), tmp_path / "page.png"
+    )
     assert "Traffic of sandbox kernel-" in first
     assert "/browser-check" in later and "deny" in later and "denied 1" in later, later
     # the kernel really is the sandboxed one, and it is shut down with the server (see the fixture)
-    sessions = json.loads(urllib.request.urlopen(f"{base}/api/sessions?token={token}").read())
+    sessions = json.loads(urllib.request.urlopen(server.page("api/sessions")).read())
     assert [s["kernel"]["name"] for s in sessions] == ["openshell"]
 
 
@@ -176,18 +185,15 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base, token = server
     name = "denials.ipynb"
     _denial_notebook(workspace / name, upstream.url)
     shots = {"notice": tmp_path / "denial-notice.png", "panel": tmp_path / "policy-panel-read-only.png"}
 
-    browser.get(f"{base}/lab/tree/{name}?token={token}")
+    browser.get(server.page(f"lab/tree/{name}"))
     wait = WebDriverWait(browser, 90, poll_frequency=0.2)
-    step = "the notebook's cells"
     try:
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, EDITORS)))
-        step = "the kernel to be idle"
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, IDLE)))
+        step = "the notebook's cells and the kernel to be idle"
+        _wait_ready(wait)
         step = "the denial notice"
         notice = _run_first_cell_until(browser, wait, NOTICE)
         traceback = wait.until(ec.presence_of_element_located((By.XPATH, TRACEBACK)))
@@ -204,7 +210,9 @@ def test_denial_notice_and_read_only_policy_panel_in_the_browser(
         browser.save_screenshot(str(tmp_path / "page.png"))
         body = browser.find_element(By.TAG_NAME, "body").text
         shot = tmp_path / "page.png"
-        raise AssertionError(f"waited in vain for {step} ({shot}); page:\n{body[-3000:]}") from None
+        raise AssertionError(
+            f"waited in vain for {step} ({shot}); page:\n{body[-3000:]}\n{server.report()}"
+        ) from None
     for label, path in shots.items():
         print(f"screenshot of the {label}: {path}")
     assert all(path.stat().st_size > 10_000 for path in shots.values())
